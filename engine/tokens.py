@@ -1,0 +1,31 @@
+"""Count tokens of plain texts with a model's tokenizer (for length statistics and filters)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+from engine.backbone import resolve_model_path
+
+REFERENCE_TOKENIZER = "smollm2"
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(spec: str = REFERENCE_TOKENIZER):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(spec))
+
+
+def count_tokens(texts: Sequence[str], spec: str = REFERENCE_TOKENIZER, batch_size: int = 4096,
+                 progress: Callable[[int], None] | None = None) -> list[int]:
+    """Token counts without special tokens, in input order."""
+    tokenizer = load_tokenizer(spec)
+    counts: list[int] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start:start + batch_size])
+        encoded = tokenizer(chunk, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        counts.extend(len(ids) for ids in encoded)
+        if progress:
+            progress(len(chunk))
+    return counts

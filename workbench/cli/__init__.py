@@ -1,0 +1,79 @@
+"""The `workbench` command line: a thin layer over the library.
+
+Each command's body calls one library function and turns its errors into a one-line message
+with a non-zero exit. Global options (`--db`, `--timeout`, `--quiet`) come before the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from engine.errors import EngineError
+from workbench.errors import WorkbenchError
+from workbench.store import Store, default_db_path
+
+
+class _Group(click.Group):
+    """Turns user errors from any subcommand into a clean one-line message (exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (WorkbenchError, EngineError) as error:
+            raise click.ClickException(" ".join(str(error).split())) from None
+
+
+class Context:
+    def __init__(self, db: str, timeout: float, quiet: bool):
+        self.db, self.timeout, self.quiet = db, timeout, quiet
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db, timeout=self.timeout)
+        return self._store
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def emit_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", type=click.Path(dir_okay=False), default=lambda: str(default_db_path()),
+              show_default="./workbench.duckdb or $WORKBENCH_DB", help="The store file.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait while another process holds the store.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="dpo-workbench")
+@click.pass_context
+def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
+    """DPO Workbench: reward models, Best-of-N sampling, curation and DPO export on one store.
+
+    \b
+    Example:
+      workbench --db t.duckdb import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid
+      workbench --db t.duckdb stats --json
+      workbench --db t.duckdb export dpo.jsonl --schema trl
+    """
+    ctx.obj = Context(db, timeout, quiet)
+
+
+def main() -> None:
+    from workbench.cli import data  # noqa: F401  (each module registers its commands)
+
+    cli(prog_name="workbench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Commands on the data itself: import, stats, pairs, export, runs."""
+
+from __future__ import annotations
+
+import click
+
+from workbench.cli import Context, cli, emit_json, pass_ctx
+from workbench.export import FORMATS as EXPORT_FORMATS
+from workbench.export import LABELS, SCHEMAS, ExportSpec, export_pairs
+from workbench.formats import FORMATS as IMPORT_FORMATS
+from workbench.importer import import_files
+from workbench.pairs import STRATEGIES, build_pairs
+from workbench.readers import DEFAULT_MAX_RECORD_BYTES
+from workbench.stats import store_stats
+from workbench.store import queries
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(("auto",) + IMPORT_FORMATS), default="auto", show_default=True,
+              help="Record format; auto detects it per file from the first records.")
+@click.option("--source", help="Source name stored with the prompts (default: the first file's name).")
+@click.option("--tag", "tags", multiple=True, help="Tag every imported prompt (repeatable).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the valid records and write the invalid ones to a rejects file.")
+@click.option("--rejects", type=click.Path(dir_okay=False),
+              help="Where --skip-invalid lists refused records (default ./SOURCE.rejects.jsonl).")
+@click.option("--score-name", help="Reward-model name for scores carried by Best-of-N files "
+                                   "(default imported:SOURCE).")
+@click.option("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+              help="Refuse records larger than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@pass_ctx
+def import_command(ctx: Context, files, fmt, source, tags, skip_invalid, rejects, score_name,
+                   max_record_bytes, as_json) -> None:
+    """Import preference pairs, Best-of-N samples or prompts (JSONL, JSON, Parquet, .gz, datasets dir).
+
+    Formats: trl/xtuner (message lists), trl-standard (strings), hh-rlhf (transcripts),
+    bon (prompt + responses [+ scores]), prompts. By default one invalid record refuses the whole
+    import and the store is unchanged. Importing the same file twice changes nothing.
+
+    \b
+    Example:
+      workbench --db t.duckdb import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid
+      workbench import samples.jsonl --format bon --score-name my-rm
+    """
+    result = import_files(ctx.store, files, fmt=fmt, source=source, tags=tags, skip_invalid=skip_invalid,
+                          rejects_path=rejects, score_name=score_name, max_record_bytes=max_record_bytes,
+                          progress=ctx.progress)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    if result.already_imported:
+        click.echo(f"Already imported (run {result.run_id}): nothing changed.")
+    else:
+        click.echo(f"Imported {result.valid} of {result.records} records: {result.new_prompts} new prompts, "
+                   f"{result.new_responses} responses, {result.new_pairs} pairs, {result.new_scores} scores.")
+    if result.rejected:
+        click.echo(f"Refused {result.rejected} invalid records, listed with reasons in {result.rejects_path}.")
+
+
+@cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def stats_command(ctx: Context, as_json: bool) -> None:
+    """Counts of prompts, responses, pairs, scores (by reward model) and exports.
+
+    \b
+    Example:
+      workbench --db t.duckdb stats --json
+    """
+    stats = store_stats(ctx.store)
+    if as_json:
+        emit_json(stats)
+        return
+    click.echo(f"store      {stats['store']}")
+    for key in ("prompts", "responses", "pairs", "reward_models", "runs", "exports"):
+        click.echo(f"{key:<14}{stats[key]:>10,}")
+    for name, count in stats["scores"].items():
+        click.echo(f"scores by {name}: {count:,}")
+    for name, count in stats["pairs_by_labeler"].items():
+        click.echo(f"pairs by {name}: {count:,}")
+
+
+@cli.group("pairs")
+def pairs_group() -> None:
+    """Build chosen/rejected pairs from scored responses."""
+
+
+@pairs_group.command("build")
+@click.option("--rm", required=True, help="Reward model: NAME, NAME@VERSION, id, or directory.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="best-vs-worst", show_default=True)
+@click.option("--k", type=int, help="For top-k: replies taken from each end of the ranking.")
+@click.option("--min-margin", type=float, default=0.0, show_default=True,
+              help="Smallest score difference kept; ties (margin 0) are always dropped.")
+@click.option("--max-length-ratio", type=float, help="Keep pairs whose token lengths are within this ratio.")
+@click.option("--seed", type=int, default=0, show_default=True, help="For best-vs-random.")
+@click.option("--source", help="Only prompts from this source.")
+@click.option("--generation-run", help="Only responses from this generation run.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, seed, source, generation_run,
+                as_json) -> None:
+    """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
+
+    \b
+    Example:
+      workbench pairs build --rm demo-rm --strategy best-vs-worst --min-margin 0.5
+      workbench pairs build --rm demo-rm --strategy top-k --k 2 --max-length-ratio 1.5
+    """
+    result = build_pairs(ctx.store, rm, strategy, k=k, min_margin=min_margin,
+                         max_length_ratio=max_length_ratio, seed=seed, source=source,
+                         generation_run=generation_run, progress=ctx.progress)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"{result.candidates} pairs from {result.rm} ({strategy}); {result.new_pairs} new "
+                   f"(run {result.run_id}).")
+
+
+@cli.command("export")
+@click.argument("out", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
+@click.option("--schema", type=click.Choice(SCHEMAS), default="trl", show_default=True,
+              help="trl/xtuner: message lists; trl-standard: strings.")
+@click.option("--source", help="Only pairs whose prompt came from this source.")
+@click.option("--min-margin", type=float, help="Only pairs with at least this reward margin.")
+@click.option("--label", type=click.Choice(LABELS), help="Only human-labelled or only RM-labelled pairs.")
+@click.option("--rm", help="Only pairs labelled by this reward model.")
+@click.option("--strategy", help="Only pairs built with this strategy.")
+@click.option("--tag", help="Only prompts with this tag.")
+@click.option("--min-chars", type=int, help="Both replies at least this many characters.")
+@click.option("--max-chars", type=int, help="Both replies at most this many characters.")
+@click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply.")
+@click.option("--limit", type=int, help="At most this many rows.")
+@click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
+@click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export_command(ctx: Context, out, fmt, schema, source, min_margin, label, rm, strategy, tag, min_chars,
+                   max_chars, exclude_flagged, limit, with_scores, with_provenance, as_json) -> None:
+    """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
+
+    \b
+    Example:
+      workbench --db t.duckdb export dpo.jsonl --schema trl
+      workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
+    """
+    spec = ExportSpec(source=source, min_margin=min_margin, label=label, rm=rm, strategy=strategy, tag=tag,
+                      min_chars=min_chars, max_chars=max_chars, exclude_flagged=exclude_flagged, limit=limit)
+    result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
+                          with_provenance=with_provenance)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"Wrote {result.rows} pairs to {result.path} (manifest {result.manifest_path}).")
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """What the store's runs did."""
+
+
+@runs_group.command("list")
+@click.option("--kind", help="import, generation, scoring, training, pairs or export.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@pass_ctx
+def runs_list(ctx: Context, kind, limit) -> None:
+    """List recent runs, newest first.
+
+    \b
+    Example:
+      workbench runs list --kind import
+    """
+    with ctx.store.connect() as con:
+        emit_json(queries.list_runs(con, kind, limit))

@@ -1,0 +1,247 @@
+"""`workbench export`: write DPO pairs in the TRL / XTuner schema as JSONL, Parquet or a
+`datasets` directory, with a manifest beside it.
+
+Schemas:
+- `trl` (also `xtuner`, which reads the same layout): `prompt` is the message list,
+  `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
+- `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
+  as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+
+Same store and same arguments give a byte-identical file: rows are ordered by pair id and
+nothing time-dependent is written into the data file (the manifest carries the time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench import ids
+from workbench.errors import WorkbenchError
+from workbench.provenance import code_version, environment
+from workbench.reward_models import resolve_reward_model
+from workbench.store import Store, queries
+
+FORMATS = ("jsonl", "parquet", "hf")
+SCHEMAS = ("trl", "trl-standard", "xtuner")
+LABELS = ("human", "rm")
+
+
+@dataclass
+class ExportSpec:
+    """Which pairs to export; every field is a bound parameter, never SQL text."""
+
+    source: str | None = None
+    min_margin: float | None = None
+    label: str | None = None
+    rm: str | None = None
+    strategy: str | None = None
+    tag: str | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    exclude_flagged: bool = False
+    limit: int | None = None
+
+    def validate(self) -> None:
+        if self.label is not None and self.label not in LABELS:
+            raise WorkbenchError(f"--label must be one of {', '.join(LABELS)}")
+        if self.limit is not None and self.limit < 0:
+            raise WorkbenchError("--limit must be >= 0")
+        if self.min_chars is not None and self.max_chars is not None and self.min_chars > self.max_chars:
+            raise WorkbenchError("--min-chars is larger than --max-chars")
+
+
+@dataclass
+class ExportResult:
+    path: str
+    manifest_path: str
+    format: str
+    schema: str
+    rows: int
+    content_hash: str
+    store_hash: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def store_hash(con) -> str:
+    return hashlib.sha256(ids.canonical_json(queries.store_fingerprint_rows(con)).encode()).hexdigest()
+
+
+def _query_spec(store: Store, spec: ExportSpec) -> dict:
+    query = {k: v for k, v in asdict(spec).items() if k != "limit"}
+    if spec.rm is not None:
+        query["rm"] = resolve_reward_model(store, spec.rm)["rm_id"]
+    return query
+
+
+def count_pairs(store: Store, spec: ExportSpec) -> int:
+    """How many rows an export with this spec would write (before --limit)."""
+    spec.validate()
+    query = _query_spec(store, spec)
+    with store.connect() as con:
+        return queries.count_export_pairs(con, query)
+
+
+def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
+                 spec: ExportSpec | None = None, with_scores: bool = False,
+                 with_provenance: bool = False) -> ExportResult:
+    spec = spec or ExportSpec()
+    spec.validate()
+    if fmt not in FORMATS:
+        raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if schema not in SCHEMAS:
+        raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(SCHEMAS)}")
+    out = Path(out)
+    if out.exists() and out.is_dir() and fmt != "hf":
+        raise WorkbenchError(f"{out} is a directory; give a file path for {fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    query = _query_spec(store, spec)
+
+    labelers: dict[str, int] = {}
+    with store.connect() as con:
+        fingerprint = store_hash(con)
+        reader = queries.export_pairs_reader(con, query, spec.limit)
+        rows = 0
+        if fmt == "jsonl":
+            rows, content_hash = _write_jsonl(reader, out, schema, with_scores, with_provenance, labelers)
+        else:
+            table = _collect(reader, schema, with_scores, with_provenance, labelers)
+            rows = table.num_rows
+            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
+
+    manifest = {
+        "path": str(out), "format": fmt, "schema": schema, "rows": rows,
+        "filter": asdict(spec), "columns": {"scores": with_scores, "provenance": with_provenance},
+        "labelers": labelers, "reward_models": _reward_models(store, labelers),
+        "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
+        "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    manifest_path = _manifest_path(out, fmt)
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+    config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": asdict(spec),
+              "with_scores": with_scores, "with_provenance": with_provenance}
+    run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
+    export_id = ids._digest("export", str(out.resolve()), content_hash)
+
+    def write(con) -> None:
+        if queries.get_run(con, run_id) is None:
+            queries.insert_run(con, run_id, "export", "completed", config, environment(),
+                               {"rows": rows, "content_sha256": content_hash})
+        queries.insert_export(con, export_id, run_id, str(out.resolve()), fmt, schema, asdict(spec), rows,
+                              content_hash, fingerprint)
+
+    store.write(write)
+    return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
+
+
+def _manifest_path(out: Path, fmt: str) -> Path:
+    return out / "workbench_manifest.json" if fmt == "hf" else out.with_name(out.name + ".manifest.json")
+
+
+def _reward_models(store: Store, labelers: dict) -> list[dict]:
+    models = []
+    for label in sorted(labelers):
+        if label == "human":
+            continue
+        model = resolve_reward_model(store, label)
+        models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
+                       "path": model["path"]})
+    return models
+
+
+def _transcript(messages: list[dict]) -> str:
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+    return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages) + "\n\nAssistant:"
+
+
+def _rows(batch: pa.RecordBatch, schema: str, with_scores: bool, with_provenance: bool, labelers: dict):
+    columns = batch.to_pydict()
+    for i in range(batch.num_rows):
+        messages = [{"role": m["role"], "content": m["content"]} for m in orjson.loads(columns["messages"][i])]
+        chosen, rejected = columns["chosen"][i], columns["rejected"][i]
+        if schema == "trl-standard":
+            prompt = _transcript(messages)
+            multi = not (len(messages) == 1 and messages[0]["role"] == "user")
+            row = {"prompt": prompt, "chosen": (" " if multi else "") + chosen,
+                   "rejected": (" " if multi else "") + rejected}
+        else:
+            row = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+                   "rejected": [{"role": "assistant", "content": rejected}]}
+        if with_scores:
+            row.update(score_chosen=columns["score_chosen"][i], score_rejected=columns["score_rejected"][i],
+                       margin=columns["margin"][i])
+        labeler = columns["labeler"][i]
+        labelers[labeler] = labelers.get(labeler, 0) + 1
+        if with_provenance:
+            row.update(pair_id=columns["pair_id"][i], prompt_id=columns["prompt_id"][i],
+                       chosen_id=columns["chosen_id"][i], rejected_id=columns["rejected_id"][i],
+                       labeler=labeler, strategy=columns["strategy"][i], source=columns["source"][i],
+                       run_id=columns["run_id"][i])
+        yield row
+
+
+def _write_jsonl(reader, out: Path, schema, with_scores, with_provenance, labelers) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    rows = 0
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        for batch in reader:
+            lines = b"".join(orjson.dumps(row) + b"\n"
+                             for row in _rows(batch, schema, with_scores, with_provenance, labelers))
+            digest.update(lines)
+            f.write(lines)
+            rows += batch.num_rows
+    os.replace(tmp, out)
+    return rows, digest.hexdigest()
+
+
+def _collect(reader, schema, with_scores, with_provenance, labelers) -> pa.Table:
+    records = [row for batch in reader for row in _rows(batch, schema, with_scores, with_provenance, labelers)]
+    if records:
+        return pa.Table.from_pylist(records)
+    fields = ["prompt", "chosen", "rejected"]
+    return pa.table({name: pa.array([], pa.string()) for name in fields})
+
+
+def _write_parquet(table: pa.Table, out: Path) -> str:
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, out)
+    return ids.sha256_file(out)
+
+
+def _write_hf(table: pa.Table, out: Path) -> str:
+    from datasets import Dataset
+
+    content_hash = hashlib.sha256()
+    for batch in table.to_batches():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        content_hash.update(sink.getvalue().to_pybytes())
+    digest = content_hash.hexdigest()
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        # A fingerprint from the content (not a random one) keeps the directory reproducible.
+        Dataset(table, fingerprint=digest[:16]).save_to_disk(str(tmp))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return digest

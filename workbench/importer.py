@@ -1,0 +1,267 @@
+"""`workbench import`: validate whole files first, then write them in one transaction.
+
+Nothing touches the store until every record has been read and checked, and everything is
+written in a single DuckDB transaction: an invalid file (without --skip-invalid), a crash or a
+SIGKILL leave the store exactly as it was, and rerunning completes the import. Ids are content
+hashes, so importing the same file again adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from workbench import ids
+from workbench.errors import InputError, WorkbenchError
+from workbench.formats import FORMATS, ParsedRecord, detect_format, parse_record
+from workbench.provenance import environment
+from workbench.readers import DEFAULT_MAX_RECORD_BYTES, RawRecord, iter_records
+from workbench.store import Store, queries
+
+HUMAN = "human"
+MAX_ERRORS_SHOWN = 10
+
+
+@dataclass
+class ImportResult:
+    run_id: str
+    files: list[str]
+    formats: dict[str, str]
+    records: int = 0
+    valid: int = 0
+    rejected: int = 0
+    new_prompts: int = 0
+    new_responses: int = 0
+    new_pairs: int = 0
+    new_scores: int = 0
+    already_imported: bool = False
+    rejects_path: str | None = None
+    errors: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Located:
+    file: str
+    line: int
+    record: ParsedRecord
+
+
+def import_files(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    fmt: str = "auto",
+    source: str | None = None,
+    tags: Iterable[str] = (),
+    skip_invalid: bool = False,
+    rejects_path: str | Path | None = None,
+    score_name: str | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    progress: bool = True,
+) -> ImportResult:
+    """Import preference data, Best-of-N samples or prompts; see `workbench.formats`."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise WorkbenchError("give at least one file to import")
+    if fmt != "auto" and fmt not in FORMATS:
+        raise WorkbenchError(f"unknown format '{fmt}'; choose auto or one of {', '.join(FORMATS)}")
+    for path in paths:
+        if not path.exists():
+            raise WorkbenchError(f"{path}: no such file or directory")
+    source = source or _default_source(paths[0])
+    tags = sorted(set(tags))
+    config = {
+        "files": [{"name": p.name, "sha256": _content_hash(p)} for p in paths],
+        "format": fmt, "source": source, "tags": tags, "skip_invalid": skip_invalid,
+        "score_name": score_name,
+    }
+    run_id = ids.run_id("import", config)
+    result = ImportResult(run_id=run_id, files=[str(p) for p in paths], formats={})
+
+    good: list[_Located] = []
+    bad: list[InputError] = []
+    for path in paths:
+        _read_file(path, fmt, max_record_bytes, progress, good, bad, result)
+    result.valid, result.rejected = len(good), len(bad)
+    result.records = result.valid + result.rejected
+    result.errors = [e.as_dict() for e in bad]
+
+    if bad and not skip_invalid:
+        lines = ", ".join(str(e.line) for e in bad[:MAX_ERRORS_SHOWN] if e.line is not None)
+        more = f" and {len(bad) - MAX_ERRORS_SHOWN} more" if len(bad) > MAX_ERRORS_SHOWN else ""
+        raise InputError(
+            f"refused: {len(bad)} invalid record(s) (lines {lines}{more}); the store is unchanged. "
+            f"First: {bad[0].describe()}. Fix them, or rerun with --skip-invalid to import the "
+            f"{len(good)} valid records and list the rest in a rejects file"
+        )
+    if bad:
+        result.rejects_path = str(_write_rejects(bad, rejects_path, source))
+
+    tables = _build_tables(good, run_id, source, tags, score_name or f"imported:{source}")
+    summary = {k: v for k, v in result.as_dict().items() if k not in {"errors", "run_id"}}
+
+    def write(con) -> None:
+        existing = queries.get_run(con, run_id)
+        if existing is not None and existing["status"] == "completed":
+            result.already_imported = True
+            return
+        if tables["rm"] is not None and queries.get_reward_model(con, tables["rm"]["rm_id"]) is None:
+            rm = tables["rm"]
+            queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], run_id)
+        result.new_prompts = queries.insert_new_prompts(con, tables["prompts"])
+        result.new_responses = queries.insert_new_responses(con, tables["responses"])
+        if tables["scores"].num_rows:
+            result.new_scores = queries.upsert_scores(con, tables["scores"])
+        if tables["pairs"].num_rows:
+            result.new_pairs = queries.insert_new_pairs(con, tables["pairs"])
+        summary.update(new_prompts=result.new_prompts, new_responses=result.new_responses,
+                       new_pairs=result.new_pairs, new_scores=result.new_scores)
+        if existing is None:
+            queries.insert_run(con, run_id, "import", "completed", config, environment(), summary)
+        else:  # an earlier attempt was recorded but not completed
+            queries.finish_run(con, run_id, "completed", summary)
+
+    store.write(write)
+    return result
+
+
+def _default_source(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name or "import"
+
+
+def _content_hash(path: Path) -> str:
+    if path.is_file():
+        return ids.sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return ids._digest(*(f"{p.relative_to(path)}:{ids.sha256_file(p)}" for p in files))
+
+
+def _read_file(path, fmt, max_record_bytes, progress, good, bad, result) -> None:
+    file_format = None if fmt == "auto" else fmt
+    pending: list[RawRecord] = []  # records read before the format was known
+    records = iter_records(path, max_record_bytes)
+    bar = tqdm(records, desc=f"reading {path.name}", unit=" rec", disable=not progress, mininterval=0.5)
+    for item in bar:
+        if isinstance(item, InputError):
+            bad.append(item)
+            continue
+        if file_format is None:
+            file_format = detect_format(item.value)
+            if file_format is None:
+                pending.append(item)
+                if len(pending) >= 100:
+                    break
+                continue
+        _parse_into(item, file_format, good, bad)
+    bar.close()
+    if file_format is None:
+        raise InputError(
+            "cannot detect the format from the first records; pass --format "
+            f"({', '.join(FORMATS)})", file=str(path))
+    for item in pending:
+        _parse_into(item, file_format, good, bad)
+    result.formats[str(path)] = file_format
+
+
+def _parse_into(item: RawRecord, fmt: str, good: list, bad: list) -> None:
+    try:
+        good.append(_Located(item.file, item.line, parse_record(item.value, fmt)))
+    except InputError as error:
+        bad.append(error.located(item.file, item.line, item.unit))
+
+
+def _write_rejects(bad: list[InputError], rejects_path, source: str) -> Path:
+    path = Path(rejects_path) if rejects_path else Path(f"{source}.rejects.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for error in bad:
+            f.write(orjson.dumps(error.as_dict()) + b"\n")
+    return path
+
+
+def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str], score_name: str) -> dict:
+    prompts: dict[str, dict] = {}
+    responses: dict[str, dict] = {}
+    score_rows: dict[str, float] = {}
+    pairs: dict[str, dict] = {}
+    rm_id = ids._digest("external-scorer", score_name)
+    canonical_cache: dict[str, str] = {}
+    for located in good:
+        record = located.record
+        canonical = ids.canonical_messages(record.prompt)
+        pid = canonical_cache.get(canonical)
+        if pid is None:
+            pid = canonical_cache[canonical] = ids.prompt_id_from_canonical(canonical)
+        if pid not in prompts:
+            prompts[pid] = {
+                "prompt_id": pid, "messages": canonical, "text": _last_user_text(record.prompt),
+                "source": source, "tags": sorted(set(tags) | set(record.tags)),
+                "run_id": run_id, "source_line": located.line,
+            }
+        response_ids = []
+        for index, (text, score) in enumerate(zip(record.responses, record.scores)):
+            rid = ids.imported_response_id(pid, text)
+            response_ids.append(rid)
+            if rid not in responses:
+                responses[rid] = {
+                    "response_id": rid, "prompt_id": pid, "text": text, "origin": "imported",
+                    "run_id": run_id, "sample_index": index, "n_chars": len(text),
+                    "source_line": located.line,
+                }
+            if score is not None:
+                score_rows.setdefault(rid, score)
+        if record.pair is not None:
+            chosen, rejected = (response_ids[i] for i in record.pair)
+            key = ids.pair_id(HUMAN, HUMAN, chosen, rejected)
+            pairs.setdefault(key, {
+                "pair_id": key, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
+                "label_source": HUMAN, "strategy": HUMAN, "params": "{}", "run_id": run_id,
+                "source_line": located.line,
+            })
+    return {
+        "prompts": pa.Table.from_pylist(list(prompts.values()), schema=_PROMPT_SCHEMA),
+        "responses": pa.Table.from_pylist(list(responses.values()), schema=_RESPONSE_SCHEMA),
+        "scores": pa.table({
+            "response_id": pa.array(list(score_rows), pa.string()),
+            "rm_id": pa.array([rm_id] * len(score_rows), pa.string()),
+            "score": pa.array(list(score_rows.values()), pa.float64()),
+            "run_id": pa.array([run_id] * len(score_rows), pa.string()),
+        }),
+        "pairs": pa.Table.from_pylist(list(pairs.values()), schema=_PAIR_SCHEMA),
+        "rm": {"rm_id": rm_id, "name": score_name, "config": {"external": True, "source": source}}
+        if score_rows else None,
+    }
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message["content"]
+    return messages[-1]["content"]
+
+
+_PROMPT_SCHEMA = pa.schema([
+    ("prompt_id", pa.string()), ("messages", pa.string()), ("text", pa.string()), ("source", pa.string()),
+    ("tags", pa.list_(pa.string())), ("run_id", pa.string()), ("source_line", pa.int32()),
+])
+_RESPONSE_SCHEMA = pa.schema([
+    ("response_id", pa.string()), ("prompt_id", pa.string()), ("text", pa.string()), ("origin", pa.string()),
+    ("run_id", pa.string()), ("sample_index", pa.int32()), ("n_chars", pa.int32()), ("source_line", pa.int32()),
+])
+_PAIR_SCHEMA = pa.schema([
+    ("pair_id", pa.string()), ("prompt_id", pa.string()), ("chosen_id", pa.string()), ("rejected_id", pa.string()),
+    ("label_source", pa.string()), ("strategy", pa.string()), ("params", pa.string()), ("run_id", pa.string()),
+    ("source_line", pa.int32()),
+])

@@ -1,0 +1,8 @@
+"""The DuckDB store: one file holding prompts, responses, scores, runs, pairs and exports.
+
+SQL lives in this package only (`migrations.py` for the schema, `queries.py` for the rest).
+"""
+
+from workbench.store.connection import Store, default_db_path
+
+__all__ = ["Store", "default_db_path"]

@@ -1,0 +1,167 @@
+"""Append-only, numbered schema migrations.
+
+Never edit a migration that has shipped: add `m00N_...` at the end. `migrate()` applies the
+missing ones in order, each in its own transaction, and records it in `schema_migrations`;
+a blank store and a store at any earlier version end at the same schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+M001_INITIAL = """
+CREATE TABLE runs (
+    run_id      VARCHAR PRIMARY KEY,   -- content hash of the run's kind and resolved config
+    kind        VARCHAR NOT NULL,      -- import | generation | scoring | training | pairs | export
+    status      VARCHAR NOT NULL,      -- running | completed | failed
+    config      JSON NOT NULL,         -- resolved configuration
+    environment JSON,                  -- code and library versions, host
+    summary     JSON,                  -- counts and results
+    error       VARCHAR,
+    started_at  TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP
+);
+
+CREATE TABLE prompts (
+    prompt_id   VARCHAR PRIMARY KEY,   -- hash of the canonical messages
+    messages    JSON NOT NULL,         -- [{"role": ..., "content": ...}, ...]
+    text        VARCHAR NOT NULL,      -- last user turn, for display and search
+    source      VARCHAR NOT NULL,
+    tags        VARCHAR[] NOT NULL,
+    run_id      VARCHAR NOT NULL,      -- the run that first stored it
+    source_line INTEGER,               -- line (or row) of the input file it came from
+    created_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE responses (
+    response_id   VARCHAR PRIMARY KEY, -- hash of (prompt, text) if imported, (run, prompt, sample) if generated
+    prompt_id     VARCHAR NOT NULL,
+    text          VARCHAR NOT NULL,
+    origin        VARCHAR NOT NULL,    -- imported | generated
+    run_id        VARCHAR NOT NULL,
+    sample_index  INTEGER,
+    n_chars       INTEGER NOT NULL,
+    n_tokens      INTEGER,             -- NULL until something tokenized it
+    finish_reason VARCHAR,             -- stop | length; NULL when unknown (imported)
+    seed          BIGINT,
+    gen_time_s    DOUBLE,
+    source_line   INTEGER,
+    created_at    TIMESTAMP NOT NULL
+);
+
+CREATE TABLE reward_models (
+    rm_id      VARCHAR PRIMARY KEY,    -- content hash of the weights, or of the external scorer's name
+    name       VARCHAR NOT NULL,
+    version    INTEGER NOT NULL,
+    path       VARCHAR,                -- NULL for scores imported from outside
+    config     JSON NOT NULL,
+    run_id     VARCHAR,                -- training run, when trained here
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (name, version)
+);
+
+CREATE TABLE scores (
+    response_id VARCHAR NOT NULL,
+    rm_id       VARCHAR NOT NULL,
+    score       DOUBLE NOT NULL,
+    run_id      VARCHAR NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (response_id, rm_id)
+);
+
+CREATE TABLE pairs (
+    pair_id        VARCHAR PRIMARY KEY,
+    prompt_id      VARCHAR NOT NULL,
+    chosen_id      VARCHAR NOT NULL,
+    rejected_id    VARCHAR NOT NULL,
+    label_source   VARCHAR NOT NULL,   -- human | rm
+    rm_id          VARCHAR,            -- NULL for human labels
+    strategy       VARCHAR NOT NULL,   -- human | best-vs-worst | best-vs-random | top-k | all-above-margin
+    params         JSON NOT NULL,
+    score_chosen   DOUBLE,
+    score_rejected DOUBLE,
+    margin         DOUBLE,
+    run_id         VARCHAR NOT NULL,
+    source_line    INTEGER,
+    created_at     TIMESTAMP NOT NULL
+);
+
+CREATE TABLE exports (
+    export_id    VARCHAR PRIMARY KEY,
+    run_id       VARCHAR NOT NULL,
+    path         VARCHAR NOT NULL,
+    format       VARCHAR NOT NULL,
+    schema       VARCHAR NOT NULL,
+    filter       JSON NOT NULL,
+    row_count    BIGINT NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    store_hash   VARCHAR NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);
+"""
+
+# Curation signals computed when responses are generated, and the Best-of-N pick.
+M002_RESPONSE_SIGNALS = """
+ALTER TABLE responses ADD COLUMN flag_near_duplicate_of VARCHAR;
+ALTER TABLE responses ADD COLUMN flag_truncated BOOLEAN;
+ALTER TABLE responses ADD COLUMN flag_repetition BOOLEAN;
+
+CREATE TABLE bon_picks (
+    prompt_id   VARCHAR NOT NULL,
+    rm_id       VARCHAR NOT NULL,
+    run_id      VARCHAR NOT NULL,      -- the generation run whose samples were compared
+    response_id VARCHAR NOT NULL,
+    score       DOUBLE NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (prompt_id, rm_id, run_id)
+);
+"""
+
+
+def _sql(script: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    def apply(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(script)
+
+    return apply
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    (1, "m001_initial", _sql(M001_INITIAL)),
+    (2, "m002_response_signals", _sql(M002_RESPONSE_SIGNALS)),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, target: int = LATEST) -> list[str]:
+    """Apply every migration above the store's version up to `target`; return their names."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    applied = []
+    version = current_version(con)
+    for number, name, apply in MIGRATIONS:
+        if number <= version or number > target:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            apply(con)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, current_timestamp)", [number, name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

@@ -1,0 +1,328 @@
+"""All SQL outside the schema migrations. Every statement takes `?` parameters; bulk data
+arrives as Arrow tables registered on the connection, then moves in one INSERT ... SELECT."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
+
+
+def value(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    result = con.execute(sql, params or []).fetchall()
+    return result[0][0] if result else None
+
+
+def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _changed(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> int:
+    result = con.execute(sql, params or []).fetchall()
+    return int(result[0][0]) if result else 0
+
+
+# --- runs ------------------------------------------------------------------------------
+
+def get_run(con, run_id: str) -> dict | None:
+    found = dicts(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])
+    return found[0] if found else None
+
+
+def insert_run(con, run_id: str, kind: str, status: str, config: dict, environment: dict,
+               summary: dict | None = None) -> None:
+    con.execute(
+        "INSERT INTO runs (run_id, kind, status, config, environment, summary, started_at, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, current_timestamp, "
+        "CASE WHEN ? IN ('completed', 'failed') THEN current_timestamp END)",
+        [run_id, kind, status, json.dumps(config), json.dumps(environment),
+         json.dumps(summary) if summary is not None else None, status],
+    ).fetchall()
+
+
+def finish_run(con, run_id: str, status: str, summary: dict | None = None, error: str | None = None) -> None:
+    con.execute(
+        "UPDATE runs SET status = ?, summary = ?, error = ?, finished_at = current_timestamp WHERE run_id = ?",
+        [status, json.dumps(summary) if summary is not None else None, error, run_id],
+    ).fetchall()
+
+
+def restart_run(con, run_id: str) -> None:
+    con.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE run_id = ?",
+                [run_id]).fetchall()
+
+
+def list_runs(con, kind: str | None = None, limit: int = 50) -> list[dict]:
+    return dicts(
+        con,
+        "SELECT run_id, kind, status, started_at, finished_at, summary, error FROM runs "
+        "WHERE ? IS NULL OR kind = ? ORDER BY started_at DESC LIMIT ?",
+        [kind, kind, limit],
+    )
+
+
+# --- bulk inserts (first writer wins: existing ids are left alone) ---------------------
+
+def insert_new_prompts(con, table: pa.Table) -> int:
+    con.register("new_prompts", table)
+    try:
+        return _changed(con, """
+            INSERT INTO prompts (prompt_id, messages, text, source, tags, run_id, source_line, created_at)
+            SELECT s.prompt_id, s.messages, s.text, s.source, s.tags, s.run_id, s.source_line, current_timestamp
+            FROM new_prompts s
+            WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = s.prompt_id)""")
+    finally:
+        con.unregister("new_prompts")
+
+
+def insert_new_responses(con, table: pa.Table) -> int:
+    con.register("new_responses", table)
+    columns = ", ".join(table.column_names)
+    try:
+        return _changed(con, f"""
+            INSERT INTO responses ({columns}, created_at)
+            SELECT {", ".join("s." + c for c in table.column_names)}, current_timestamp
+            FROM new_responses s
+            WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = s.response_id)""")
+    finally:
+        con.unregister("new_responses")
+
+
+def upsert_scores(con, table: pa.Table) -> int:
+    """Insert scores; a (response, reward model) pair that already has a score keeps it."""
+    con.register("new_scores", table)
+    try:
+        return _changed(con, """
+            INSERT INTO scores (response_id, rm_id, score, run_id, created_at)
+            SELECT s.response_id, s.rm_id, s.score, s.run_id, current_timestamp FROM new_scores s
+            WHERE NOT EXISTS (SELECT 1 FROM scores x WHERE x.response_id = s.response_id AND x.rm_id = s.rm_id)""")
+    finally:
+        con.unregister("new_scores")
+
+
+def insert_new_pairs(con, table: pa.Table) -> int:
+    con.register("new_pairs", table)
+    columns = ", ".join(table.column_names)
+    try:
+        return _changed(con, f"""
+            INSERT INTO pairs ({columns}, created_at)
+            SELECT {", ".join("s." + c for c in table.column_names)}, current_timestamp
+            FROM new_pairs s
+            WHERE NOT EXISTS (SELECT 1 FROM pairs p WHERE p.pair_id = s.pair_id)""")
+    finally:
+        con.unregister("new_pairs")
+
+
+# --- reward models ---------------------------------------------------------------------
+
+def get_reward_model(con, rm_id: str) -> dict | None:
+    found = dicts(con, "SELECT * FROM reward_models WHERE rm_id = ?", [rm_id])
+    return found[0] if found else None
+
+
+def find_reward_models(con, name: str) -> list[dict]:
+    """Reward models called `name`, newest version first."""
+    return dicts(con, "SELECT * FROM reward_models WHERE name = ? ORDER BY version DESC", [name])
+
+
+def reward_models_at_path(con, path: str) -> list[dict]:
+    return dicts(con, "SELECT * FROM reward_models WHERE path = ? ORDER BY created_at DESC", [path])
+
+
+def insert_reward_model(con, rm_id: str, name: str, path: str | None, config: dict, run_id: str | None) -> int:
+    version = value(con, "SELECT coalesce(max(version), 0) + 1 FROM reward_models WHERE name = ?", [name])
+    con.execute(
+        "INSERT INTO reward_models (rm_id, name, version, path, config, run_id, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, current_timestamp)",
+        [rm_id, name, version, path, json.dumps(config), run_id],
+    ).fetchall()
+    return version
+
+
+def list_reward_models(con) -> list[dict]:
+    return dicts(con, """
+        SELECT m.rm_id, m.name, m.version, m.path, m.created_at,
+               (SELECT count(*) FROM scores s WHERE s.rm_id = m.rm_id) AS n_scores
+        FROM reward_models m ORDER BY m.name, m.version""")
+
+
+# --- pair building ---------------------------------------------------------------------
+
+# Candidates: one prompt's scored responses, identical texts collapsed to one (the lowest id).
+# Ranking tie rules: among equal best scores the shorter reply is chosen, among equal worst
+# scores the longer reply is rejected (both counter length bias), then the lower id.
+_CANDIDATES = """
+WITH cand AS (
+    SELECT r.prompt_id, r.response_id, r.text, r.n_chars, r.n_tokens, s.score
+    FROM responses r
+    JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
+    JOIN prompts p ON p.prompt_id = r.prompt_id
+    WHERE ($source IS NULL OR p.source = $source)
+      AND ($run IS NULL OR r.run_id = $run)
+    QUALIFY row_number() OVER (PARTITION BY r.prompt_id, r.text ORDER BY r.response_id) = 1
+), ranked AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY prompt_id ORDER BY score DESC, n_chars ASC, response_id) AS best_rank,
+        row_number() OVER (PARTITION BY prompt_id ORDER BY score ASC, n_chars DESC, response_id) AS worst_rank
+    FROM cand
+)
+"""
+
+_PAIR_CONDITIONS = """
+    c.prompt_id = r.prompt_id AND c.response_id <> r.response_id
+    AND c.score - r.score > 0 AND c.score - r.score >= $min_margin
+    AND ($ratio IS NULL OR greatest(c.n_tokens, r.n_tokens) <= $ratio * least(c.n_tokens, r.n_tokens))
+"""
+
+_PAIR_SELECT = """
+SELECT c.prompt_id, c.response_id AS chosen_id, r.response_id AS rejected_id,
+       c.score AS score_chosen, r.score AS score_rejected, c.score - r.score AS margin
+FROM ranked c JOIN ranked r ON """ + _PAIR_CONDITIONS
+
+PAIR_STRATEGY_SQL = {
+    "best-vs-worst": _CANDIDATES + _PAIR_SELECT + " AND c.best_rank = 1 AND r.worst_rank = 1",
+    "top-k": _CANDIDATES + _PAIR_SELECT + " AND c.best_rank <= $k AND r.worst_rank <= $k",
+    "all-above-margin": _CANDIDATES + _PAIR_SELECT,
+    # The rejected reply is drawn among those the margin allows, by a seeded hash of its id.
+    "best-vs-random": _CANDIDATES + _PAIR_SELECT + """ AND c.best_rank = 1
+        QUALIFY row_number() OVER (PARTITION BY c.prompt_id ORDER BY md5($seed || ':' || r.response_id)) = 1""",
+}
+
+
+def candidate_pairs(con, strategy: str, params: dict) -> pa.Table:
+    sql = PAIR_STRATEGY_SQL[strategy] + " ORDER BY 1, 2, 3"
+    named = {"rm": params["rm_id"], "source": params.get("source"), "run": params.get("run"),
+             "min_margin": params.get("min_margin", 0.0), "ratio": params.get("max_length_ratio")}
+    if "$k" in sql:
+        named["k"] = params["k"]
+    if "$seed" in sql:
+        named["seed"] = str(params["seed"])
+    return con.sql(sql, params=named).to_arrow_table()
+
+
+def responses_missing_tokens(con, rm_id: str, source: str | None, run: str | None) -> pa.Table:
+    return con.sql("""
+        SELECT r.response_id, r.text FROM responses r
+        JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
+        JOIN prompts p ON p.prompt_id = r.prompt_id
+        WHERE r.n_tokens IS NULL AND ($source IS NULL OR p.source = $source) AND ($run IS NULL OR r.run_id = $run)
+    """, params={"rm": rm_id, "source": source, "run": run}).to_arrow_table()
+
+
+def set_token_counts(con, table: pa.Table) -> int:
+    con.register("token_counts", table)
+    try:
+        return _changed(con, """
+            UPDATE responses SET n_tokens = t.n_tokens FROM token_counts t
+            WHERE responses.response_id = t.response_id""")
+    finally:
+        con.unregister("token_counts")
+
+
+# --- export ----------------------------------------------------------------------------
+
+# One row per distinct (prompt, chosen text, rejected text): when several pairs say the same
+# thing, the one with the largest margin (then the lowest pair id) represents them.
+EXPORT_PAIRS = """
+WITH selected AS (
+    SELECT pr.pair_id, pr.prompt_id, pr.chosen_id, pr.rejected_id, pr.label_source, pr.strategy,
+           pr.score_chosen, pr.score_rejected, pr.margin, pr.run_id,
+           p.messages, p.source, c.text AS chosen, r.text AS rejected,
+           coalesce(m.name || '@' || m.version, 'human') AS labeler
+    FROM pairs pr
+    JOIN prompts p ON p.prompt_id = pr.prompt_id
+    JOIN responses c ON c.response_id = pr.chosen_id
+    JOIN responses r ON r.response_id = pr.rejected_id
+    LEFT JOIN reward_models m ON m.rm_id = pr.rm_id
+    WHERE ($source IS NULL OR p.source = $source)
+      AND ($min_margin IS NULL OR pr.margin >= $min_margin)
+      AND ($label IS NULL OR pr.label_source = $label)
+      AND ($rm IS NULL OR pr.rm_id = $rm)
+      AND ($strategy IS NULL OR pr.strategy = $strategy)
+      AND ($tag IS NULL OR list_contains(p.tags, $tag))
+      AND ($min_chars IS NULL OR least(c.n_chars, r.n_chars) >= $min_chars)
+      AND ($max_chars IS NULL OR greatest(c.n_chars, r.n_chars) <= $max_chars)
+      AND ($exclude_flagged = false OR NOT (
+            coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
+            OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)))
+    QUALIFY row_number() OVER (PARTITION BY pr.prompt_id, c.text, r.text
+                               ORDER BY pr.margin DESC NULLS LAST, pr.pair_id) = 1
+)
+SELECT * FROM selected ORDER BY pair_id
+"""
+
+
+def export_filter_params(spec: dict) -> dict:
+    keys = ("source", "min_margin", "label", "rm", "strategy", "tag", "min_chars", "max_chars")
+    params = {k: spec.get(k) for k in keys}
+    params["exclude_flagged"] = bool(spec.get("exclude_flagged", False))
+    return params
+
+
+def export_pairs_reader(con, spec: dict, limit: int | None, batch_rows: int = 8192):
+    sql = EXPORT_PAIRS + (" LIMIT $limit" if limit is not None else "")
+    params = export_filter_params(spec)
+    if limit is not None:
+        params["limit"] = int(limit)
+    return con.sql(sql, params=params).to_arrow_reader(batch_rows)
+
+
+def count_export_pairs(con, spec: dict) -> int:
+    return value(con, "SELECT count(*) FROM (" + EXPORT_PAIRS + ")", export_filter_params(spec))
+
+
+def insert_export(con, export_id: str, run_id: str, path: str, fmt: str, schema: str, spec: dict,
+                  row_count: int, content_hash: str, store_hash: str) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+        [export_id, run_id, path, fmt, schema, json.dumps(spec), row_count, content_hash, store_hash],
+    ).fetchall()
+
+
+def store_fingerprint_rows(con) -> list[tuple]:
+    """What the store's content hash covers: completed data runs and table sizes."""
+    runs_ = rows(con, "SELECT run_id, kind, status FROM runs WHERE kind <> 'export' ORDER BY run_id")
+    counts = rows(con, """
+        SELECT 'prompts', count(*) FROM prompts UNION ALL SELECT 'responses', count(*) FROM responses
+        UNION ALL SELECT 'scores', count(*) FROM scores UNION ALL SELECT 'pairs', count(*) FROM pairs
+        UNION ALL SELECT 'reward_models', count(*) FROM reward_models""")
+    return runs_ + sorted(counts)
+
+
+# --- statistics ------------------------------------------------------------------------
+
+def table_counts(con) -> dict:
+    return dict(rows(con, """
+        SELECT 'prompts', count(*) FROM prompts UNION ALL SELECT 'responses', count(*) FROM responses
+        UNION ALL SELECT 'pairs', count(*) FROM pairs UNION ALL SELECT 'exports', count(*) FROM exports
+        UNION ALL SELECT 'runs', count(*) FROM runs UNION ALL SELECT 'reward_models', count(*) FROM reward_models"""))
+
+
+def scores_by_reward_model(con) -> dict:
+    return dict(rows(con, """
+        SELECT m.name || '@' || m.version, count(s.response_id)
+        FROM reward_models m LEFT JOIN scores s ON s.rm_id = m.rm_id GROUP BY 1 ORDER BY 1"""))
+
+
+def pairs_by_labeler(con) -> dict:
+    return dict(rows(con, """
+        SELECT coalesce(m.name || '@' || m.version, 'human') || ' ' || pr.strategy, count(*)
+        FROM pairs pr LEFT JOIN reward_models m ON m.rm_id = pr.rm_id GROUP BY 1 ORDER BY 1"""))
+
+
+def responses_by_origin(con) -> dict:
+    return dict(rows(con, "SELECT origin, count(*) FROM responses GROUP BY 1 ORDER BY 1"))
+
+
+def import_summaries(con) -> list[dict]:
+    return dicts(con, """
+        SELECT run_id, started_at, summary FROM runs WHERE kind = 'import' AND status = 'completed'
+        ORDER BY started_at""")
