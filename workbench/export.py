@@ -1,6 +1,8 @@
 """`workbench export`: write DPO pairs in the TRL / XTuner schema as JSONL, Parquet or a
 `datasets` directory, with a manifest beside it.
 
+Rows are built by DuckDB and stream out in record batches.
+
 Schemas:
 - `trl` (also `xtuner`, which reads the same layout): `prompt` is the message list,
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
@@ -22,7 +24,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -109,15 +110,16 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     out.parent.mkdir(parents=True, exist_ok=True)
     query = _query_spec(store, spec)
 
-    labelers: dict[str, int] = {}
+    column_sets = ["standard" if schema == "trl-standard" else "conversational"]
+    column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
     with store.connect() as con:
         fingerprint = store_hash(con)
-        reader = queries.export_pairs_reader(con, query, spec.limit)
-        rows = 0
+        labelers = queries.export_labelers(con, query, spec.limit)
+        reader = queries.export_reader(con, query, column_sets, fmt == "jsonl", spec.limit)
         if fmt == "jsonl":
-            rows, content_hash = _write_jsonl(reader, out, schema, with_scores, with_provenance, labelers)
+            rows, content_hash = _write_jsonl(reader, out)
         else:
-            table = _collect(reader, schema, with_scores, with_provenance, labelers)
+            table = reader.read_all()
             rows = table.num_rows
             content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
 
@@ -162,60 +164,21 @@ def _reward_models(store: Store, labelers: dict) -> list[dict]:
     return models
 
 
-def _transcript(messages: list[dict]) -> str:
-    if len(messages) == 1 and messages[0]["role"] == "user":
-        return messages[0]["content"]
-    names = {"user": "Human", "assistant": "Assistant", "system": "System"}
-    return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages) + "\n\nAssistant:"
-
-
-def _rows(batch: pa.RecordBatch, schema: str, with_scores: bool, with_provenance: bool, labelers: dict):
-    columns = batch.to_pydict()
-    for i in range(batch.num_rows):
-        messages = [{"role": m["role"], "content": m["content"]} for m in orjson.loads(columns["messages"][i])]
-        chosen, rejected = columns["chosen"][i], columns["rejected"][i]
-        if schema == "trl-standard":
-            prompt = _transcript(messages)
-            multi = not (len(messages) == 1 and messages[0]["role"] == "user")
-            row = {"prompt": prompt, "chosen": (" " if multi else "") + chosen,
-                   "rejected": (" " if multi else "") + rejected}
-        else:
-            row = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
-                   "rejected": [{"role": "assistant", "content": rejected}]}
-        if with_scores:
-            row.update(score_chosen=columns["score_chosen"][i], score_rejected=columns["score_rejected"][i],
-                       margin=columns["margin"][i])
-        labeler = columns["labeler"][i]
-        labelers[labeler] = labelers.get(labeler, 0) + 1
-        if with_provenance:
-            row.update(pair_id=columns["pair_id"][i], prompt_id=columns["prompt_id"][i],
-                       chosen_id=columns["chosen_id"][i], rejected_id=columns["rejected_id"][i],
-                       labeler=labeler, strategy=columns["strategy"][i], source=columns["source"][i],
-                       run_id=columns["run_id"][i])
-        yield row
-
-
-def _write_jsonl(reader, out: Path, schema, with_scores, with_provenance, labelers) -> tuple[int, str]:
+def _write_jsonl(reader, out: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     rows = 0
     tmp = out.with_name(f".{out.name}.tmp")
     with open(tmp, "wb") as f:
         for batch in reader:
-            lines = b"".join(orjson.dumps(row) + b"\n"
-                             for row in _rows(batch, schema, with_scores, with_provenance, labelers))
-            digest.update(lines)
-            f.write(lines)
-            rows += batch.num_rows
-    os.replace(tmp, out)
+            lines = batch.column(0).to_pylist()
+            if not lines:
+                continue
+            chunk = ("\n".join(lines) + "\n").encode("utf-8")
+            digest.update(chunk)
+            f.write(chunk)
+            rows += len(lines)
+    os.replace(tmp, out)  # readers never see a half-written file
     return rows, digest.hexdigest()
-
-
-def _collect(reader, schema, with_scores, with_provenance, labelers) -> pa.Table:
-    records = [row for batch in reader for row in _rows(batch, schema, with_scores, with_provenance, labelers)]
-    if records:
-        return pa.Table.from_pylist(records)
-    fields = ["prompt", "chosen", "rejected"]
-    return pa.table({name: pa.array([], pa.string()) for name in fields})
 
 
 def _write_parquet(table: pa.Table, out: Path) -> str:

@@ -46,8 +46,8 @@ def detect_format(value: Any) -> str | None:
         return None
     if "responses" in value:
         return "bon"
-    if "chosen" in value and "rejected" in value:
-        chosen = value["chosen"]
+    if "chosen" in value or "rejected" in value:
+        chosen = value.get("chosen", value.get("rejected"))
         if isinstance(chosen, list):
             return "trl"
         if isinstance(chosen, str):
@@ -185,6 +185,14 @@ def _score(value: Any, name: str) -> float | None:
     return float(value)
 
 
+def _all_text(items: list) -> bool:
+    return all(type(t) is str and t and not t.isspace() for t in items)
+
+
+def _all_finite(items: list) -> bool:
+    return all((type(x) is float and math.isfinite(x)) or type(x) is int for x in items)
+
+
 def _parse_bon(value: dict) -> ParsedRecord:
     prompt = _prompt(value)
     responses = value.get("responses")
@@ -193,6 +201,12 @@ def _parse_bon(value: dict) -> ParsedRecord:
     scores_field = value.get("scores")
     if scores_field is not None and (not isinstance(scores_field, list) or len(scores_field) != len(responses)):
         raise InputError("expected a list with one score per response", field="scores")
+    # Fast path for the common shape (plain strings, numeric scores): checked in bulk.
+    if _all_text(responses):
+        if scores_field is None:
+            return ParsedRecord(prompt=prompt, responses=responses, scores=[None] * len(responses))
+        if _all_finite(scores_field):
+            return ParsedRecord(prompt=prompt, responses=responses, scores=[float(x) for x in scores_field])
     texts, scores = [], []
     for i, item in enumerate(responses):
         if isinstance(item, dict):

@@ -117,12 +117,12 @@ def import_files(
         if tables["rm"] is not None and queries.get_reward_model(con, tables["rm"]["rm_id"]) is None:
             rm = tables["rm"]
             queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], run_id)
-        result.new_prompts = queries.insert_new_prompts(con, tables["prompts"])
-        result.new_responses = queries.insert_new_responses(con, tables["responses"])
+        result.new_prompts = queries.insert_new(con, "prompts", tables["prompts"])
+        result.new_responses = queries.insert_new(con, "responses", tables["responses"])
         if tables["scores"].num_rows:
-            result.new_scores = queries.upsert_scores(con, tables["scores"])
+            result.new_scores = queries.insert_new(con, "scores", tables["scores"])
         if tables["pairs"].num_rows:
-            result.new_pairs = queries.insert_new_pairs(con, tables["pairs"])
+            result.new_pairs = queries.insert_new(con, "pairs", tables["pairs"])
         summary.update(new_prompts=result.new_prompts, new_responses=result.new_responses,
                        new_pairs=result.new_pairs, new_scores=result.new_scores)
         if existing is None:
@@ -192,57 +192,102 @@ def _write_rejects(bad: list[InputError], rejects_path, source: str) -> Path:
 
 
 def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str], score_name: str) -> dict:
-    prompts: dict[str, dict] = {}
-    responses: dict[str, dict] = {}
-    score_rows: dict[str, float] = {}
-    pairs: dict[str, dict] = {}
-    rm_id = ids._digest("external-scorer", score_name)
-    canonical_cache: dict[str, str] = {}
+    """Columns for the new rows; within the import, the first line that has an id wins."""
+    prompt_cols: dict[str, list] = {k: [] for k in ("prompt_id", "messages", "text", "tags", "source_line")}
+    response_cols: dict[str, list] = {k: [] for k in ("response_id", "prompt_id", "text", "sample_index",
+                                                      "n_chars", "source_line")}
+    score_ids: list[str] = []
+    score_values: list[float] = []
+    pair_cols: dict[str, list] = {k: [] for k in ("pair_id", "prompt_id", "chosen_id", "rejected_id", "source_line")}
+    seen_prompts: dict[str, str] = {}  # canonical messages -> id
+    seen_responses: set[str] = set()
+    seen_scores: set[str] = set()
+    seen_pairs: set[str] = set()
+    base_tags = sorted(set(tags))
+    response_id = ids.imported_response_id
     for located in good:
-        record = located.record
+        record, line = located.record, located.line
         canonical = ids.canonical_messages(record.prompt)
-        pid = canonical_cache.get(canonical)
+        pid = seen_prompts.get(canonical)
         if pid is None:
-            pid = canonical_cache[canonical] = ids.prompt_id_from_canonical(canonical)
-        if pid not in prompts:
-            prompts[pid] = {
-                "prompt_id": pid, "messages": canonical, "text": _last_user_text(record.prompt),
-                "source": source, "tags": sorted(set(tags) | set(record.tags)),
-                "run_id": run_id, "source_line": located.line,
-            }
-        response_ids = []
-        for index, (text, score) in enumerate(zip(record.responses, record.scores)):
-            rid = ids.imported_response_id(pid, text)
-            response_ids.append(rid)
-            if rid not in responses:
-                responses[rid] = {
-                    "response_id": rid, "prompt_id": pid, "text": text, "origin": "imported",
-                    "run_id": run_id, "sample_index": index, "n_chars": len(text),
-                    "source_line": located.line,
-                }
-            if score is not None:
-                score_rows.setdefault(rid, score)
+            pid = seen_prompts[canonical] = ids.prompt_id_from_canonical(canonical)
+            prompt_cols["prompt_id"].append(pid)
+            prompt_cols["messages"].append(canonical)
+            prompt_cols["text"].append(_last_user_text(record.prompt))
+            prompt_cols["tags"].append(sorted(set(base_tags).union(record.tags)) if record.tags else base_tags)
+            prompt_cols["source_line"].append(line)
+        texts = record.responses
+        response_ids = [response_id(pid, text) for text in texts]
+        if seen_responses.isdisjoint(response_ids) and len(set(response_ids)) == len(texts):
+            seen_responses.update(response_ids)
+            response_cols["response_id"] += response_ids
+            response_cols["prompt_id"] += [pid] * len(texts)
+            response_cols["text"] += texts
+            response_cols["sample_index"] += range(len(texts))
+            response_cols["n_chars"] += map(len, texts)
+            response_cols["source_line"] += [line] * len(texts)
+        else:  # a reply seen before in this import: keep its first occurrence only
+            for index, (rid, text) in enumerate(zip(response_ids, texts)):
+                if rid not in seen_responses:
+                    seen_responses.add(rid)
+                    for name, v in zip(("response_id", "prompt_id", "text", "sample_index", "n_chars", "source_line"),
+                                       (rid, pid, text, index, len(text), line)):
+                        response_cols[name].append(v)
+        scores = record.scores
+        if scores and None not in scores and seen_scores.isdisjoint(response_ids):
+            seen_scores.update(response_ids)
+            score_ids += response_ids
+            score_values += scores
+        else:
+            for rid, score in zip(response_ids, scores):
+                if score is not None and rid not in seen_scores:
+                    seen_scores.add(rid)
+                    score_ids.append(rid)
+                    score_values.append(score)
         if record.pair is not None:
             chosen, rejected = (response_ids[i] for i in record.pair)
             key = ids.pair_id(HUMAN, HUMAN, chosen, rejected)
-            pairs.setdefault(key, {
-                "pair_id": key, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                "label_source": HUMAN, "strategy": HUMAN, "params": "{}", "run_id": run_id,
-                "source_line": located.line,
-            })
+            if key not in seen_pairs:
+                seen_pairs.add(key)
+                for name, v in zip(("pair_id", "prompt_id", "chosen_id", "rejected_id", "source_line"),
+                                   (key, pid, chosen, rejected, line)):
+                    pair_cols[name].append(v)
+    rm_id = ids._digest("external-scorer", score_name)
+    n_prompts, n_responses, n_pairs = (len(prompt_cols["prompt_id"]), len(response_cols["response_id"]),
+                                       len(pair_cols["pair_id"]))
     return {
-        "prompts": pa.Table.from_pylist(list(prompts.values()), schema=_PROMPT_SCHEMA),
-        "responses": pa.Table.from_pylist(list(responses.values()), schema=_RESPONSE_SCHEMA),
+        "prompts": _table(prompt_cols, source=(source, n_prompts), run_id=(run_id, n_prompts)),
+        "responses": _table(response_cols, origin=("imported", n_responses), run_id=(run_id, n_responses)),
         "scores": pa.table({
-            "response_id": pa.array(list(score_rows), pa.string()),
-            "rm_id": pa.array([rm_id] * len(score_rows), pa.string()),
-            "score": pa.array(list(score_rows.values()), pa.float64()),
-            "run_id": pa.array([run_id] * len(score_rows), pa.string()),
+            "response_id": pa.array(score_ids, pa.string()),
+            "rm_id": pa.array([rm_id] * len(score_ids), pa.string()),
+            "score": pa.array(score_values, pa.float64()),
+            "run_id": pa.array([run_id] * len(score_ids), pa.string()),
         }),
-        "pairs": pa.Table.from_pylist(list(pairs.values()), schema=_PAIR_SCHEMA),
+        "pairs": _table(pair_cols, label_source=(HUMAN, n_pairs), strategy=(HUMAN, n_pairs),
+                        params=("{}", n_pairs), run_id=(run_id, n_pairs)),
         "rm": {"rm_id": rm_id, "name": score_name, "config": {"external": True, "source": source}}
-        if score_rows else None,
+        if score_ids else None,
     }
+
+
+_TYPES = {"source_line": pa.int32(), "sample_index": pa.int32(), "n_chars": pa.int32()}
+
+
+def _string_lists(lists: list[list[str]]) -> pa.Array:
+    offsets = [0]
+    for values in lists:
+        offsets.append(offsets[-1] + len(values))
+    flat = [v for values in lists for v in values]
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.string()))
+
+
+def _table(columns: dict[str, list], **constants: tuple[str, int]) -> pa.Table:
+    arrays = {name: _string_lists(values) if name == "tags" else pa.array(values, _TYPES.get(name, pa.string()))
+              for name, values in columns.items()}
+    for name, (value, n) in constants.items():
+        arrays[name] = pa.array([value] * n, pa.string())
+    return pa.table(arrays)
 
 
 def _last_user_text(messages: list[dict]) -> str:
@@ -250,18 +295,3 @@ def _last_user_text(messages: list[dict]) -> str:
         if message["role"] == "user":
             return message["content"]
     return messages[-1]["content"]
-
-
-_PROMPT_SCHEMA = pa.schema([
-    ("prompt_id", pa.string()), ("messages", pa.string()), ("text", pa.string()), ("source", pa.string()),
-    ("tags", pa.list_(pa.string())), ("run_id", pa.string()), ("source_line", pa.int32()),
-])
-_RESPONSE_SCHEMA = pa.schema([
-    ("response_id", pa.string()), ("prompt_id", pa.string()), ("text", pa.string()), ("origin", pa.string()),
-    ("run_id", pa.string()), ("sample_index", pa.int32()), ("n_chars", pa.int32()), ("source_line", pa.int32()),
-])
-_PAIR_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("prompt_id", pa.string()), ("chosen_id", pa.string()), ("rejected_id", pa.string()),
-    ("label_source", pa.string()), ("strategy", pa.string()), ("params", pa.string()), ("run_id", pa.string()),
-    ("source_line", pa.int32()),
-])

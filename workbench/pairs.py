@@ -82,7 +82,7 @@ def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, m
     result = PairBuildResult(run_id, f"{model['name']}@{model['version']}", strategy, params, n, 0)
 
     def write(con) -> None:
-        result.new_pairs = queries.insert_new_pairs(con, table)
+        result.new_pairs = queries.insert_new(con, "pairs", table)
         summary = {"candidates": n, "new_pairs": result.new_pairs}
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "pairs", "completed", config, environment(), summary)

@@ -69,10 +69,15 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
     ctx.obj = Context(db, timeout, quiet)
 
 
-def main() -> None:
-    from workbench.cli import data  # noqa: F401  (each module registers its commands)
+def load_commands() -> click.Group:
+    """The `workbench` group with every command module imported (each registers its commands)."""
+    from workbench.cli import data  # noqa: F401
 
-    cli(prog_name="workbench")
+    return cli
+
+
+def main() -> None:
+    load_commands()(prog_name="workbench")
 
 
 if __name__ == "__main__":

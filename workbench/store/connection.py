@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,17 @@ def _is_lock_error(error: Exception) -> bool:
 
 def _is_conflict(error: Exception) -> bool:
     return isinstance(error, duckdb.TransactionException) and "onflict" in str(error)
+
+
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """One lock per store file and process: inserts are anti-joins, so writers take turns."""
+    key = str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
 
 
 class Store:
@@ -94,7 +106,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One atomic unit of work: everything inside commits together or not at all."""
-        with self.connect() as con:
+        with _write_lock(self.path), self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con

@@ -1,5 +1,11 @@
 """Append-only, numbered schema migrations.
 
+The four bulk tables (prompts, responses, scores, pairs) carry no PRIMARY KEY: DuckDB's ART
+indexes make bulk inserts about 3x slower. Their ids are content hashes and every insert is an
+anti-join against what is stored (`queries.insert_new`), with writers serialised by DuckDB's
+file lock across processes and by `Store`'s lock inside one; `tests/workbench/test_store.py`
+checks the ids stay unique.
+
 Never edit a migration that has shipped: add `m00N_...` at the end. `migrate()` applies the
 missing ones in order, each in its own transaction, and records it in `schema_migrations`;
 a blank store and a store at any earlier version end at the same schema.
@@ -25,7 +31,7 @@ CREATE TABLE runs (
 );
 
 CREATE TABLE prompts (
-    prompt_id   VARCHAR PRIMARY KEY,   -- hash of the canonical messages
+    prompt_id   VARCHAR NOT NULL,      -- hash of the canonical messages
     messages    JSON NOT NULL,         -- [{"role": ..., "content": ...}, ...]
     text        VARCHAR NOT NULL,      -- last user turn, for display and search
     source      VARCHAR NOT NULL,
@@ -36,7 +42,7 @@ CREATE TABLE prompts (
 );
 
 CREATE TABLE responses (
-    response_id   VARCHAR PRIMARY KEY, -- hash of (prompt, text) if imported, (run, prompt, sample) if generated
+    response_id   VARCHAR NOT NULL,    -- hash of (prompt, text) if imported, (run, prompt, sample) if generated
     prompt_id     VARCHAR NOT NULL,
     text          VARCHAR NOT NULL,
     origin        VARCHAR NOT NULL,    -- imported | generated
@@ -67,12 +73,11 @@ CREATE TABLE scores (
     rm_id       VARCHAR NOT NULL,
     score       DOUBLE NOT NULL,
     run_id      VARCHAR NOT NULL,
-    created_at  TIMESTAMP NOT NULL,
-    PRIMARY KEY (response_id, rm_id)
+    created_at  TIMESTAMP NOT NULL
 );
 
 CREATE TABLE pairs (
-    pair_id        VARCHAR PRIMARY KEY,
+    pair_id        VARCHAR NOT NULL,
     prompt_id      VARCHAR NOT NULL,
     chosen_id      VARCHAR NOT NULL,
     rejected_id    VARCHAR NOT NULL,

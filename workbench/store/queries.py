@@ -69,56 +69,29 @@ def list_runs(con, kind: str | None = None, limit: int = 50) -> list[dict]:
     )
 
 
-# --- bulk inserts (first writer wins: existing ids are left alone) ---------------------
+# --- bulk inserts (first writer wins: rows whose key is already stored are left alone) -------
 
-def insert_new_prompts(con, table: pa.Table) -> int:
-    con.register("new_prompts", table)
-    try:
-        return _changed(con, """
-            INSERT INTO prompts (prompt_id, messages, text, source, tags, run_id, source_line, created_at)
-            SELECT s.prompt_id, s.messages, s.text, s.source, s.tags, s.run_id, s.source_line, current_timestamp
-            FROM new_prompts s
-            WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = s.prompt_id)""")
-    finally:
-        con.unregister("new_prompts")
+_KEYS = {"prompts": ("prompt_id",), "responses": ("response_id",), "scores": ("response_id", "rm_id"),
+         "pairs": ("pair_id",)}
 
 
-def insert_new_responses(con, table: pa.Table) -> int:
-    con.register("new_responses", table)
-    columns = ", ".join(table.column_names)
-    try:
-        return _changed(con, f"""
-            INSERT INTO responses ({columns}, created_at)
-            SELECT {", ".join("s." + c for c in table.column_names)}, current_timestamp
-            FROM new_responses s
-            WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = s.response_id)""")
-    finally:
-        con.unregister("new_responses")
+def insert_new(con, table_name: str, rows_: pa.Table) -> int:
+    """Insert the Arrow rows whose key is not in `table_name` yet; returns how many went in.
 
-
-def upsert_scores(con, table: pa.Table) -> int:
-    """Insert scores; a (response, reward model) pair that already has a score keeps it."""
-    con.register("new_scores", table)
-    try:
-        return _changed(con, """
-            INSERT INTO scores (response_id, rm_id, score, run_id, created_at)
-            SELECT s.response_id, s.rm_id, s.score, s.run_id, current_timestamp FROM new_scores s
-            WHERE NOT EXISTS (SELECT 1 FROM scores x WHERE x.response_id = s.response_id AND x.rm_id = s.rm_id)""")
-    finally:
-        con.unregister("new_scores")
-
-
-def insert_new_pairs(con, table: pa.Table) -> int:
-    con.register("new_pairs", table)
-    columns = ", ".join(table.column_names)
+    Column names come from the Arrow table (built by our code, never from user input);
+    `created_at` is stamped here.
+    """
+    keys = _KEYS[table_name]
+    columns = ", ".join(f'"{c}"' for c in rows_.column_names)
+    match = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    con.register("incoming", rows_)
     try:
         return _changed(con, f"""
-            INSERT INTO pairs ({columns}, created_at)
-            SELECT {", ".join("s." + c for c in table.column_names)}, current_timestamp
-            FROM new_pairs s
-            WHERE NOT EXISTS (SELECT 1 FROM pairs p WHERE p.pair_id = s.pair_id)""")
+            INSERT INTO {table_name} ({columns}, created_at)
+            SELECT {", ".join(f's."{c}"' for c in rows_.column_names)}, current_timestamp FROM incoming s
+            WHERE NOT EXISTS (SELECT 1 FROM {table_name} t WHERE {match})""")
     finally:
-        con.unregister("new_pairs")
+        con.unregister("incoming")
 
 
 # --- reward models ---------------------------------------------------------------------
@@ -231,11 +204,11 @@ def set_token_counts(con, table: pa.Table) -> int:
 
 # One row per distinct (prompt, chosen text, rejected text): when several pairs say the same
 # thing, the one with the largest margin (then the lowest pair id) represents them.
-EXPORT_PAIRS = """
+_EXPORT_SELECTED = """
 WITH selected AS (
     SELECT pr.pair_id, pr.prompt_id, pr.chosen_id, pr.rejected_id, pr.label_source, pr.strategy,
            pr.score_chosen, pr.score_rejected, pr.margin, pr.run_id,
-           p.messages, p.source, c.text AS chosen, r.text AS rejected,
+           p.messages, p.source, c.text AS chosen_text, r.text AS rejected_text,
            coalesce(m.name || '@' || m.version, 'human') AS labeler
     FROM pairs pr
     JOIN prompts p ON p.prompt_id = pr.prompt_id
@@ -250,14 +223,31 @@ WITH selected AS (
       AND ($tag IS NULL OR list_contains(p.tags, $tag))
       AND ($min_chars IS NULL OR least(c.n_chars, r.n_chars) >= $min_chars)
       AND ($max_chars IS NULL OR greatest(c.n_chars, r.n_chars) <= $max_chars)
-      AND ($exclude_flagged = false OR NOT (
+      AND (NOT $exclude_flagged OR NOT (
             coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
             OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)))
     QUALIFY row_number() OVER (PARTITION BY pr.prompt_id, c.text, r.text
                                ORDER BY pr.margin DESC NULLS LAST, pr.pair_id) = 1
 )
-SELECT * FROM selected ORDER BY pair_id
 """
+
+# Output columns by schema. `messages` is stored as [{"content": ..., "role": ...}, ...].
+_MESSAGES = "CAST(messages AS STRUCT(role VARCHAR, content VARCHAR)[])"
+_REPLY = "[{{'role': 'assistant', 'content': {0}}}]"
+_TRANSCRIPT = """CASE WHEN len({m}) = 1 AND {m}[1].role = 'user' THEN {m}[1].content
+    ELSE array_to_string(list_transform({m}, lambda x: chr(10) || chr(10)
+        || CASE x.role WHEN 'user' THEN 'Human' WHEN 'assistant' THEN 'Assistant' ELSE 'System' END
+        || ': ' || x.content), '') || chr(10) || chr(10) || 'Assistant:' END""".format(m=_MESSAGES)
+_STANDARD_REPLY = "CASE WHEN len({m}) = 1 AND {m}[1].role = 'user' THEN '' ELSE ' ' END || {{0}}".format(m=_MESSAGES)
+EXPORT_COLUMNS = {
+    "conversational": [("prompt", _MESSAGES), ("chosen", _REPLY.format("chosen_text")),
+                       ("rejected", _REPLY.format("rejected_text"))],
+    "standard": [("prompt", _TRANSCRIPT), ("chosen", _STANDARD_REPLY.format("chosen_text")),
+                 ("rejected", _STANDARD_REPLY.format("rejected_text"))],
+    "scores": [("score_chosen", "score_chosen"), ("score_rejected", "score_rejected"), ("margin", "margin")],
+    "provenance": [(c, c) for c in ("pair_id", "prompt_id", "chosen_id", "rejected_id", "labeler", "strategy",
+                                    "source", "run_id")],
+}
 
 
 def export_filter_params(spec: dict) -> dict:
@@ -267,16 +257,39 @@ def export_filter_params(spec: dict) -> dict:
     return params
 
 
-def export_pairs_reader(con, spec: dict, limit: int | None, batch_rows: int = 8192):
-    sql = EXPORT_PAIRS + (" LIMIT $limit" if limit is not None else "")
+def export_rows_sql(column_sets: list[str], as_json_lines: bool, limit: int | None) -> str:
+    """The export query: typed columns, or one JSON text per row (`line`) for JSON Lines."""
+    columns = [(name, expr) for key in column_sets for name, expr in EXPORT_COLUMNS[key]]
+    select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
+    sql = _EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
+    if limit is not None:
+        sql += " LIMIT $limit"
+    if as_json_lines:
+        struct = ", ".join(f"'{name}': {name}" for name, _ in columns)
+        sql = f"SELECT to_json({{{struct}}}) AS line FROM ({sql})"
+    return sql
+
+
+def export_reader(con, spec: dict, column_sets: list[str], as_json_lines: bool, limit: int | None,
+                  batch_rows: int = 16384):
     params = export_filter_params(spec)
     if limit is not None:
         params["limit"] = int(limit)
-    return con.sql(sql, params=params).to_arrow_reader(batch_rows)
+    return con.sql(export_rows_sql(column_sets, as_json_lines, limit), params=params).to_arrow_reader(batch_rows)
 
 
 def count_export_pairs(con, spec: dict) -> int:
-    return value(con, "SELECT count(*) FROM (" + EXPORT_PAIRS + ")", export_filter_params(spec))
+    return value(con, _EXPORT_SELECTED + "SELECT count(*) FROM selected", export_filter_params(spec))
+
+
+def export_labelers(con, spec: dict, limit: int | None) -> dict:
+    """How many exported rows each labeler ('human' or NAME@VERSION) contributed."""
+    params = export_filter_params(spec)
+    sql = _EXPORT_SELECTED + "SELECT labeler FROM selected ORDER BY pair_id"
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = int(limit)
+    return dict(rows(con, f"SELECT labeler, count(*) FROM ({sql}) GROUP BY 1 ORDER BY 1", params))
 
 
 def insert_export(con, export_id: str, run_id: str, path: str, fmt: str, schema: str, spec: dict,

@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HH_RLHF = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
+
+# Tests never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def hh_rlhf_path() -> Path:
+    if not HH_RLHF.exists():
+        pytest.skip(f"{HH_RLHF} is not present (it lives in ../shared/data beside the checkout)")
+    return HH_RLHF
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from tests.tiny import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
