@@ -49,6 +49,23 @@ def emit_json(value) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
+def selection_options(command):
+    """Options that select prompts; the command receives them as `selection` (a PromptSelection)."""
+    from functools import wraps
+
+    from workbench.selection import PromptSelection
+
+    @click.option("--source", help="Only prompts from this source.")
+    @click.option("--tag", help="Only prompts with this tag.")
+    @click.option("--search", help="Only prompts whose text contains this (case-insensitive).")
+    @click.option("--limit", type=int, help="At most this many prompts (ordered by id).")
+    @wraps(command)
+    def wrapper(*args, source, tag, search, limit, **kwargs):
+        return command(*args, selection=PromptSelection(source, tag, search, limit), **kwargs)
+
+    return wrapper
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--db", type=click.Path(dir_okay=False), default=lambda: str(default_db_path()),
               show_default="./workbench.duckdb or $WORKBENCH_DB", help="The store file.")
@@ -71,7 +88,7 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
 
 def load_commands() -> click.Group:
     """The `workbench` group with every command module imported (each registers its commands)."""
-    from workbench.cli import data  # noqa: F401
+    from workbench.cli import data, generate  # noqa: F401
 
     return cli
 

@@ -339,3 +339,90 @@ def import_summaries(con) -> list[dict]:
     return dicts(con, """
         SELECT run_id, started_at, summary FROM runs WHERE kind = 'import' AND status = 'completed'
         ORDER BY started_at""")
+
+
+# --- prompt and response selection -----------------------------------------------------
+
+_PROMPT_FILTER = """
+    ($source IS NULL OR p.source = $source)
+    AND ($tag IS NULL OR list_contains(p.tags, $tag))
+    AND ($search IS NULL OR p.text ILIKE '%' || $search || '%')
+    AND ($ids IS NULL OR list_contains($ids, p.prompt_id))
+"""
+
+
+def _selection_params(selection: dict) -> dict:
+    return {"source": selection.get("source"), "tag": selection.get("tag"), "search": selection.get("search"),
+            "ids": selection.get("prompt_ids")}
+
+
+def select_prompts(con, selection: dict) -> list[tuple[str, str]]:
+    """(prompt_id, messages JSON) of the selected prompts, by id (a stable order)."""
+    params = _selection_params(selection)
+    sql = f"SELECT p.prompt_id, p.messages FROM prompts p WHERE {_PROMPT_FILTER} ORDER BY p.prompt_id"
+    if selection.get("limit") is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = int(selection["limit"])
+    return rows(con, sql, params)
+
+
+def generated_samples(con, run_id: str) -> list[tuple[str, int]]:
+    return rows(con, "SELECT prompt_id, sample_index FROM responses WHERE run_id = ?", [run_id])
+
+
+def run_samples(con, run_id: str) -> pa.Table:
+    return con.sql("""
+        SELECT response_id, prompt_id, sample_index, text, finish_reason FROM responses
+        WHERE run_id = $run ORDER BY prompt_id, sample_index""", params={"run": run_id}).to_arrow_table()
+
+
+def set_response_flags(con, flags: pa.Table) -> int:
+    con.register("flags", flags)
+    try:
+        return _changed(con, """
+            UPDATE responses SET flag_near_duplicate_of = f.near_duplicate_of, flag_truncated = f.truncated,
+                                 flag_repetition = f.repetition
+            FROM flags f WHERE responses.response_id = f.response_id""")
+    finally:
+        con.unregister("flags")
+
+
+def responses_to_score(con, rm_id: str, selection: dict, generation_run: str | None, shard: tuple[int, int],
+                       limit: int | None) -> pa.Table:
+    """Responses of the selected prompts that this reward model has not scored, in this shard."""
+    params = _selection_params(selection) | {"rm": rm_id, "run": generation_run, "rank": shard[0],
+                                             "world": shard[1]}
+    sql = f"""
+        SELECT r.response_id, r.prompt_id, r.text, p.messages FROM responses r
+        JOIN prompts p ON p.prompt_id = r.prompt_id
+        WHERE {_PROMPT_FILTER} AND ($run IS NULL OR r.run_id = $run)
+          AND ('0x' || substr(r.response_id, 1, 15))::UBIGINT % $world = $rank  -- stable shard by id
+          AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.response_id = r.response_id AND s.rm_id = $rm)
+        ORDER BY r.response_id"""
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = int(limit)
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def count_scored(con, rm_id: str, selection: dict, generation_run: str | None) -> tuple[int, int]:
+    """(responses selected, of which scored by this reward model)."""
+    params = _selection_params(selection) | {"rm": rm_id, "run": generation_run}
+    return rows(con, f"""
+        SELECT count(*), count(s.response_id) FROM responses r
+        JOIN prompts p ON p.prompt_id = r.prompt_id
+        LEFT JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
+        WHERE {_PROMPT_FILTER} AND ($run IS NULL OR r.run_id = $run)""", params)[0]
+
+
+def insert_bon_picks(con, rm_id: str, run_id: str) -> int:
+    """For each prompt of a generation run, its best sample by this reward model (ties: lower index)."""
+    return _changed(con, """
+        INSERT INTO bon_picks (prompt_id, rm_id, run_id, response_id, score, created_at)
+        SELECT r.prompt_id, $rm, $run, r.response_id, s.score, current_timestamp
+        FROM responses r JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
+        WHERE r.run_id = $run
+          AND NOT EXISTS (SELECT 1 FROM bon_picks b WHERE b.prompt_id = r.prompt_id AND b.rm_id = $rm
+                          AND b.run_id = $run)
+        QUALIFY row_number() OVER (PARTITION BY r.prompt_id ORDER BY s.score DESC, r.sample_index) = 1""",
+        {"rm": rm_id, "run": run_id})

@@ -1,0 +1,36 @@
+"""`workbench bon`: sample N responses per prompt, score them, and mark each prompt's best."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.data import SamplingParams
+from workbench.reward_models import resolve_reward_model
+from workbench.sampling import SampleResult, sample_responses
+from workbench.scoring import ScoreResult, score_responses
+from workbench.selection import PromptSelection
+from workbench.store import Store, queries
+
+
+@dataclass
+class BestOfNResult:
+    sampling: SampleResult
+    scoring: ScoreResult
+    picks: int
+
+    def as_dict(self) -> dict:
+        return {"sampling": self.sampling.as_dict(), "scoring": self.scoring.as_dict(), "picks": self.picks}
+
+
+def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingParams | None = None,
+              selection: PromptSelection | None = None, batch_size: int = 32, backend: str = "torch",
+              progress: bool = True, **score_kwargs) -> BestOfNResult:
+    model = resolve_reward_model(store, rm)  # fail before sampling if the reward model is unknown
+    sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
+                               backend=backend, progress=progress)
+    scored = score_responses(store, model["rm_id"], selection=selection, generation_run=sampled.run_id,
+                             progress=progress, **score_kwargs)
+    picks = store.write(lambda con: queries.insert_bon_picks(con, model["rm_id"], sampled.run_id))
+    return BestOfNResult(sampled, scored, picks)
+
+

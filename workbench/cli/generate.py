@@ -1,0 +1,128 @@
+"""Commands that run models over the store: sample, score, bon."""
+
+from __future__ import annotations
+
+import click
+
+from engine.data import SamplingParams
+from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
+
+
+def sampling_options(command):
+    for option in reversed([
+        click.option("--policy", default="smollm2", show_default=True,
+                     help="Policy: a Hugging Face directory, a .gguf file, or smollm2."),
+        click.option("--n", type=int, default=4, show_default=True, help="Samples per prompt."),
+        click.option("--temperature", type=float, default=0.8, show_default=True, help="0 means greedy."),
+        click.option("--top-p", type=float, default=0.95, show_default=True),
+        click.option("--max-new-tokens", type=int, default=128, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Run seed; each sample's seed derives from it, the prompt id and the sample index."),
+        click.option("--batch-size", type=int, default=32, show_default=True, help="Sample rows per forward pass."),
+        click.option("--backend", type=click.Choice(["torch", "vllm"]), default="torch", show_default=True,
+                     help="vllm needs a CUDA machine with vLLM installed."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _params(temperature, top_p, max_new_tokens, seed) -> SamplingParams:
+    return SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+
+
+@cli.command("sample")
+@sampling_options
+@selection_options
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend,
+                   selection, as_json) -> None:
+    """Generate N responses for each selected prompt; the same command resumes an interrupted run.
+
+    \b
+    Example:
+      workbench import prompts.jsonl --format prompts
+      workbench sample --policy smollm2 --n 4 --max-new-tokens 96 --limit 20
+    """
+    from workbench.sampling import sample_responses
+
+    result = sample_responses(ctx.store, policy, n, params=_params(temperature, top_p, max_new_tokens, seed),
+                              selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"Run {result.run_id}: {result.generated} new samples ({result.total} in all for "
+                   f"{result.prompts} prompts x {result.n}) in {result.seconds} s.")
+
+
+def scoring_options(command):
+    for option in reversed([
+        click.option("--max-length", type=int, default=2048, show_default=True,
+                     help="Tokens per conversation; longer ones keep their end."),
+        click.option("--max-tokens-per-batch", type=int, default=8192, show_default=True,
+                     help="Tokens packed into one forward pass."),
+        click.option("--bf16", is_flag=True, help="bf16 autocast (faster on recent CPUs and GPUs)."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command("score")
+@click.option("--rm", required=True, help="Reward model: a directory, NAME, NAME@VERSION or id.")
+@selection_options
+@click.option("--generation-run", help="Only responses of this generation run.")
+@scoring_options
+@click.option("--shard", default="0/1", show_default=True,
+              help="RANK/WORLD: score only this process's share (several processes split the work).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, bf16, shard,
+                  as_json) -> None:
+    """Score stored responses with a reward model (batched, length-sorted, packed; resumable).
+
+    \b
+    Example:
+      workbench score --rm runs/rm-hh --source hh-rlhf-harmless-1800
+      workbench score --rm demo-rm --shard 0/2 & workbench score --rm demo-rm --shard 1/2
+    """
+    from workbench.scoring import score_responses
+
+    try:
+        rank, world = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise click.BadParameter("use RANK/WORLD, e.g. 0/2", param_hint="--shard") from None
+    result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
+                             max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, bf16=bf16,
+                             shard=(rank, world), progress=ctx.progress)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"Scored {result.scored} responses with {result.rm} ({result.already_scored} were already "
+                   f"scored) in {result.seconds} s.")
+
+
+@cli.command("bon")
+@sampling_options
+@click.option("--rm", required=True, help="Reward model that picks the best of the N.")
+@selection_options
+@scoring_options
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, rm,
+                selection, max_length, max_tokens_per_batch, bf16, as_json) -> None:
+    """Best-of-N: sample N responses per prompt, score them, mark each prompt's best.
+
+    \b
+    Example:
+      workbench bon --policy smollm2 --rm demo-rm --n 8 --limit 10
+    """
+    from workbench.bon import best_of_n
+
+    result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
+                       selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
+                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, bf16=bf16)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"Sampled {result.sampling.total} responses (run {result.sampling.run_id}), scored "
+                   f"{result.scoring.scored}, picked the best for {result.picks} prompts.")

@@ -1,0 +1,102 @@
+"""`workbench score`: score stored responses with a reward model, into the store.
+
+Work proceeds in chunks of responses the model has not scored yet; each chunk is scored
+(length-sorted and packed by the engine) and committed on its own, so an interrupted run loses
+at most one chunk and the same command resumes where it stopped. With `shard=(rank, world)`
+several processes split the responses by id and every score lands exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from engine.data import ScoringItem
+from workbench import ids
+from workbench.errors import WorkbenchError
+from workbench.reward_models import describe, resolve_reward_model
+from workbench.runs import fail_run, start_run
+from workbench.selection import PromptSelection
+from workbench.store import Store, queries
+
+
+@dataclass
+class ScoreResult:
+    run_id: str
+    rm: str
+    scored: int
+    already_scored: int
+    selected: int
+    seconds: float
+    responses_per_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_scorer(path: str, max_length: int = 2048, bf16: bool = False, device: str = "cpu"):
+    from engine.reward_model import RewardModel
+    from engine.scoring import Scorer
+
+    return Scorer(RewardModel.load(path, device=device), max_length=max_length, bf16=bf16)
+
+
+def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
+                    generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
+                    max_length: int = 2048, bf16: bool = False, shard: tuple[int, int] = (0, 1),
+                    scorer=None, progress: bool = True) -> ScoreResult:
+    """Score every selected response the reward model has not scored yet."""
+    selection = selection or PromptSelection()
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise WorkbenchError(f"shard rank {rank} is outside 0..{world - 1}")
+    model = resolve_reward_model(store, rm)
+    if not model["path"]:
+        raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
+              "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length}
+    run_id = ids.run_id("scoring", config)
+    start_run(store, run_id, "scoring", config | {"shards": world})
+    with store.connect() as con:
+        selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
+    started = time.perf_counter()
+    scored = 0
+    scorer = scorer or load_scorer(model["path"], max_length=max_length, bf16=bf16)
+    bar = tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
+               disable=not progress, smoothing=0.1)
+    try:
+        while True:
+            with store.connect() as con:
+                chunk = queries.responses_to_score(con, model["rm_id"], selection.as_dict(), generation_run,
+                                                   (rank, world), chunk_size)
+            if not chunk.num_rows:
+                break
+            columns = chunk.to_pydict()
+            items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
+            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
+            table = pa.table({"response_id": chunk["response_id"],
+                              "rm_id": pa.array([model["rm_id"]] * chunk.num_rows, pa.string()),
+                              "score": pa.array(values, pa.float64()),
+                              "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
+            scored += store.write(lambda con, t=table: queries.insert_new(con, "scores", t))
+            bar.update(chunk.num_rows)
+    except BaseException as error:
+        fail_run(store, run_id, error)
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
+                         round(scored / seconds, 2) if seconds > 0 else 0.0)
+
+    def finish(con) -> None:
+        total, done = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
+        if done == total:  # the last shard to finish closes the run
+            queries.finish_run(con, run_id, "completed", {"scored": done, "selected": total})
+
+    store.write(finish)
+    return result
