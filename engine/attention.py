@@ -1,0 +1,119 @@
+"""Varlen attention for packed sequences: several conversations in one row, none seeing another.
+
+A packed row holds conversations back to back; `cu_seqlens` (int32, leading 0) marks where each
+one starts. `varlen_attention` runs causal SDPA once per segment, so no token attends across a
+boundary and no (T, T) mask is ever built. It is registered with transformers as the attention
+implementation "packed_sdpa"; the model then receives the boundaries as the `cu_seq_lens_q` /
+`cu_seq_lens_k` keyword arguments of its forward (the names transformers' flash-attention path
+uses too), so the same packed batch drives either kernel:
+
+- CPU, or CUDA without flash-attn: "packed_sdpa" (this file; tested here).
+- CUDA with flash-attn installed: transformers' own "flash_attention_2", which calls
+  `flash_attn_varlen_func` with the same kwargs. UNTESTED in this project (no GPU here).
+
+Sequence parallelism (Ulysses) is meant to wrap `varlen_attention`: all-to-all from
+sequence-sharded to head-sharded q/k/v, call it on the full-length (T, H/P, D) tensors, all-to-all
+back, and register that as its own attention implementation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+
+from engine.errors import EngineError
+
+PACKED_SDPA = "packed_sdpa"
+FLASH_ATTENTION_2 = "flash_attention_2"
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor | list[int],
+    scale: float | None = None,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Causal attention within each segment of a packed sequence.
+
+    q: (T, H, D); k, v: (T, Hkv, D) with H a multiple of Hkv (grouped-query attention);
+    cu_seqlens: segment boundaries [0, l0, l0+l1, ..., T]. Returns (T, H, D).
+    """
+    bounds = cu_seqlens.tolist() if isinstance(cu_seqlens, torch.Tensor) else list(cu_seqlens)
+    gqa = q.shape[1] != k.shape[1]
+    q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, T, D)
+    outs = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end == start:
+            continue
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, start:end], k[:, start:end], v[:, start:end],
+                dropout_p=dropout, is_causal=True, scale=scale, enable_gqa=gqa,
+            )
+        )  # (H, L, D)
+    return torch.cat(outs, dim=1).transpose(0, 1)  # (T, H, D)
+
+
+def packed_sdpa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    cu_seq_lens_k: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """The transformers attention function behind "packed_sdpa".
+
+    query: (B, H, T, D), key/value: (B, Hkv, T, D); returns (B, T, H, D) like every transformers
+    attention function. With `cu_seq_lens_q` the batch must be one packed row. Without it each row
+    is one conversation and attention is plain causal over the row: this is exact for
+    right-padded rows, whose real tokens never look at the padding after them (transformers builds
+    no mask for a custom implementation, so left padding would NOT be handled).
+    """
+    _refuse_unsupported(kwargs, max_length=kwargs.get("max_length_q") or query.shape[2])
+    if cu_seq_lens_q is not None:
+        if query.shape[0] != 1:
+            raise ValueError(f"packed attention expects one packed row, got a batch of {query.shape[0]}")
+        if cu_seq_lens_k is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
+            raise ValueError("packed attention needs the same boundaries for queries and keys (no KV cache)")
+        out = varlen_attention(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
+                               cu_seq_lens_q, scale=scaling, dropout=dropout)  # (T, H, D)
+        return out.unsqueeze(0), None
+    if attention_mask is not None:
+        raise ValueError("packed_sdpa got an attention mask; pad on the right and pass no mask, or pass cu_seq_lens_q")
+    out = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=query.shape[2] > 1,
+                                         scale=scaling, enable_gqa=query.shape[1] != key.shape[1])  # (B, H, T, D)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _refuse_unsupported(kwargs: dict, max_length: int) -> None:
+    # Rather than silently compute something else: these backbones need a kernel that has the feature.
+    if kwargs.get("softcap") is not None:
+        raise EngineError("packed_sdpa has no attention logit soft-capping (Gemma-2 style backbones)")
+    window = kwargs.get("sliding_window")
+    if window is not None and int(max_length) > window:
+        raise EngineError(f"a conversation of {int(max_length)} tokens exceeds the backbone's sliding window ({window}); "
+                          "packed_sdpa has full causal attention only: lower max_length")
+
+
+AttentionInterface.register(PACKED_SDPA, packed_sdpa_attention)
+
+
+def flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def select_attention_implementation(device: torch.device | str) -> str:
+    """"flash_attention_2" on CUDA when flash-attn is installed, otherwise "packed_sdpa"."""
+    if torch.device(device).type == "cuda" and flash_attn_available():
+        return FLASH_ATTENTION_2
+    return PACKED_SDPA
