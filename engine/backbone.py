@@ -92,11 +92,17 @@ def _converted_gguf_dir(gguf: Path, name: str, progress: bool) -> Path:
     return target
 
 
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".model"}
+# What defines a model's behaviour; run bookkeeping beside it (metrics, eval results) does not count.
+_MODEL_FILES = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "chat_template.jinja", "reward_model.json", "adapter_config.json"}
+
+
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of a model directory's weights and tokenizer (cached beside it by size+mtime)."""
+    """Content hash of a model directory's weights, config and tokenizer (cached beside it by size+mtime)."""
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin", ".json", ".model", ".gguf"}
-                   and p.name != "workbench_fingerprint.json")
+    files = sorted(p for p in path.iterdir() if p.is_file()
+                   and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES))
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     cache = path / "workbench_fingerprint.json"
     try:

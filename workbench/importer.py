@@ -87,10 +87,7 @@ def import_files(
     run_id = ids.run_id("import", config)
     result = ImportResult(run_id=run_id, files=[str(p) for p in paths], formats={})
 
-    good: list[_Located] = []
-    bad: list[InputError] = []
-    for path in paths:
-        _read_file(path, fmt, max_record_bytes, progress, good, bad, result)
+    good, bad, result.formats = parse_files(paths, fmt, max_record_bytes, progress)
     result.valid, result.rejected = len(good), len(bad)
     result.records = result.valid + result.rejected
     result.errors = [e.as_dict() for e in bad]
@@ -148,7 +145,18 @@ def _content_hash(path: Path) -> str:
     return ids._digest(*(f"{p.relative_to(path)}:{ids.sha256_file(p)}" for p in files))
 
 
-def _read_file(path, fmt, max_record_bytes, progress, good, bad, result) -> None:
+def parse_files(paths: Iterable[Path], fmt: str = "auto", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                progress: bool = True) -> tuple[list[_Located], list[InputError], dict[str, str]]:
+    """Read and validate files without touching a store: valid records, errors, format per file."""
+    good: list[_Located] = []
+    bad: list[InputError] = []
+    formats: dict[str, str] = {}
+    for path in paths:
+        formats[str(path)] = _read_file(Path(path), fmt, max_record_bytes, progress, good, bad)
+    return good, bad, formats
+
+
+def _read_file(path, fmt, max_record_bytes, progress, good, bad) -> str:
     file_format = None if fmt == "auto" else fmt
     pending: list[RawRecord] = []  # records read before the format was known
     records = iter_records(path, max_record_bytes)
@@ -172,7 +180,7 @@ def _read_file(path, fmt, max_record_bytes, progress, good, bad, result) -> None
             f"({', '.join(FORMATS)})", file=str(path))
     for item in pending:
         _parse_into(item, file_format, good, bad)
-    result.formats[str(path)] = file_format
+    return file_format
 
 
 def _parse_into(item: RawRecord, fmt: str, good: list, bad: list) -> None:

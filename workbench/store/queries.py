@@ -426,3 +426,10 @@ def insert_bon_picks(con, rm_id: str, run_id: str) -> int:
                           AND b.run_id = $run)
         QUALIFY row_number() OVER (PARTITION BY r.prompt_id ORDER BY s.score DESC, r.sample_index) = 1""",
         {"rm": rm_id, "run": run_id})
+
+
+def selected_pairs(con, spec: dict) -> list[tuple]:
+    """(pair_id, prompt_id, messages JSON, chosen text, rejected text) of the pairs an export would write."""
+    return rows(con, _EXPORT_SELECTED + """
+        SELECT pair_id, prompt_id, messages, chosen_text, rejected_text FROM selected ORDER BY pair_id""",
+                export_filter_params(spec))

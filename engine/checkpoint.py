@@ -1,0 +1,88 @@
+"""Full training state on disk, written atomically, so a killed run resumes exactly.
+
+A checkpoint directory `checkpoints/step-000040/` holds the trainable weights, the optimizer and
+scheduler states, one RNG file per rank, and `state.json` (step, world size, config). It is
+written under a temporary name and renamed when complete: a SIGKILL mid-save leaves the previous
+checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import torch
+
+from engine.distributed import barrier
+from engine.errors import EngineError
+
+PREFIX = "step-"
+
+
+def checkpoint_root(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    root = checkpoint_root(out_dir)
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
+                  and (p / "state.json").is_file())
+    return done[-1] if done else None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: int, trainable: dict,
+                    optimizer, scheduler, extra: dict, keep: int) -> Path:
+    """Collective: every rank calls it; rank 0 writes the shared state, each rank its RNG."""
+    root = checkpoint_root(out_dir)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / f".{final.name}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    if rank == 0:
+        torch.save(trainable, tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    barrier()
+    if rank == 0:
+        (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, **extra}, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
+    state = json.loads((path / "state.json").read_text())
+    if state["world_size"] != world_size:
+        raise EngineError(f"{path} was saved by {state['world_size']} rank(s); resume it with the same number "
+                          f"of processes (got {world_size})")
+    return {
+        "state": state,
+        "trainable": torch.load(path / "trainable.pt", map_location="cpu", weights_only=True),
+        "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False),
+        "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
+        "rng": torch.load(path / f"rng-rank{rank}.pt", map_location="cpu", weights_only=False),
+    }

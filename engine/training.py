@@ -1,0 +1,311 @@
+"""Train a reward model on preference pairs: packed batches, focal ranking + log-barrier loss,
+AdamW with warm-up then cosine decay, gradient accumulation, clipping, resumable checkpoints.
+
+    result = train_reward_model(TrainConfig(base="smollm2", out_dir="runs/rm"), train_pairs, eval_pairs)
+
+Each optimizer step takes `pairs_per_step` pairs (shuffled per epoch with the seed, last partial
+chunk dropped), splits them over data-parallel ranks, packs each rank's share into micro-batches
+of at most `max_packed_length` tokens, and accumulates gradients over them. The loss is summed over
+pairs and divided by the step's total pair count, so a step's gradient does not depend on how its
+pairs were split into micro-batches or ranks. Under torchrun the model is wrapped in DDP (or FSDP).
+
+The state after every `checkpoint_every` steps (weights, optimizer, scheduler, RNG, step) lets
+`resume=True` continue a killed run to the same final loss. Per-step metrics go to
+`OUT/metrics.jsonl`; the trained model is saved as a standard HF directory in OUT (LoRA merged;
+the adapter with its value head also in OUT/adapter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from engine.backbone import resolve_model_path
+from engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from engine.data import PreferencePair
+from engine.distributed import DistContext, all_reduce_sum, barrier, compute_init
+from engine.errors import EngineError
+from engine.losses import reward_loss
+from engine.packing import group_pairs, pack_pairs
+from engine.reward_model import LoraSettings, RewardModel
+from engine.train_config import TrainConfig
+
+COMPLETE_MARKER = "training_complete.json"
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    final_loss: float | None
+    final_accuracy: float | None
+    eval: dict | None
+    seconds: float
+    tokens_per_s: float
+    resumed_from: int | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def steps_per_epoch(n_pairs: int, pairs_per_step: int) -> int:
+    return n_pairs // pairs_per_step
+
+
+def total_steps(config: TrainConfig, n_pairs: int) -> int:
+    per_epoch = steps_per_epoch(n_pairs, config.pairs_per_step)
+    if per_epoch == 0:
+        raise EngineError(f"{n_pairs} training pairs cannot fill one step of {config.pairs_per_step}: "
+                          "lower pairs_per_step or add pairs")
+    return config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+
+
+def step_pair_indices(n_pairs: int, pairs_per_step: int, seed: int, step: int) -> list[int]:
+    """The pairs of one optimizer step: a seeded shuffle per epoch, cut into whole steps."""
+    per_epoch = steps_per_epoch(n_pairs, pairs_per_step)
+    epoch, k = divmod(step, per_epoch)
+    order = list(range(n_pairs))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order[k * pairs_per_step:(k + 1) * pairs_per_step]
+
+
+def lr_lambda(config: TrainConfig, steps: int) -> Callable[[int], float]:
+    warmup = int(config.warmup_ratio * steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
+
+    return factor
+
+
+def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel:
+    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout) if config.lora else None
+    rm = RewardModel.from_base(resolve_model_path(config.base), reward_token=config.reward_token,
+                               reward_token_id=config.reward_token_id, lora=lora, qlora=config.qlora, device=device)
+    if config.freeze_layers:
+        layers = getattr(rm.decoder, "layers", None)
+        if layers is None or config.freeze_layers > len(layers):
+            raise EngineError(f"freeze_layers={config.freeze_layers}: the backbone has "
+                              f"{0 if layers is None else len(layers)} decoder layers")
+        rm.decoder.get_input_embeddings().requires_grad_(False)
+        for layer in layers[:config.freeze_layers]:
+            layer.requires_grad_(False)
+    if config.gradient_checkpointing:
+        rm.enable_gradient_checkpointing()
+    return rm
+
+
+def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().clone() for name, p in rm.model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
+    params = dict(rm.model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
+                          "it was written with another configuration")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, ctx: DistContext, train_pairs, eval_pairs, progress: bool):
+        self.config, self.ctx, self.progress = config, ctx, progress
+        self.out = Path(config.out_dir)
+        self.rm = build_reward_model(config, ctx.device)
+        encoder = self.rm.encoder(config.max_length)
+        self.train = encoder.encode_pairs(train_pairs)
+        self.eval_pairs = list(eval_pairs or [])
+        self.steps = total_steps(config, len(self.train))
+        if config.pairs_per_step < ctx.world_size:
+            raise EngineError(f"pairs_per_step ({config.pairs_per_step}) must be at least the number of "
+                              f"processes ({ctx.world_size})")
+        self.params = self.rm.trainable_parameters()
+        decay = [p for p in self.params if p.ndim >= 2]
+        no_decay = [p for p in self.params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.steps))
+        self.module = self._wrap(self.rm.batch_scorer)
+        self.losses = config.loss_settings()
+
+    def _wrap(self, module):
+        if not self.ctx.is_distributed:
+            return module
+        if self.config.fsdp:
+            raise EngineError("FSDP training is not available in this build; use DDP (the default)")
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _autocast(self):
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.ctx.device.type, dtype=torch.bfloat16)
+
+    def run_step(self, step: int) -> dict:
+        config, ctx = self.config, self.ctx
+        indices = step_pair_indices(len(self.train), config.pairs_per_step, config.seed, step)
+        local = [self.train[i] for i in indices[ctx.rank::ctx.world_size]]
+        groups = group_pairs(local, config.max_packed_length)
+        # DDP averages gradients over ranks; scaling by world size makes the result the sum over all
+        # the step's pairs divided by their count, however the pairs were split.
+        scale = ctx.world_size / len(indices)
+        sums = [0.0] * 7  # total, ranking, penalty, correct, chosen score, rejected score, tokens
+        for i, group in enumerate(groups):
+            batch = pack_pairs([local[j] for j in group], pad_token_id=self.rm.tokenizer.pad_token_id)
+            batch = batch.to(ctx.device)
+            sync = i == len(groups) - 1
+            no_sync = getattr(self.module, "no_sync", None)
+            with (contextlib.nullcontext() if sync or no_sync is None else no_sync()), self._autocast():
+                scores = self.module(batch)  # (2 * pairs,): chosen, rejected, ...
+                loss = reward_loss(scores, self.losses)
+            (loss.total * scale).backward()
+            scores = scores.detach().float()
+            for k, v in enumerate((loss.total.item(), loss.ranking.item(), loss.penalty.item(),
+                                   loss.correct.item(), scores[0::2].sum().item(), scores[1::2].sum().item(),
+                                   batch.n_tokens)):
+                sums[k] += v
+        grad_norm = None
+        if config.max_grad_norm > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
+        n = len(indices)
+        return {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch(len(self.train), config.pairs_per_step), 4),
+                "loss": total / n, "ranking_loss": ranking / n, "penalty": penalty / n, "accuracy": correct / n,
+                "chosen_score": chosen / n, "rejected_score": rejected / n, "lr": lr, "grad_norm": grad_norm,
+                "tokens": int(tokens), "pairs": n}
+
+    def evaluate(self) -> dict | None:
+        if not self.eval_pairs or not self.ctx.is_main:
+            return None
+        from engine.evaluation import evaluate_pairs
+        from engine.scoring import Scorer
+
+        result = evaluate_pairs(Scorer(self.rm, max_length=self.config.max_length, bf16=self.config.bf16),
+                                self.eval_pairs)
+        self.rm.train()
+        return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
+
+
+def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair],
+                       eval_pairs: Sequence[PreferencePair] | None = None, *, resume: bool = False,
+                       progress: bool = True, on_step: Callable[[dict], None] | None = None,
+                       ctx: DistContext | None = None) -> TrainResult:
+    """Train, checkpointing as it goes; with `resume`, continue from the latest checkpoint in out_dir."""
+    ctx = ctx or compute_init(config.device)
+    out = Path(config.out_dir)
+    if ctx.is_main:
+        _check_out_dir(out, resume)
+        out.mkdir(parents=True, exist_ok=True)
+        resolve_model_path(config.base)  # converts a GGUF once, before the other ranks look for it
+    barrier()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    trainer = _Trainer(config, ctx, train_pairs, eval_pairs, progress)
+    start, resumed_from = 0, None
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size)
+        load_trainable_state(trainer.rm, saved["trainable"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        start = resumed_from = saved["state"]["step"]
+    metrics_path = out / "metrics.jsonl"
+    if ctx.is_main:
+        _truncate_metrics(metrics_path, start)
+        (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
+
+    bar = None
+    if progress and ctx.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trainer.steps, initial=start, unit=" steps", desc="training reward model")
+    trainer.rm.train()
+    started = time.perf_counter()
+    tokens_done, last = 0, None
+    for step in range(start, trainer.steps):
+        t0 = time.perf_counter()
+        metrics = trainer.run_step(step)
+        metrics["tokens_per_s"] = round(metrics["tokens"] / (time.perf_counter() - t0), 1)
+        metrics["elapsed_s"] = round(time.perf_counter() - started, 2)
+        tokens_done += metrics["tokens"]
+        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < trainer.steps:
+            evaluation = trainer.evaluate()
+            if evaluation:
+                metrics["eval_accuracy"] = evaluation["accuracy"]
+        if ctx.is_main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.2f}",
+                                tok_s=f"{metrics['tokens_per_s']:.0f}")
+        if on_step is not None:
+            on_step(metrics)
+        last = metrics
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == trainer.steps:
+            save_checkpoint(out, step + 1, rank=ctx.rank, world_size=ctx.world_size,
+                            trainable=trainer_state(trainer), optimizer=trainer.optimizer,
+                            scheduler=trainer.scheduler, extra={"config": config.as_dict()},
+                            keep=config.keep_checkpoints)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - started
+    evaluation = trainer.evaluate()
+    if ctx.is_main:
+        _save_model(trainer.rm, out)
+        if evaluation is not None:
+            (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    result = TrainResult(str(out), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,
+                         round(seconds, 2), round(tokens_done / seconds, 1) if seconds > 0 else 0.0, resumed_from)
+    if ctx.is_main:
+        (out / COMPLETE_MARKER).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    barrier()
+    return result
+
+
+def trainer_state(trainer: _Trainer) -> dict:
+    return trainable_state(trainer.rm) if trainer.ctx.is_main else {}
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if resume:
+        return
+    if latest_checkpoint(out) is not None or (out / COMPLETE_MARKER).exists():
+        raise EngineError(f"{out} already holds a training run: pass --resume to continue it, "
+                          "or choose another --out")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past the checkpoint we resume from (they will be logged again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _save_model(rm: RewardModel, out: Path) -> None:
+    rm.save(out)
+    if rm.lora is not None:
+        rm.save_adapter(out / "adapter")

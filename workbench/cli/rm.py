@@ -1,0 +1,207 @@
+"""`workbench rm ...`: train, evaluate, export and list reward models."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+
+import click
+
+from engine.train_config import TrainConfig
+from workbench.cli import Context, cli, emit_json, pass_ctx
+from workbench.export import LABELS, ExportSpec
+
+_EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
+
+
+def _click_type(annotation):
+    hint = typing.get_args(annotation)
+    base = next((a for a in hint if a is not type(None)), annotation) if hint else annotation
+    return {"int": int, "float": float, "str": str, "bool": bool}.get(getattr(base, "__name__", str(base)), str)
+
+
+def config_options(command):
+    """One option per TrainConfig field (TRL style: the dataclass is the source of truth)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in reversed(dataclasses.fields(TrainConfig)):
+        if f.name in _EXPLICIT:
+            continue
+        name = "--" + f.name.replace("_", "-")
+        kind = _click_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if kind is bool:
+            command = click.option(name, f.name, is_flag=True, default=None, help=help_text)(command)
+        else:
+            default = f.default if not isinstance(f.default, dataclasses._MISSING_TYPE) else None
+            command = click.option(name, f.name, type=kind, default=None,
+                                   help=f"{help_text} [default: {default}]")(command)
+    return command
+
+
+def store_filter_options(command):
+    for option in reversed([
+        click.option("--from-store", is_flag=True, help="Train on the store's pairs (filters below)."),
+        click.option("--source", help="Only pairs whose prompt came from this source."),
+        click.option("--label", type=click.Choice(LABELS), help="Only human- or only RM-labelled pairs."),
+        click.option("--pairs-rm", "pairs_rm", help="Only pairs labelled by this reward model."),
+        click.option("--min-margin", type=float, help="Only pairs with at least this margin."),
+        click.option("--tag", help="Only prompts with this tag."),
+        click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged) -> ExportSpec | None:
+    if not from_store:
+        if any(v for v in (source, label, pairs_rm, min_margin, tag, exclude_flagged)):
+            raise click.UsageError("store filters need --from-store")
+        return None
+    return ExportSpec(source=source, label=label, rm=pairs_rm, min_margin=min_margin, tag=tag,
+                      exclude_flagged=exclude_flagged)
+
+
+@cli.group("rm")
+def rm_group() -> None:
+    """Reward models: train, eval, export, list, register."""
+
+
+@rm_group.command("train")
+@click.option("--data", multiple=True, type=click.Path(exists=True),
+              help="Pairs from a file any `workbench import` format reads (repeatable).")
+@click.option("--format", "fmt", default="auto", show_default=True, help="Format of --data files.")
+@click.option("--skip-invalid", is_flag=True, help="Skip invalid records in --data instead of refusing.")
+@store_filter_options
+@click.option("--base", default="smollm2", show_default=True, help="Backbone: HF directory, .gguf file, or smollm2.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output: an HF model directory, plus checkpoints/ and metrics.jsonl.")
+@click.option("--name", help="Name in the store (default: the --out directory's name).")
+@click.option("--eval-fraction", type=float, default=0.1, show_default=True,
+              help="Share of prompts held out for evaluation (by a hash of the prompt).")
+@click.option("--eval-data", multiple=True, type=click.Path(exists=True),
+              help="Evaluate on these pairs instead of a held-out share.")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@config_options
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, source, label, pairs_rm, min_margin, tag,
+             exclude_flagged, base, out_dir, name, eval_fraction, eval_data, resume, as_json, **overrides) -> None:
+    """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
+
+    Runs as a plain process, on one GPU, or under torchrun with several processes.
+
+    \b
+    Example:
+      workbench rm train --data ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid \\
+          --base smollm2 --out runs/rm-hh --epochs 1 --lora
+      workbench rm train --from-store --label rm --min-margin 0.5 --base smollm2 --out runs/rm-v2
+      torchrun --nproc_per_node=2 -m workbench rm train --data pairs.jsonl --base smollm2 --out runs/rm
+    """
+    from workbench.training import train_rm
+
+    spec = _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged)
+    settings = {k: v for k, v in overrides.items() if v is not None}
+    config = TrainConfig(base=base, out_dir=out_dir, **settings)
+    # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
+    store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
+    summary = train_rm(store, config, data=data, spec=spec, fmt=fmt,
+                       skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
+                       resume=resume, progress=ctx.progress)
+    if store is None:
+        return
+    if as_json:
+        emit_json(summary)
+        return
+    line = f"Trained {summary['steps']} steps on {summary['train_pairs']} pairs into {summary['out_dir']}"
+    if summary.get("eval"):
+        e = summary["eval"]
+        line += (f"; held-out accuracy {e['accuracy']:.3f} on {e['n']} pairs "
+                 f"(longer-wins baseline {e['length_baseline']:.3f})")
+    click.echo(line + ".")
+
+
+@rm_group.command("eval")
+@click.option("--rm", "rm_ref", required=True, help="Reward model: directory, NAME, NAME@VERSION or id.")
+@click.option("--data", multiple=True, type=click.Path(exists=True), help="Labelled pairs to evaluate on.")
+@click.option("--skip-invalid", is_flag=True)
+@store_filter_options
+@click.option("--max-length", type=int, default=1024, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, source, label, pairs_rm, min_margin, tag,
+            exclude_flagged, max_length, as_json) -> None:
+    """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
+
+    \b
+    Example:
+      workbench rm eval --rm runs/rm-hh --data runs/rm-hh/heldout_pairs.jsonl --json
+    """
+    from workbench.evaluation import evaluate_reward_model
+
+    spec = _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged)
+    result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
+                                   max_length=max_length, progress=ctx.progress)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"n={result['n']} accuracy={result['accuracy']:.4f} mean_margin={result['mean_margin']:.4f} "
+                   f"length_baseline={result['length_baseline']:.4f}")
+
+
+@rm_group.command("export")
+@click.option("--rm", "source", required=True, type=click.Path(exists=True),
+              help="A training output, a checkpoint directory, or a LoRA adapter directory.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where to write the HF directory.")
+@pass_ctx
+def rm_export(ctx: Context, source, out) -> None:
+    """Write a standard HF sequence-classification directory (LoRA merged) from a run or checkpoint.
+
+    \b
+    Example:
+      workbench rm export --rm runs/rm-hh/checkpoints/step-000100 --out exported/rm-hh-100
+    """
+    from engine.export import export_reward_model
+
+    path = export_reward_model(source, out)
+    click.echo(f"Wrote {path}: load it with AutoModelForSequenceClassification.from_pretrained('{path}').")
+
+
+@rm_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def rm_list(ctx: Context, as_json) -> None:
+    """Reward models the store knows, with how many responses each has scored.
+
+    \b
+    Example:
+      workbench rm list
+    """
+    from workbench.store import queries
+
+    with ctx.store.connect() as con:
+        models = queries.list_reward_models(con)
+    if as_json:
+        emit_json(models)
+        return
+    for m in models:
+        click.echo(f"{m['name']}@{m['version']}  {m['rm_id'][:12]}  scores={m['n_scores']}  {m['path'] or '(imported scores)'}")
+
+
+@rm_group.command("register")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="Name in the store (default: the directory's name).")
+@pass_ctx
+def rm_register(ctx: Context, path, name) -> None:
+    """Register a reward-model directory under a name (same weights: same entry).
+
+    \b
+    Example:
+      workbench rm register runs/rm-hh --name hh
+    """
+    from workbench.reward_models import describe, register_reward_model
+
+    model = register_reward_model(ctx.store, path, name=name)
+    click.echo(f"{describe(model)} -> {model['path']}")
+
+

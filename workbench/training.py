@@ -1,0 +1,121 @@
+"""`workbench rm train`: train a reward model on pairs from files or from the store.
+
+The workbench side gathers the pairs (any file `workbench import` reads, or the store's pairs
+selected with the same filters as `workbench export`), holds out a share of prompts for
+evaluation, records the run, calls `engine.training`, and registers the trained model in the
+store. Under torchrun only rank 0 reads the data and touches the store; the pairs are broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+
+from engine.data import PreferencePair
+from engine.distributed import broadcast_object, compute_init
+from engine.train_config import TrainConfig
+from workbench import ids
+from workbench.errors import InputError, WorkbenchError
+from workbench.export import ExportSpec, _query_spec
+from workbench.importer import parse_files
+from workbench.reward_models import register_reward_model
+from workbench.runs import fail_run, finish_run, start_run
+from workbench.store import Store, queries
+
+
+def pairs_from_files(paths: Sequence[str | Path], fmt: str = "auto", skip_invalid: bool = False,
+                     progress: bool = True) -> list[PreferencePair]:
+    good, bad, _ = parse_files([Path(p) for p in paths], fmt, progress=progress)
+    if bad and not skip_invalid:
+        raise InputError(f"{len(bad)} invalid record(s); first: {bad[0].describe()}. "
+                         "Fix them or pass --skip-invalid")
+    pairs = [PreferencePair(r.record.prompt, r.record.responses[r.record.pair[0]],
+                            r.record.responses[r.record.pair[1]], id=f"{Path(r.file).name}:{r.line}")
+             for r in good if r.record.pair is not None]
+    if not pairs:
+        raise WorkbenchError("the data holds no preference pairs (chosen/rejected records)")
+    return pairs
+
+
+def pairs_from_store(store: Store, spec: ExportSpec) -> list[PreferencePair]:
+    spec.validate()
+    with store.connect() as con:
+        found = queries.selected_pairs(con, _query_spec(store, spec))
+    if spec.limit is not None:
+        found = found[:spec.limit]
+    if not found:
+        raise WorkbenchError("no pairs match the selection: import pairs or build them with `workbench pairs build`")
+    return [PreferencePair(json.loads(messages), chosen, rejected, id=pair_id)
+            for pair_id, _, messages, chosen, rejected in found]
+
+
+def heldout_share(pair: PreferencePair, seed: int) -> float:
+    """A stable number in [0, 1) per prompt: the same prompt always falls on the same side."""
+    digest = ids._digest("heldout", str(seed), ids.canonical_messages(pair.prompt))
+    return int(digest[:8], 16) / 16**8
+
+
+def split_heldout(pairs: list[PreferencePair], fraction: float, seed: int = 0):
+    """(train, held out): whole prompts are held out, chosen by a hash of the prompt and the seed."""
+    if not 0 <= fraction < 1:
+        raise WorkbenchError("--eval-fraction must be in [0, 1)")
+    heldout = [p for p in pairs if heldout_share(p, seed) < fraction]
+    train = [p for p in pairs if heldout_share(p, seed) >= fraction]
+    return train, heldout
+
+
+def write_pairs(pairs: Sequence[PreferencePair], path: Path) -> None:
+    """TRL conversational schema, one pair per line."""
+    with open(path, "wb") as f:
+        for p in pairs:
+            f.write(orjson.dumps({"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
+                                  "rejected": [{"role": "assistant", "content": p.rejected}], "id": p.id}) + b"\n")
+
+
+def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (), spec: ExportSpec | None = None,
+             fmt: str = "auto", skip_invalid: bool = False, eval_fraction: float = 0.1,
+             eval_data: Sequence[str] = (), name: str | None = None, resume: bool = False,
+             progress: bool = True) -> dict:
+    """Gather pairs, train, register. Returns the training result plus data counts and the model row."""
+    from engine.training import train_reward_model
+
+    ctx = compute_init(config.device)
+    selection = {"data": [str(d) for d in data], "store_filter": asdict(spec) if spec else None,
+                 "eval_fraction": eval_fraction, "eval_data": [str(d) for d in eval_data]}
+    run_id = ids.run_id("training", {"config": config.as_dict(), "selection": selection})
+    payload = None
+    if ctx.is_main:
+        if bool(data) == bool(spec):
+            raise WorkbenchError("give the training pairs with --data FILE... or --from-store (not both)")
+        pairs = pairs_from_files(data, fmt, skip_invalid, progress) if data else pairs_from_store(store, spec)
+        if eval_data:
+            train, heldout = pairs, pairs_from_files(eval_data, "auto", skip_invalid, progress)
+        else:
+            train, heldout = split_heldout(pairs, eval_fraction, config.seed)
+        if not train:
+            raise WorkbenchError("every pair fell into the held-out share: lower --eval-fraction")
+        out = Path(config.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if heldout:
+            write_pairs(heldout, out / "heldout_pairs.jsonl")
+        if store is not None:
+            start_run(store, run_id, "training", {"config": config.as_dict(), "selection": selection,
+                                                  "train_pairs": len(train), "heldout_pairs": len(heldout)})
+        payload = (train, heldout)
+    train, heldout = broadcast_object(payload)
+    try:
+        result = train_reward_model(config, train, heldout or None, resume=resume, progress=progress, ctx=ctx)
+    except BaseException as error:
+        if ctx.is_main and store is not None:
+            fail_run(store, run_id, error)
+        raise
+    summary = result.as_dict() | {"train_pairs": len(train), "heldout_pairs": len(heldout), "run_id": run_id}
+    if ctx.is_main and store is not None:
+        model = register_reward_model(store, config.out_dir, name=name or Path(config.out_dir).name, run_id=run_id)
+        summary["reward_model"] = {"name": model["name"], "version": model["version"], "rm_id": model["rm_id"]}
+        finish_run(store, run_id, summary)
+    return summary
