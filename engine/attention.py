@@ -37,25 +37,37 @@ def varlen_attention(
     cu_seqlens: torch.Tensor | list[int],
     scale: float | None = None,
     dropout: float = 0.0,
+    segment_prefix: list[int] | None = None,
 ) -> torch.Tensor:
     """Causal attention within each segment of a packed sequence.
 
     q: (T, H, D); k, v: (T, Hkv, D) with H a multiple of Hkv (grouped-query attention);
     cu_seqlens: segment boundaries [0, l0, l0+l1, ..., T]. Returns (T, H, D).
+    segment_prefix: optionally, for each segment the index of an earlier segment it continues
+    (-1 for none): its queries then also see all of that prefix's keys, as if the prefix were
+    written in front of it. Scoring uses this to run a prompt shared by N replies once.
     """
     bounds = cu_seqlens.tolist() if isinstance(cu_seqlens, torch.Tensor) else list(cu_seqlens)
     gqa = q.shape[1] != k.shape[1]
     q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, T, D)
     outs = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for s, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         if end == start:
             continue
-        outs.append(
-            F.scaled_dot_product_attention(
-                q[:, start:end], k[:, start:end], v[:, start:end],
-                dropout_p=dropout, is_causal=True, scale=scale, enable_gqa=gqa,
-            )
-        )  # (H, L, D)
+        prefix = segment_prefix[s] if segment_prefix is not None else -1
+        if prefix < 0:
+            out = F.scaled_dot_product_attention(q[:, start:end], k[:, start:end], v[:, start:end],
+                                                 dropout_p=dropout, is_causal=True, scale=scale, enable_gqa=gqa)
+        else:
+            p0, p1 = bounds[prefix], bounds[prefix + 1]
+            length = end - start
+            keys = torch.cat([k[:, p0:p1], k[:, start:end]], dim=1)  # (Hkv, P + L, D)
+            values = torch.cat([v[:, p0:p1], v[:, start:end]], dim=1)
+            mask = torch.ones(length, p1 - p0 + length, dtype=torch.bool, device=q.device)
+            mask[:, p1 - p0:] = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+            out = F.scaled_dot_product_attention(q[:, start:end], keys, values, attn_mask=mask,
+                                                 dropout_p=dropout, scale=scale, enable_gqa=gqa)
+        outs.append(out)  # (H, L, D)
     return torch.cat(outs, dim=1).transpose(0, 1)  # (T, H, D)
 
 
@@ -86,7 +98,8 @@ def packed_sdpa_attention(
         if cu_seq_lens_k is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
             raise ValueError("packed attention needs the same boundaries for queries and keys (no KV cache)")
         out = varlen_attention(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
-                               cu_seq_lens_q, scale=scaling, dropout=dropout)  # (T, H, D)
+                               cu_seq_lens_q, scale=scaling, dropout=dropout,
+                               segment_prefix=kwargs.get("segment_prefix"))  # (T, H, D)
         return out.unsqueeze(0), None
     if attention_mask is not None:
         raise ValueError("packed_sdpa got an attention mask; pad on the right and pass no mask, or pass cu_seq_lens_q")

@@ -49,8 +49,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: int, trainable: dict,
-                    optimizer, scheduler, extra: dict, keep: int) -> Path:
-    """Collective: every rank calls it; rank 0 writes the shared state, each rank its RNG."""
+                    optimizer: dict, scheduler: dict, extra: dict, keep: int) -> Path:
+    """Collective: every rank calls it; rank 0 writes the shared state, each rank its RNG.
+
+    `trainable`, `optimizer` and `scheduler` are rank 0's state dicts (in full: under FSDP the
+    caller gathers them first); other ranks may pass empty ones.
+    """
     root = checkpoint_root(out_dir)
     final = root / f"{PREFIX}{step:06d}"
     tmp = root / f".{final.name}.tmp"
@@ -61,8 +65,8 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
     torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
     if rank == 0:
         torch.save(trainable, tmp / "trainable.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(optimizer, tmp / "optimizer.pt")
+        torch.save(scheduler, tmp / "scheduler.pt")
     barrier()
     if rank == 0:
         (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, **extra}, indent=2))

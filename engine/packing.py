@@ -39,10 +39,13 @@ class PackedBatch:
     max_seqlen: int  # longest segment
     n_pairs: int  # N == 2 * n_pairs for pair batches; 0 when packing single conversations
     n_tokens: int  # real tokens, padding excluded
+    # Shared-prefix layout (scoring only): for each segment, the earlier segment it continues, or -1.
+    segment_prefix: list[int] | None = None
 
     def to(self, device) -> PackedBatch:
         return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
-                           self.reward_positions.to(device), self.max_seqlen, self.n_pairs, self.n_tokens)
+                           self.reward_positions.to(device), self.max_seqlen, self.n_pairs, self.n_tokens,
+                           self.segment_prefix)
 
 
 @dataclass
@@ -92,6 +95,50 @@ def pack_sequences(sequences: Sequence[Sequence[int]], pad_to_multiple_of: int =
 def pack_pairs(pairs: Sequence[EncodedPair], pad_to_multiple_of: int = 1, pad_token_id: int = 0) -> PackedBatch:
     """Pack pairs whole as chosen, rejected, chosen, rejected, ... into one row."""
     return pack_sequences([s for pair in pairs for s in pair], pad_to_multiple_of, pad_token_id, n_pairs=len(pairs))
+
+
+def pack_shared_prefixes(groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> PackedBatch:
+    """Pack groups of conversations that share a token prefix, the prefix stored once per group.
+
+    Each group is (prefix ids, [suffix ids, ...]); conversation j of a group is prefix + suffix j.
+    Layout: prefix, suffix 1, ..., suffix N, next prefix, ... A suffix segment continues its
+    prefix (positions go on from the prefix length, and attention sees the prefix's keys), so its
+    hidden states equal those of the whole conversation run alone: causal attention means the
+    prefix's own states never depend on what follows. `reward_positions` are the suffixes' last
+    tokens, in order. Every suffix must be non-empty (it holds at least the reward token).
+    """
+    ids: list[int] = []
+    positions: list[int] = []
+    cu = [0]
+    prefix_of: list[int] = []
+    rewards: list[int] = []
+    for prefix, suffixes in groups:
+        if not suffixes or any(len(x) == 0 for x in suffixes):
+            raise EngineError("every conversation needs a non-empty suffix after its shared prefix")
+        prefix_segment = -1
+        if prefix:
+            ids.extend(prefix)
+            positions.extend(range(len(prefix)))
+            cu.append(cu[-1] + len(prefix))
+            prefix_of.append(-1)
+            prefix_segment = len(prefix_of) - 1
+        for suffix in suffixes:
+            ids.extend(suffix)
+            positions.extend(range(len(prefix), len(prefix) + len(suffix)))
+            cu.append(cu[-1] + len(suffix))
+            prefix_of.append(prefix_segment)
+            rewards.append(cu[-1] - 1)
+    lengths = [b - a for a, b in zip(cu[:-1], cu[1:])]
+    return PackedBatch(
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        position_ids=torch.tensor([positions], dtype=torch.long),
+        cu_seqlens=torch.tensor(cu, dtype=torch.int32),
+        reward_positions=torch.tensor(rewards, dtype=torch.long),
+        max_seqlen=max(lengths),
+        n_pairs=0,
+        n_tokens=len(ids),
+        segment_prefix=prefix_of,
+    )
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int, n_pairs: int = 0) -> PaddedBatch:

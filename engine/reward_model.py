@@ -15,7 +15,7 @@ reward token is last and never the pad token, so the stock pooling picks it).
 Training modes: full fine-tuning; LoRA (peft) on every linear layer of the backbone, with the
 value head trained in full and saved with the adapter (`modules_to_save`) and the reward token's
 embedding row trained and saved too (`trainable_token_indices`); QLoRA = LoRA over a 4-bit NF4
-backbone (bitsandbytes, bf16 compute), which bitsandbytes >= 0.48 also runs on CPU.
+backbone (bitsandbytes; bf16 compute on CUDA, fp32 on CPU), which bitsandbytes >= 0.48 also runs on CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from transformers import AddedToken, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from engine.attention import select_attention_implementation
+from engine.attention import PACKED_SDPA, select_attention_implementation
 from engine.conversation import ConversationEncoder
 from engine.errors import EngineError
 from engine.packing import PackedBatch, PaddedBatch
@@ -72,6 +72,12 @@ class BatchScorer(torch.nn.Module):
 
     def forward(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
         if isinstance(batch, PackedBatch):
+            extra = {}
+            if batch.segment_prefix is not None:
+                if self.decoder.config._attn_implementation != PACKED_SDPA:
+                    raise EngineError("shared-prefix batches need the packed_sdpa attention implementation; "
+                                      f"this model uses {self.decoder.config._attn_implementation}")
+                extra["segment_prefix"] = batch.segment_prefix
             hidden = self.decoder(
                 input_ids=batch.input_ids,
                 position_ids=batch.position_ids,
@@ -80,6 +86,7 @@ class BatchScorer(torch.nn.Module):
                 cu_seq_lens_k=batch.cu_seqlens,
                 max_length_q=batch.max_seqlen,
                 max_length_k=batch.max_seqlen,
+                **extra,
             ).last_hidden_state[0]  # (T, hidden)
             reward_hidden = hidden[batch.reward_positions]  # (N, hidden)
         else:
@@ -240,7 +247,7 @@ class RewardModel:
 
 def _load_classifier(path: str, tokenizer, *, dtype, device, qlora: bool, head_required: bool = False):
     """The sequence classifier on `path`, value head freshly initialised unless the checkpoint has one."""
-    kwargs = {"quantization_config": _nf4_config()} if qlora else {}
+    kwargs = {"quantization_config": _nf4_config(device)} if qlora else {}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a backbone lacks the value head by design; we check what is missing below
     try:
@@ -263,15 +270,18 @@ def _load_classifier(path: str, tokenizer, *, dtype, device, qlora: bool, head_r
     return model
 
 
-def _nf4_config():
+def _nf4_config(device):
     if importlib.util.find_spec("bitsandbytes") is None:
         raise EngineError("QLoRA needs bitsandbytes: pip install 'dpo-workbench[qlora]'")
     from transformers import BitsAndBytesConfig
 
+    # bf16 compute on GPUs; fp32 on CPUs, many of which (AVX2-only, like this project's CI machines)
+    # run bf16 matmuls two orders of magnitude slower than fp32.
+    compute = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute,
         bnb_4bit_use_double_quant=True,
         llm_int8_skip_modules=[VALUE_HEAD],  # the value head stays a full-precision, fully trained layer
     )

@@ -1,4 +1,4 @@
-"""Score many replies with a reward model: encode once, sort by length, pack, run without grad.
+"""Score many replies with a reward model: encode once, pack by token budget, run without grad.
 
 `Scorer.score` groups conversations into packed rows of at most `max_tokens_per_batch` tokens
 (longest first, so similar lengths share a row and the number of rows stays small) and returns
@@ -8,25 +8,42 @@ the scores in input order. `score_one_by_one` is the naive baseline for benchmar
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 
 import torch
 
 from engine.data import ScoringItem
 from engine.errors import EngineError
-from engine.packing import group_by_token_budget, pack_sequences, pad_sequences
+from engine.attention import PACKED_SDPA
+from engine.packing import group_by_token_budget, pack_sequences, pack_shared_prefixes, pad_sequences
 from engine.reward_model import RewardModel
 
 Progress = Callable[[int, int], None]  # (items done, items total)
 
 
-class Scorer:
-    """Batched, packed scoring with a reward model held in eval mode."""
+MIN_SHARED_PREFIX = 8  # tokens; below this, sharing a prefix saves less than it costs
 
-    def __init__(self, reward_model: RewardModel, max_length: int = 2048, bf16: bool = False):
+
+class Scorer:
+    """Batched, packed scoring with a reward model held in eval mode.
+
+    Replies to the same prompt share their leading tokens (system prompt, prompt, assistant
+    header). With `share_prefixes` (default: on when the model uses the packed_sdpa kernel) those
+    tokens run once per batch and every reply attends to them: exact, since causal attention
+    makes a prefix's hidden states independent of what follows, and for Best-of-N with N replies
+    per prompt it removes up to (N-1)/N of the prompt work.
+    """
+
+    def __init__(self, reward_model: RewardModel, max_length: int = 2048, bf16: bool = False,
+                 share_prefixes: bool | None = None):
         self.reward_model = reward_model.eval()
         self.encoder = reward_model.encoder(max_length)
         self.bf16 = bf16
+        kernel = reward_model.decoder.config._attn_implementation
+        self.share_prefixes = kernel == PACKED_SDPA if share_prefixes is None else share_prefixes
+        if self.share_prefixes and kernel != PACKED_SDPA:
+            raise EngineError(f"prefix sharing needs the packed_sdpa kernel, not {kernel}")
 
     def score(self, items: Sequence[ScoringItem], max_tokens_per_batch: int = 8192,
               progress: Progress | None = None) -> list[float]:
@@ -35,13 +52,22 @@ class Scorer:
             raise EngineError(f"max_tokens_per_batch ({max_tokens_per_batch}) must be at least max_length "
                               f"({self.encoder.max_length}), or a long conversation fits no batch")
         encoded = self.encoder.encode_many(items)
+        units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else \
+            [([], [(i, ids)]) for i, ids in enumerate(encoded)]
+        sizes = [len(prefix) + sum(len(s) for _, s in members) for prefix, members in units]
         scores = [0.0] * len(encoded)
         done = 0
-        for group in group_by_token_budget([len(ids) for ids in encoded], max_tokens_per_batch):
-            values = self.score_encoded([encoded[i] for i in group])
-            for i, value in zip(group, values):
+        for group in group_by_token_budget(sizes, max_tokens_per_batch):
+            chosen = [units[u] for u in group]
+            order = [i for _, members in chosen for i, _ in members]
+            if self.share_prefixes:
+                batch = pack_shared_prefixes([(prefix, [s for _, s in members]) for prefix, members in chosen])
+            else:
+                batch = pack_sequences([s for _, members in chosen for _, s in members],
+                                       pad_token_id=self.reward_model.tokenizer.pad_token_id)
+            for i, value in zip(order, self._run(batch)):
                 scores[i] = value
-            done += len(group)
+            done += len(order)
             if progress:
                 progress(done, len(encoded))
         return scores
@@ -50,14 +76,57 @@ class Scorer:
     def score_encoded(self, sequences: Sequence[Sequence[int]]) -> list[float]:
         """Scores of already encoded conversations, all packed into one row."""
         rm = self.reward_model
-        batch = pack_sequences(sequences, pad_token_id=rm.tokenizer.pad_token_id).to(rm.device)
+        return self._run(pack_sequences(sequences, pad_token_id=rm.tokenizer.pad_token_id))
+
+    @torch.no_grad()
+    def _run(self, batch) -> list[float]:
+        rm = self.reward_model
         with self._autocast():
-            return rm.forward_packed(batch).float().tolist()
+            return rm.forward_packed(batch.to(rm.device)).float().tolist()
 
     def _autocast(self):
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.reward_model.device.type, dtype=torch.bfloat16)
+
+
+def plan_units(items: Sequence[ScoringItem], encoded: list[list[int]], budget: int):
+    """Group conversations by prompt into (shared prefix, [(item index, suffix ids)]) units.
+
+    The prefix is the longest common token prefix of a prompt's encoded conversations (so it is
+    exact whatever the tokenizer does at the reply boundary, and left truncation simply shortens
+    or removes it), capped so every suffix keeps at least its reward token. A unit larger than the
+    token budget is split into several that repeat the prefix.
+    """
+    by_prompt: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_prompt.setdefault(json.dumps(item.prompt, sort_keys=True), []).append(i)
+    units = []
+    for members in by_prompt.values():
+        shared = _common_prefix([encoded[i] for i in members]) if len(members) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            units.extend(([], [(i, encoded[i])]) for i in members)
+            continue
+        prefix = encoded[members[0]][:shared]
+        chunk, size = [], shared
+        for i in members:
+            suffix = encoded[i][shared:]
+            if chunk and size + len(suffix) > budget:
+                units.append((prefix, chunk))
+                chunk, size = [], shared
+            chunk.append((i, suffix))
+            size += len(suffix)
+        units.append((prefix, chunk))
+    return units
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    limit = min(len(s) for s in sequences) - 1  # every suffix keeps at least the reward token
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
 
 
 @torch.no_grad()

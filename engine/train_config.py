@@ -30,7 +30,8 @@ class TrainConfig:
     max_length: int = field(default=1024, metadata={"help": "tokens per conversation; longer ones keep their end"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation and data order"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (about 1.6x faster on this kind of CPU)"})
+    bf16: bool = field(default=False, metadata={
+        "help": "bf16 autocast: for GPUs and CPUs with AVX512-BF16/AMX (AVX2-only CPUs run it far slower)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
     freeze_layers: int = field(default=0, metadata={
         "help": "full fine-tuning: freeze the embeddings and the lowest N decoder layers (faster on CPU)"})

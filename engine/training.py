@@ -9,6 +9,19 @@ of at most `max_packed_length` tokens, and accumulates gradients over them. The 
 pairs and divided by the step's total pair count, so a step's gradient does not depend on how its
 pairs were split into micro-batches or ranks. Under torchrun the model is wrapped in DDP (or FSDP).
 
+Multi-process layout: world = dp_size x sp_size. Ranks are grouped into sequence-parallel (SP)
+groups of `sp_size` consecutive ranks (engine.sequence_parallel); a step's pairs are split over
+the dp_size groups only, and the ranks of one SP group share each packed row. Gradient math: each
+rank backpropagates its micro-batches' summed loss times world_size / step_pairs. The SP ranks
+of a group hold partial gradients of the same rows whose sum is the rows' full gradient (see
+engine.sequence_parallel), so the world-wide mean that DDP (or FSDP's reduce-scatter) takes is
+
+    (1/W) * sum_groups sum_sp (W/N) * g_partial = (1/N) * sum over the step's N pairs of grad loss_pair,
+
+the global-batch gradient, exactly as on one process. With `fsdp` (torch FSDP2 `fully_shard`,
+each decoder layer a unit) every rank must run the same number of forward/backward passes, so
+data-parallel groups with fewer micro-batches run extra ones whose loss is multiplied by zero.
+
 The state after every `checkpoint_every` steps (weights, optimizer, scheduler, RNG, step) lets
 `resume=True` continue a killed run to the same final loss. Per-step metrics go to
 `OUT/metrics.jsonl`; the trained model is saved as a standard HF directory in OUT (LoRA merged;
@@ -22,6 +35,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +50,7 @@ from engine.errors import EngineError
 from engine.losses import reward_loss
 from engine.packing import group_pairs, pack_pairs
 from engine.reward_model import LoraSettings, RewardModel
+from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
 
 COMPLETE_MARKER = "training_complete.json"
@@ -108,7 +123,15 @@ def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel
 
 
 def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().clone() for name, p in rm.model.named_parameters() if p.requires_grad}
+    """The trainable tensors in full, on CPU. FSDP shards are gathered: then every rank must call it."""
+    from torch.distributed.tensor import DTensor
+
+    state = {}
+    for name, p in rm.model.named_parameters():
+        if p.requires_grad:
+            value = p.detach()
+            state[name] = (value.full_tensor() if isinstance(value, DTensor) else value).cpu().clone()
+    return state
 
 
 def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
@@ -117,9 +140,15 @@ def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> Non
     if missing:
         raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
                           "it was written with another configuration")
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
     with torch.no_grad():
         for name, value in state.items():
-            params[name].copy_(value)
+            param = params[name]
+            if isinstance(param, DTensor):  # FSDP: every rank read the full tensor; keep this rank's shard
+                value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                                          src_data_rank=None)
+            param.copy_(value)
 
 
 class _Trainer:
@@ -131,27 +160,75 @@ class _Trainer:
         self.train = encoder.encode_pairs(train_pairs)
         self.eval_pairs = list(eval_pairs or [])
         self.steps = total_steps(config, len(self.train))
-        if config.pairs_per_step < ctx.world_size:
+        self.layout = parallel_layout(ctx, config.sp_size)
+        if config.pairs_per_step < self.layout.dp_size:
             raise EngineError(f"pairs_per_step ({config.pairs_per_step}) must be at least the number of "
-                              f"processes ({ctx.world_size})")
-        self.params = self.rm.trainable_parameters()
+                              f"data-parallel groups ({self.layout.dp_size} = processes / sp_size)")
+        self.sp_scorer = None
+        if self.layout.sp_size > 1:
+            self.sp_scorer = SequenceParallelScorer(self.rm.decoder, self.rm.value_head, self.layout.sp_group)
+        self.module = self._wrap(self.sp_scorer or self.rm.batch_scorer)
+        self.params = self.rm.trainable_parameters()  # after wrapping: FSDP replaces them with shards
         decay = [p for p in self.params if p.ndim >= 2]
         no_decay = [p for p in self.params if p.ndim < 2]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.steps))
-        self.module = self._wrap(self.rm.batch_scorer)
         self.losses = config.loss_settings()
+
+    @property
+    def sharded(self) -> bool:
+        return self.config.fsdp and self.ctx.is_distributed
 
     def _wrap(self, module):
         if not self.ctx.is_distributed:
             return module
         if self.config.fsdp:
-            raise EngineError("FSDP training is not available in this build; use DDP (the default)")
+            return self._fully_shard(module)
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _fully_shard(self, module):
+        """FSDP2 over the whole world: each decoder layer one unit, the rest (embeddings, head) the root."""
+        if self.config.qlora:
+            raise EngineError("FSDP cannot shard 4-bit (QLoRA) weights: drop --fsdp (DDP) or use --lora")
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(self.ctx.device.type, (self.ctx.world_size,))
+        layers = getattr(self.rm.decoder, "layers", None)
+        if layers is None:
+            raise EngineError(f"FSDP needs a decoder with .layers; {type(self.rm.decoder).__name__} has none")
+        for layer in layers:
+            fully_shard(layer, mesh=mesh)
+        # BatchScorer returns a view (squeeze); the loss never modifies the scores in place, so FSDP's
+        # warning about in-place ops on views does not apply.
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+        return fully_shard(module, mesh=mesh)
+
+    def _gradient_sync(self, sync: bool):
+        """Reduce gradients over ranks only on a step's last micro-batch (accumulate locally before)."""
+        if self.sharded:
+            self.module.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
+        no_sync = getattr(self.module, "no_sync", None)
+        return contextlib.nullcontext() if sync or no_sync is None else no_sync()
+
+    def _micro_batches(self, indices: list[int]) -> tuple[list, list[list[int]], list[float]]:
+        """This data-parallel group's pairs, their micro-batches, and each micro-batch's loss weight."""
+        dp_rank, dp_size = self.layout.dp_rank, self.layout.dp_size
+        local = [self.train[i] for i in indices[dp_rank::dp_size]]
+        groups = group_pairs(local, self.config.max_packed_length)
+        weights = [1.0] * len(groups)
+        if self.sharded and dp_size > 1:
+            # FSDP gathers parameters in every forward and backward: every rank runs as many as the busiest
+            most = max(len(group_pairs([self.train[i] for i in indices[d::dp_size]], self.config.max_packed_length))
+                       for d in range(dp_size))
+            extra = most - len(groups)
+            groups, weights = groups + groups[:1] * extra, weights + [0.0] * extra
+        return local, groups, weights
 
     def _autocast(self):
         if not self.config.bf16:
@@ -161,29 +238,31 @@ class _Trainer:
     def run_step(self, step: int) -> dict:
         config, ctx = self.config, self.ctx
         indices = step_pair_indices(len(self.train), config.pairs_per_step, config.seed, step)
-        local = [self.train[i] for i in indices[ctx.rank::ctx.world_size]]
-        groups = group_pairs(local, config.max_packed_length)
-        # DDP averages gradients over ranks; scaling by world size makes the result the sum over all
-        # the step's pairs divided by their count, however the pairs were split.
+        local, groups, weights = self._micro_batches(indices)
+        # DDP (and FSDP) average gradients over all ranks; scaling by the world size makes the result
+        # the sum over all the step's pairs divided by their count, however the pairs were split
+        # (over micro-batches, data-parallel groups, or the ranks of an SP group: module docstring).
         scale = ctx.world_size / len(indices)
+        # the ranks of an SP group compute the same loss: only the first one counts it in the metrics
+        counted = 1.0 if self.layout.sp_rank == 0 else 0.0
         sums = [0.0] * 7  # total, ranking, penalty, correct, chosen score, rejected score, tokens
-        for i, group in enumerate(groups):
-            batch = pack_pairs([local[j] for j in group], pad_token_id=self.rm.tokenizer.pad_token_id)
+        for i, (group, weight) in enumerate(zip(groups, weights)):
+            batch = pack_pairs([local[j] for j in group], pad_to_multiple_of=self.layout.sp_size,
+                               pad_token_id=self.rm.tokenizer.pad_token_id)
             batch = batch.to(ctx.device)
-            sync = i == len(groups) - 1
-            no_sync = getattr(self.module, "no_sync", None)
-            with (contextlib.nullcontext() if sync or no_sync is None else no_sync()), self._autocast():
+            with self._gradient_sync(i == len(groups) - 1), self._autocast():
                 scores = self.module(batch)  # (2 * pairs,): chosen, rejected, ...
                 loss = reward_loss(scores, self.losses)
-            (loss.total * scale).backward()
+            (loss.total * (scale * weight)).backward()
             scores = scores.detach().float()
             for k, v in enumerate((loss.total.item(), loss.ranking.item(), loss.penalty.item(),
                                    loss.correct.item(), scores[0::2].sum().item(), scores[1::2].sum().item(),
                                    batch.n_tokens)):
-                sums[k] += v
+                sums[k] += v * weight * counted
         grad_norm = None
         if config.max_grad_norm > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP: a DTensor
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -195,14 +274,57 @@ class _Trainer:
                 "chosen_score": chosen / n, "rejected_score": rejected / n, "lr": lr, "grad_norm": grad_norm,
                 "tokens": int(tokens), "pairs": n}
 
+    def plain_model(self) -> RewardModel | None:
+        """The model with its current weights, unsharded, on rank 0 (None elsewhere).
+
+        Collective under FSDP: the full weights are gathered into a fresh copy built on rank 0's
+        CPU; otherwise the live model itself.
+        """
+        if not self.sharded:
+            return self.rm if self.ctx.is_main else None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not self.ctx.is_main:
+            return None
+        with torch.random.fork_rng(devices=[]):  # building the copy must not move the training RNG
+            copy = build_reward_model(self.config, torch.device("cpu"))
+        copy.batch_scorer.load_state_dict(state)
+        return copy
+
+    def optimizer_state(self) -> dict:
+        """The optimizer state to checkpoint (rank 0's); FSDP gathers it in full (collective)."""
+        if not self.sharded:
+            return self.optimizer.state_dict() if self.ctx.is_main else {}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.module, self.optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_optimizer_state(self, state: dict) -> None:
+        if not self.sharded:
+            self.optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(self.module, self.optimizer, optim_state_dict=state,
+                                 options=StateDictOptions(full_state_dict=True))
+
     def evaluate(self) -> dict | None:
+        """Held-out metrics on rank 0 (None elsewhere); collective under FSDP."""
+        return self.evaluate_model(self.plain_model()) if self.eval_pairs else None
+
+    def evaluate_model(self, model: RewardModel | None) -> dict | None:
+        """Held-out metrics of a `plain_model()` result, computed on rank 0 (None elsewhere)."""
         if not self.eval_pairs or not self.ctx.is_main:
             return None
         from engine.evaluation import evaluate_pairs
         from engine.scoring import Scorer
 
-        result = evaluate_pairs(Scorer(self.rm, max_length=self.config.max_length, bf16=self.config.bf16),
-                                self.eval_pairs)
+        live_sp = self.sp_scorer is not None and model is self.rm
+        with self.sp_scorer.own_attention() if live_sp else contextlib.nullcontext():
+            result = evaluate_pairs(Scorer(model, max_length=self.config.max_length, bf16=self.config.bf16),
+                                    self.eval_pairs)
         self.rm.train()
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
 
@@ -226,8 +348,12 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size)
+        saved_sharded = bool(saved["state"]["config"].get("fsdp")) and saved["state"]["world_size"] > 1
+        if saved_sharded != trainer.sharded:  # the optimizer state is stored differently
+            raise EngineError(f"{checkpoint} was saved {'with' if not trainer.sharded else 'without'} FSDP; "
+                              "resume it with the same --fsdp setting and number of processes")
         load_trainable_state(trainer.rm, saved["trainable"])
-        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.load_optimizer_state(saved["optimizer"])
         trainer.scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         start = resumed_from = saved["state"]["step"]
@@ -266,15 +392,16 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         last = metrics
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == trainer.steps:
             save_checkpoint(out, step + 1, rank=ctx.rank, world_size=ctx.world_size,
-                            trainable=trainer_state(trainer), optimizer=trainer.optimizer,
-                            scheduler=trainer.scheduler, extra={"config": config.as_dict()},
+                            trainable=trainer_state(trainer), optimizer=trainer.optimizer_state(),
+                            scheduler=trainer.scheduler.state_dict(), extra={"config": config.as_dict()},
                             keep=config.keep_checkpoints)
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
-    evaluation = trainer.evaluate()
+    final = trainer.plain_model()  # collective under FSDP
+    evaluation = trainer.evaluate_model(final)
     if ctx.is_main:
-        _save_model(trainer.rm, out)
+        _save_model(final, out)
         if evaluation is not None:
             (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     result = TrainResult(str(out), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,
@@ -286,7 +413,9 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
 
 
 def trainer_state(trainer: _Trainer) -> dict:
-    return trainable_state(trainer.rm) if trainer.ctx.is_main else {}
+    """Rank 0's trainable weights for a checkpoint; under FSDP every rank takes part in the gather."""
+    state = trainable_state(trainer.rm) if trainer.ctx.is_main or trainer.sharded else {}
+    return state if trainer.ctx.is_main else {}
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:

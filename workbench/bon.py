@@ -23,7 +23,7 @@ class BestOfNResult:
 
 
 def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingParams | None = None,
-              selection: PromptSelection | None = None, batch_size: int = 32, backend: str = "torch",
+              selection: PromptSelection | None = None, batch_size: int = 64, backend: str = "torch",
               progress: bool = True, **score_kwargs) -> BestOfNResult:
     model = resolve_reward_model(store, rm)  # fail before sampling if the reward model is unknown
     sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,

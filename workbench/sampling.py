@@ -42,15 +42,17 @@ class SampleResult:
         return asdict(self)
 
 
-def generation_config(policy, n: int, params: SamplingParams, selection: PromptSelection, backend: str) -> dict:
-    return {"policy": {"path": str(policy.path), "fingerprint": policy.fingerprint, "backend": backend},
+def generation_config(path, fingerprint: str, n: int, params: SamplingParams, selection: PromptSelection,
+                      backend: str) -> dict:
+    return {"policy": {"path": str(path), "fingerprint": fingerprint, "backend": backend},
             "n": n, "params": asdict(params), "selection": selection.as_dict()}
 
 
 def sample_responses(store: Store, policy_spec: str, n: int, *, params: SamplingParams | None = None,
-                     selection: PromptSelection | None = None, batch_size: int = 32, backend: str = "torch",
+                     selection: PromptSelection | None = None, batch_size: int = 64, backend: str = "torch",
                      policy=None, progress: bool = True) -> SampleResult:
     """Generate the missing samples of this run and store them; returns counts."""
+    from engine.backbone import model_fingerprint, resolve_model_path
     from engine.generation import load_policy
 
     params = params or SamplingParams()
@@ -61,8 +63,8 @@ def sample_responses(store: Store, policy_spec: str, n: int, *, params: Sampling
         prompts = queries.select_prompts(con, selection.as_dict())
     if not prompts:
         raise WorkbenchError("no prompts match the selection: import some with `workbench import --format prompts`")
-    policy = policy or load_policy(policy_spec, backend=backend)
-    config = generation_config(policy, n, params, selection, backend)
+    path = policy.path if policy is not None else resolve_model_path(policy_spec)
+    config = generation_config(path, model_fingerprint(path), n, params, selection, backend)
     run_id = ids.run_id("generation", {k: v for k, v in config.items() if k != "policy"}
                         | {"policy": config["policy"]["fingerprint"]})
     start_run(store, run_id, "generation", config | {"policy_spec": str(policy_spec)})
@@ -73,6 +75,7 @@ def sample_responses(store: Store, policy_spec: str, n: int, *, params: Sampling
     missing = [(index[pid], s) for pid, _ in prompts for s in range(n) if (pid, s) not in done]
     started = time.perf_counter()
     if missing:
+        policy = policy or load_policy(path, backend=backend)  # loaded only when there is work
         messages = [json.loads(m) for _, m in prompts]
         keys = [pid for pid, _ in prompts]
         bar = tqdm(total=len(prompts) * n, initial=len(prompts) * n - len(missing), unit=" samples",

@@ -65,7 +65,6 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
         selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
     started = time.perf_counter()
     scored = 0
-    scorer = scorer or load_scorer(model["path"], max_length=max_length, bf16=bf16)
     bar = tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
                disable=not progress, smoothing=0.1)
     try:
@@ -75,6 +74,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
                                                    (rank, world), chunk_size)
             if not chunk.num_rows:
                 break
+            scorer = scorer or load_scorer(model["path"], max_length=max_length, bf16=bf16)  # only with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
             values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)

@@ -70,3 +70,43 @@ def test_pairwise_accuracy_checks_its_input():
     assert pairwise_accuracy([1, 2], [0, 2]) == 0.75
     with pytest.raises(EngineError):
         pairwise_accuracy([], [])
+
+
+def _bon_items(n_prompts: int = 4, n: int = 5) -> list[ScoringItem]:
+    items = []
+    for p in range(n_prompts):
+        prompt = [{"role": "system", "content": "Be kind."},
+                  {"role": "user", "content": f"Prompt {p}: " + "tell me about the weather " * (p + 2)}]
+        items += [ScoringItem(prompt, f"reply {k} " + "sunny " * (k * 3 % 7 + 1)) for k in range(n)]
+    # interleave prompts so grouping by prompt matters
+    return items[::2] + items[1::2]
+
+
+@pytest.mark.parametrize("max_length", [512, 60])  # 60: left truncation cuts into the shared prompt
+def test_shared_prefix_scoring_is_exact(tiny_dir, max_length):
+    from engine.scoring import plan_units
+
+    rm = sharpen_value_head(RewardModel.from_base(tiny_dir))
+    items = _bon_items()
+    shared = Scorer(rm, max_length=max_length, share_prefixes=True)
+    plain = Scorer(rm, max_length=max_length, share_prefixes=False)
+    units = plan_units(items, shared.encoder.encode_many(items), 4096)
+    if max_length == 512:
+        assert sum(1 for prefix, _ in units if prefix) == 4  # one shared prefix per prompt
+    assert shared.score(items, max_tokens_per_batch=700) == pytest.approx(
+        plain.score(items, max_tokens_per_batch=700), abs=1e-5)
+    assert shared.score(items, max_tokens_per_batch=700) == pytest.approx(
+        score_one_by_one(rm, items, max_length=max_length), abs=1e-4)
+
+
+def test_varlen_attention_with_a_prefix_equals_the_concatenated_sequence():
+    import torch
+
+    from engine.attention import varlen_attention
+
+    torch.manual_seed(0)
+    prefix, suffix = 5, 4
+    q, k, v = (torch.randn(prefix + suffix, 4, 8) for _ in range(3))
+    whole = varlen_attention(q, k[:, :2], v[:, :2], [0, prefix + suffix])
+    split = varlen_attention(q, k[:, :2], v[:, :2], [0, prefix, prefix + suffix], segment_prefix=[-1, 0])
+    torch.testing.assert_close(split, whole)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from engine.data import SamplingParams
@@ -18,7 +20,7 @@ def sampling_options(command):
         click.option("--max-new-tokens", type=int, default=128, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Run seed; each sample's seed derives from it, the prompt id and the sample index."),
-        click.option("--batch-size", type=int, default=32, show_default=True, help="Sample rows per forward pass."),
+        click.option("--batch-size", type=int, default=64, show_default=True, help="Sample rows per forward pass."),
         click.option("--backend", type=click.Choice(["torch", "vllm"]), default="torch", show_default=True,
                      help="vllm needs a CUDA machine with vLLM installed."),
     ]):
@@ -72,8 +74,8 @@ def scoring_options(command):
 @selection_options
 @click.option("--generation-run", help="Only responses of this generation run.")
 @scoring_options
-@click.option("--shard", default="0/1", show_default=True,
-              help="RANK/WORLD: score only this process's share (several processes split the work).")
+@click.option("--shard", help="RANK/WORLD: score only this process's share (several processes split the work). "
+                             "Default: RANK/WORLD_SIZE under torchrun, else 0/1.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, bf16, shard,
@@ -84,21 +86,35 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
     Example:
       workbench score --rm runs/rm-hh --source hh-rlhf-harmless-1800
       workbench score --rm demo-rm --shard 0/2 & workbench score --rm demo-rm --shard 1/2
+      torchrun --nproc_per_node=2 -m workbench score --rm demo-rm
     """
     from workbench.scoring import score_responses
 
-    try:
-        rank, world = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise click.BadParameter("use RANK/WORLD, e.g. 0/2", param_hint="--shard") from None
+    rank, world = _shard(shard)
     result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
                              max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, bf16=bf16,
                              shard=(rank, world), progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
-        click.echo(f"Scored {result.scored} responses with {result.rm} ({result.already_scored} were already "
-                   f"scored) in {result.seconds} s.")
+        part = f" (shard {rank}/{world})" if world > 1 else ""
+        click.echo(f"Scored {result.scored} responses with {result.rm}{part} ({result.already_scored} were "
+                   f"already scored) in {result.seconds} s.")
+
+
+def _shard(shard: str | None) -> tuple[int, int]:
+    """--shard RANK/WORLD; without it, torchrun's RANK and WORLD_SIZE, so each process takes its own share.
+
+    Sharded scoring needs no process group: the shards are disjoint by response id and every
+    insert skips rows already in the store, so the store alone coordinates the processes.
+    """
+    if shard is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        rank, world = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise click.BadParameter("use RANK/WORLD, e.g. 0/2", param_hint="--shard") from None
+    return rank, world
 
 
 @cli.command("bon")

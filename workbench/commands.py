@@ -1,0 +1,226 @@
+"""The CLI calls the app runs as jobs (Best-of-N, reward-model training, evaluation, scoring),
+built from plain settings, and the readers of what they leave behind (JSON results, metrics).
+
+The app never composes a shell line: every command is an argv list of `workbench` options, and
+every value a person typed is one argv element, validated here first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.curation import CurationFilter
+from workbench.errors import WorkbenchError
+from workbench.jobs import workbench_command
+from workbench.selection import PromptSelection
+from workbench.store import Store
+from workbench.store import views
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+METRIC_COLUMNS = ["step", "loss", "accuracy", "chosen_score", "rejected_score", "lr", "tokens_per_s"]
+EVAL_KEYS = ("n", "accuracy", "mean_margin", "length_baseline")
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is None or value <= 0:
+            raise WorkbenchError(f"{name.replace('_', ' ')} must be a positive number")
+
+
+# --- Best-of-N ------------------------------------------------------------------------------
+
+@dataclass
+class SampleRequest:
+    """One Sample-tab run: which prompts, which policy and reward model, how to sample."""
+
+    policy: str = "smollm2"
+    rm: str | None = None            # None: sample only, no scoring and no pick
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    seed: int = 0
+    batch_size: int = 32
+    selection: PromptSelection = field(default_factory=PromptSelection)
+
+    def validate(self) -> None:
+        if not (self.policy or "").strip():
+            raise WorkbenchError("give a policy: a model directory, a .gguf file, or smollm2")
+        _check_positive(n=self.n, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise WorkbenchError("temperature must be >= 0 and top-p in (0, 1]")
+        if self.selection.limit is not None and self.selection.limit < 1:
+            raise WorkbenchError("the prompt limit must be at least 1 (or empty for all)")
+
+
+def count_selected_prompts(store: Store, selection: PromptSelection) -> int:
+    """How many prompts a selection picks (what `workbench sample` would work on)."""
+    with store.connect() as con:
+        total = views.count_prompts(con, {"source": selection.source, "tag": selection.tag,
+                                          "search": selection.search})
+    return total if selection.limit is None else min(total, selection.limit)
+
+
+def sample_command(store: Store, request: SampleRequest) -> list[str]:
+    """`workbench bon` (with a reward model) or `workbench sample` (without) for the request."""
+    request.validate()
+    args = ["bon", "--rm", request.rm] if request.rm else ["sample"]
+    args += ["--policy", request.policy.strip(), "--n", request.n, "--temperature", request.temperature,
+             "--top-p", request.top_p, "--max-new-tokens", request.max_new_tokens, "--seed", request.seed,
+             "--batch-size", request.batch_size]
+    selection = request.selection
+    for option, value in (("--source", selection.source), ("--tag", selection.tag), ("--search", selection.search),
+                          ("--limit", selection.limit)):
+        if value not in (None, ""):
+            args += [option, value]
+    return workbench_command(store, *args, "--json")
+
+
+def parse_json_output(text: str) -> dict | None:
+    """The JSON object a `--json` command printed (the last one, if several), or None."""
+    text = text.strip()
+    start = text.rfind("\n{")
+    for candidate in (text, text[start + 1:] if start >= 0 else None):
+        if candidate:
+            try:
+                return json.loads(candidate)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+# --- reward-model training ------------------------------------------------------------------
+
+@dataclass
+class TrainRequest:
+    """Settings of `workbench rm train --from-store` (see its --help)."""
+
+    name: str = "rm-curated"
+    base: str = "smollm2"
+    lora: bool = True
+    epochs: float = 1.0
+    lr: float | None = None          # None: the trainer's default (2e-4 LoRA, 2e-5 full)
+    max_length: int = 512
+    pairs_per_step: int = 8
+    max_steps: int | None = None
+    eval_fraction: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not _NAME.match(self.name or ""):
+            raise WorkbenchError("the model name takes letters, digits, '.', '-' and '_' (up to 64), e.g. rm-v2")
+        if not (self.base or "").strip():
+            raise WorkbenchError("give a base model: a directory or smollm2")
+        _check_positive(epochs=self.epochs, max_length=self.max_length, pairs_per_step=self.pairs_per_step)
+        if self.lr is not None and self.lr <= 0:
+            raise WorkbenchError("learning rate must be a positive number (or empty for the default)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise WorkbenchError("max steps must be at least 1 (or empty for no limit)")
+        if not 0 < self.eval_fraction < 1:
+            raise WorkbenchError("the held-out fraction must be between 0 and 1, e.g. 0.1")
+
+
+# `rm train --from-store` selects pairs with these ExportSpec filters; the others a curation
+# filter may carry are reported as not applied (`train_command` returns them).
+TRAIN_FILTERS = {"source": "--source", "label": "--label", "rm": "--pairs-rm", "min_margin": "--min-margin",
+                 "tag": "--tag"}
+
+
+def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_dir: Path) -> tuple[list[str], list[str]]:
+    """(argv, filters not applied) of `workbench rm train` on the curated pairs."""
+    request.validate()
+    flt.validate()
+    args = ["rm", "train", "--from-store"]
+    for name, option in TRAIN_FILTERS.items():
+        value = getattr(flt, name)
+        if value not in (None, ""):
+            args += [option, value]
+    if flt.exclude_flagged:
+        args.append("--exclude-flagged")
+    ignored = [name for name in ("strategy", "min_chars", "max_chars", "min_score", "max_score")
+               if getattr(flt, name) not in (None, "")]
+    args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
+             "--epochs", request.epochs, "--max-length", request.max_length,
+             "--pairs-per-step", request.pairs_per_step, "--eval-fraction", request.eval_fraction,
+             "--seed", request.seed]
+    if request.lr is not None:
+        args += ["--lr", request.lr]
+    if request.lora:
+        args.append("--lora")
+    if request.max_steps:
+        args += ["--max-steps", request.max_steps]
+    return workbench_command(store, *args, "--json"), ignored
+
+
+def training_dir(runs_dir: str | Path, name: str) -> Path:
+    if not _NAME.match(name or ""):
+        raise WorkbenchError("the model name takes letters, digits, '.', '-' and '_' (up to 64), e.g. rm-v2")
+    return Path(runs_dir) / "reward-models" / name
+
+
+def read_metrics(out_dir: str | Path) -> pd.DataFrame:
+    """The per-step metrics a training run wrote so far (DIR/metrics.jsonl); a half-written last
+    line is skipped."""
+    path = Path(out_dir) / "metrics.jsonl"
+    records = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                records.append({k: record.get(k) for k in METRIC_COLUMNS})
+    return pd.DataFrame(records, columns=METRIC_COLUMNS)
+
+
+def loss_curve(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Long format (step, value, metric) of loss and accuracy, for one line plot."""
+    frames = [pd.DataFrame({"step": metrics["step"], "value": metrics[name], "metric": name})
+              for name in ("loss", "accuracy") if metrics[name].notna().any()]
+    if not frames:
+        return pd.DataFrame({"step": pd.Series(dtype=int), "value": pd.Series(dtype=float),
+                             "metric": pd.Series(dtype=str)})
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- evaluation and re-scoring --------------------------------------------------------------
+
+def heldout_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "heldout_pairs.jsonl"
+
+
+def eval_commands(store: Store, models: list[str], data: str | Path) -> list[list[str]]:
+    """One `workbench rm eval --json` per reward model, on the same pairs file."""
+    if not Path(data).exists():
+        raise WorkbenchError(f"{data} does not exist: train a model first (it writes its held-out pairs there)")
+    return [workbench_command(store, "rm", "eval", "--rm", model, "--data", str(data), "--json") for model in models]
+
+
+def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:
+    """A table: one row per metric, one column per model, plus the change (last minus first)."""
+    results = []
+    for name, output in zip(names, outputs):
+        result = parse_json_output(output)
+        if result is None:
+            raise WorkbenchError(f"the evaluation of {name} printed no result; see the job log")
+        results.append(result)
+    table = pd.DataFrame({"metric": list(EVAL_KEYS)})
+    for name, result in zip(names, results):
+        table[name] = [result.get(k) for k in EVAL_KEYS]
+    if len(names) == 2:
+        first, last = names
+        table["change"] = [None if a is None or b is None else round(b - a, 4)
+                           for a, b in zip(table[first], table[last])]
+    return table
+
+
+def rescore_command(store: Store, rm: str) -> list[str]:
+    if not rm:
+        raise WorkbenchError("pick the reward model to score the store with")
+    return workbench_command(store, "score", "--rm", rm, "--json")

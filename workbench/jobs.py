@@ -1,0 +1,215 @@
+"""Long work for the app runs as `workbench` CLI processes: sampling, training, scoring, evaluation.
+
+A `Job` runs one or more commands in sequence, each in its own process group, stderr appended
+to one log file (progress bars included) and stdout kept per step (the commands print their
+`--json` result there). The app polls `status()`, which reads the log's tail and the latest
+progress bar. `cancel()` sends SIGINT (the commands stop cleanly and resume on a rerun), then
+SIGTERM and SIGKILL if they do not exit.
+
+Children are ordinary CLI processes: they write to the store in short transactions and retry
+while the app holds it, so the app stays usable while they run, and a crash in a child cannot
+take the app down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.store import Store
+
+LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_LINES = 40
+CANCEL_GRACE_S = 10.0
+# tqdm's bar: "desc:  45%|####5     | 36/80 [00:05<00:06, 6.9 samples/s]"
+_BAR = re.compile(r"(?:(?P<desc>[^\r\n|]*?):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
+
+
+def workbench_command(store: Store, *args: str) -> list[str]:
+    """argv of a `workbench` CLI call on this store, run by this Python (same code, same venv)."""
+    return [sys.executable, "-m", "workbench", "--db", str(store.path), "--timeout", f"{store.timeout:g}",
+            *map(str, args)]
+
+
+@dataclass
+class JobStatus:
+    id: str
+    kind: str
+    state: str                                # running | completed | failed | cancelled
+    step: int                                 # 1-based index of the command running (or last run)
+    steps: int
+    progress: tuple[int, int, str] | None     # (done, total, description) of the latest progress bar
+    log: str                                  # the log's last lines, progress bars collapsed
+    error: str | None
+    elapsed_s: float
+
+    @property
+    def done(self) -> bool:
+        return self.state != "running"
+
+    def progress_text(self) -> str:
+        if self.progress is None:
+            return ""
+        done, total, desc = self.progress
+        return f"{desc + ': ' if desc else ''}{done:,}/{total:,}"
+
+
+def collapse_log(raw: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The log as a person reads it: each line's last carriage-return segment, last `lines` lines."""
+    kept = [part.rsplit("\r", 1)[-1] for part in raw.replace("\r\n", "\n").split("\n")]
+    kept = [line for line in kept if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def last_progress(raw: str) -> tuple[int, int, str] | None:
+    """The newest tqdm progress bar in a log: (done, total, description)."""
+    for segment in reversed(re.split(r"[\r\n]", raw)):
+        match = _BAR.search(segment)
+        if match:
+            return int(match["n"]), int(match["total"]), (match["desc"] or "").strip()
+    return None
+
+
+class Job:
+    """A sequence of commands run in the background; see the module docstring."""
+
+    def __init__(self, kind: str, commands: list[list[str]], directory: Path, env: dict | None = None):
+        if not commands:
+            raise WorkbenchError("a job needs at least one command")
+        self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{uuid.uuid4().hex[:6]}"
+        self.kind, self.commands = kind, commands
+        self.directory = Path(directory) / self.id
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.directory / "log.txt"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.state, self.step, self.returncode = "running", 0, None
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._process: subprocess.Popen | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.id}", daemon=True)
+
+    def start(self) -> "Job":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        state = "completed"
+        for index, argv in enumerate(self.commands):
+            with self._lock:
+                if self._cancelled.is_set():
+                    state = "cancelled"
+                    break
+                self.step = index + 1
+                with open(self.log_path, "ab") as err, open(self.output_path(index), "wb") as out:
+                    err.write(f"$ {' '.join(argv)}\n".encode())
+                    err.flush()
+                    try:
+                        self._process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                                         env=self.env, start_new_session=True)
+                    except OSError as error:
+                        err.write(f"Error: cannot start {argv[0]}: {error}\n".encode())
+                        state = "failed"
+                        break
+            self.returncode = self._process.wait()
+            if self.returncode != 0:
+                state = "cancelled" if self._cancelled.is_set() else "failed"
+                break
+        self.finished = time.monotonic()
+        self.state = state
+
+    def output_path(self, index: int) -> Path:
+        return self.directory / f"stdout-{index + 1}.txt"
+
+    def output(self, index: int) -> str:
+        """What command `index` (0-based) printed on stdout."""
+        path = self.output_path(index)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _log_tail(self) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+
+    def status(self) -> JobStatus:
+        raw = self._log_tail()
+        log = collapse_log(raw)
+        error = None
+        if self.state == "failed":
+            errors = [line for line in log.splitlines() if line.startswith("Error")]
+            error = errors[-1] if errors else f"the command exited with status {self.returncode}; see the log"
+        end = self.finished or time.monotonic()
+        return JobStatus(self.id, self.kind, self.state, max(self.step, 1), len(self.commands), last_progress(raw),
+                         log, error, round(end - self.started, 1))
+
+    def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
+        """Interrupt the running command (SIGINT, then SIGTERM, then SIGKILL) and skip the rest."""
+        with self._lock:
+            self._cancelled.set()
+            process = self._process
+        if process is None or process.poll() is not None:
+            return
+        threading.Thread(target=_stop, args=(process, grace_s), daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        self._thread.join(timeout)
+        return self.status()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the child leads its own group (start_new_session)
+    except ProcessLookupError:
+        pass
+
+
+def _stop(process: subprocess.Popen, grace_s: float) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        _signal_group(process, sig)
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class JobManager:
+    """The app's jobs, by id; `shutdown()` stops those still running when the app closes."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, commands: list[list[str]], env: dict | None = None) -> Job:
+        job = Job(kind, commands, self.directory, env)
+        with self._lock:
+            self._jobs[job.id] = job
+        return job.start()
+
+    def get(self, job_id: str | None) -> Job:
+        job = self._jobs.get(job_id or "")
+        if job is None:
+            raise WorkbenchError("no such job: start one first")
+        return job
+
+    def running(self, kind: str | None = None) -> list[Job]:
+        return [j for j in self._jobs.values() if j.state == "running" and kind in (None, j.kind)]
+
+    def shutdown(self, grace_s: float = 5.0) -> None:
+        for job in self.running():
+            job.cancel(grace_s)
+        for job in list(self._jobs.values()):
+            job.wait(timeout=3 * grace_s + 1)

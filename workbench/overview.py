@@ -1,0 +1,85 @@
+"""What the store holds at a glance: counts, score and margin distributions, length bias, ties.
+
+Each function opens the store for one short read and returns plain data (dicts and pandas
+DataFrames) that the app's Overview tab plots as is.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from workbench.store import Store
+from workbench.store import views
+
+HISTOGRAM_BINS = 30
+SCATTER_POINTS = 2000
+TIES_SHOWN = 20
+
+
+def overview_counts(store: Store) -> dict:
+    """Counts of prompts, responses, scores, pairs and reward models."""
+    with store.connect() as con:
+        return views.overview_counts(con)
+
+
+def reward_model_choices(store: Store, scored_only: bool = False, with_weights: bool = False) -> list[tuple[str, str]]:
+    """(label, rm_id) of the store's reward models: NAME@VERSION with a hint of what it has."""
+    with store.connect() as con:
+        models = views.reward_models_with_counts(con)
+    choices = []
+    for m in models:
+        if (scored_only and not m["n_scores"]) or (with_weights and not m["path"]):
+            continue
+        kind = "weights" if m["path"] else "imported scores"
+        choices.append((f"{m['label']} ({m['n_scores']:,} scores, {kind})", m["rm_id"]))
+    return choices
+
+
+def _histogram_frame(low, high, counts, bins: int, column: str) -> pd.DataFrame:
+    if low is None:
+        return pd.DataFrame({column: pd.Series(dtype=float), "count": pd.Series(dtype=int)})
+    width = (high - low) / bins if high > low else 1.0
+    by_bin = dict(counts)
+    # Bin centres as the x value: one bar per bin, empty bins included so gaps show.
+    n_bins = bins if high > low else 1
+    return pd.DataFrame({column: [round(low + (b + 0.5) * width, 4) for b in range(n_bins)],
+                         "count": [by_bin.get(b, 0) for b in range(n_bins)]})
+
+
+def score_histogram(store: Store, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """Columns score (bin centre), count: the distribution of one reward model's scores."""
+    with store.connect() as con:
+        low, high, counts = views.histogram(con, "scores", rm_id, bins)
+    return _histogram_frame(low, high, counts, bins, "score")
+
+
+def margin_histogram(store: Store, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """Columns margin (bin centre), count: the margins of the pairs this reward model labelled."""
+    with store.connect() as con:
+        low, high, counts = views.histogram(con, "margins", rm_id, bins)
+    return _histogram_frame(low, high, counts, bins, "margin")
+
+
+def length_bias(store: Store, rm_id: str, points: int = SCATTER_POINTS) -> dict:
+    """Score against reply length: a sample of points and the correlation over every score.
+
+    Returns {"points": DataFrame(chars, score), "pearson_r": float | None, "n": int}. A reward
+    model that mostly rewards length shows r far from 0 (|r| > 0.3 is worth a look).
+    """
+    with store.connect() as con:
+        r, n = views.length_score_correlation(con, rm_id)
+        sample = views.length_score_sample(con, rm_id, points).to_pandas()
+    sample = sample.rename(columns={"n_chars": "chars"}).sort_values(["chars", "score"], ignore_index=True)
+    return {"points": sample, "pearson_r": None if r is None else float(r), "n": int(n)}
+
+
+def all_tie_prompts(store: Store, rm_id: str, limit: int = TIES_SHOWN) -> dict:
+    """Prompts whose scored replies all got the same score (they can give no pair).
+
+    Returns {"total": int, "prompts": DataFrame(prompt, source, replies, score, prompt_id)}.
+    """
+    with store.connect() as con:
+        total, found = views.all_tie_prompts(con, rm_id, limit)
+    frame = pd.DataFrame(found, columns=["text", "source", "n", "score", "prompt_id"])
+    frame = frame.rename(columns={"text": "prompt", "n": "replies"})
+    return {"total": total, "prompts": frame}
