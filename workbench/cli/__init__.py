@@ -7,6 +7,7 @@ with a non-zero exit. Global options (`--db`, `--timeout`, `--quiet`) come befor
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -83,6 +84,8 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
       workbench --db t.duckdb stats --json
       workbench --db t.duckdb export dpo.jsonl --schema trl
     """
+    if quiet:  # transformers reads this when it is first imported, which happens after this point
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     ctx.obj = Context(db, timeout, quiet)
 
 
