@@ -18,9 +18,9 @@ engine.sequence_parallel), so the world-wide mean that DDP (or FSDP's reduce-sca
 
     (1/W) * sum_groups sum_sp (W/N) * g_partial = (1/N) * sum over the step's N pairs of grad loss_pair,
 
-the global-batch gradient, exactly as on one process. With `fsdp` (torch FSDP2 `fully_shard`,
-each decoder layer a unit) every rank must run the same number of forward/backward passes, so
-data-parallel groups with fewer micro-batches run extra ones whose loss is multiplied by zero.
+the global-batch gradient, exactly as on one process. With `fsdp` (engine.fsdp) every rank must
+run the same number of forward/backward passes, so data-parallel groups with fewer micro-batches
+run extra ones whose loss is multiplied by zero.
 
 The state after every `checkpoint_every` steps (weights, optimizer, scheduler, RNG, step) lets
 `resume=True` continue a killed run to the same final loss. Per-step metrics go to
@@ -35,13 +35,13 @@ import json
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from engine import fsdp
 from engine.backbone import resolve_model_path
 from engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from engine.data import PreferencePair
@@ -184,29 +184,13 @@ class _Trainer:
         if not self.ctx.is_distributed:
             return module
         if self.config.fsdp:
-            return self._fully_shard(module)
+            if self.config.qlora:
+                raise EngineError("FSDP cannot shard 4-bit (QLoRA) weights: drop --fsdp (DDP) or use --lora")
+            return fsdp.shard(module, getattr(self.rm.decoder, "layers", None), self.ctx.device.type)
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
-
-    def _fully_shard(self, module):
-        """FSDP2 over the whole world: each decoder layer one unit, the rest (embeddings, head) the root."""
-        if self.config.qlora:
-            raise EngineError("FSDP cannot shard 4-bit (QLoRA) weights: drop --fsdp (DDP) or use --lora")
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = init_device_mesh(self.ctx.device.type, (self.ctx.world_size,))
-        layers = getattr(self.rm.decoder, "layers", None)
-        if layers is None:
-            raise EngineError(f"FSDP needs a decoder with .layers; {type(self.rm.decoder).__name__} has none")
-        for layer in layers:
-            fully_shard(layer, mesh=mesh)
-        # BatchScorer returns a view (squeeze); the loss never modifies the scores in place, so FSDP's
-        # warning about in-place ops on views does not apply.
-        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
-        return fully_shard(module, mesh=mesh)
 
     def _gradient_sync(self, sync: bool):
         """Reduce gradients over ranks only on a step's last micro-batch (accumulate locally before)."""
@@ -282,9 +266,7 @@ class _Trainer:
         """
         if not self.sharded:
             return self.rm if self.ctx.is_main else None
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = fsdp.full_model_state(self.module)
         if not self.ctx.is_main:
             return None
         with torch.random.fork_rng(devices=[]):  # building the copy must not move the training RNG
@@ -296,19 +278,13 @@ class _Trainer:
         """The optimizer state to checkpoint (rank 0's); FSDP gathers it in full (collective)."""
         if not self.sharded:
             return self.optimizer.state_dict() if self.ctx.is_main else {}
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-        return get_optimizer_state_dict(self.module, self.optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return fsdp.full_optimizer_state(self.module, self.optimizer)
 
     def load_optimizer_state(self, state: dict) -> None:
-        if not self.sharded:
+        if self.sharded:
+            fsdp.load_full_optimizer_state(self.module, self.optimizer, state)
+        else:
             self.optimizer.load_state_dict(state)
-            return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-        set_optimizer_state_dict(self.module, self.optimizer, optim_state_dict=state,
-                                 options=StateDictOptions(full_state_dict=True))
 
     def evaluate(self) -> dict | None:
         """Held-out metrics on rank 0 (None elsewhere); collective under FSDP."""
