@@ -8,7 +8,6 @@ hashes, so importing the same file again adds nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

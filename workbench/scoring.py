@@ -38,10 +38,17 @@ class ScoreResult:
         return asdict(self)
 
 
-def load_scorer(path: str, max_length: int = 2048, bf16: bool = False, device: str = "cpu"):
+def load_scorer(path: str, max_length: int = 2048, bf16: bool = False, device: str = "auto"):
+    """A Scorer on `device`; auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available."""
+    import os
+
+    import torch
+
     from engine.reward_model import RewardModel
     from engine.scoring import Scorer
 
+    if device == "auto":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     return Scorer(RewardModel.load(path, device=device), max_length=max_length, bf16=bf16)
 
 

@@ -8,14 +8,13 @@ rerun and completes without duplicates; under torchrun each process takes the sh
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.distributed.common import ROOT, env, torchrun
+from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import write_jsonl
 from workbench.store import Store, queries
 
@@ -87,20 +86,7 @@ def test_two_processes_score_their_shards_at_once_completely_and_without_duplica
     _assert_complete_and_correct(store, rm_dir)
 
 
-_KILLED_SHARD = """
-import sys, time
-import workbench.store.queries as q
-original = q.insert_new
-calls = {"n": 0}
-def slow(con, name, table):
-    n = original(con, name, table)
-    if name == "scores":
-        calls["n"] += 1
-        if calls["n"] == 2:
-            print("SECOND", flush=True)  # chunk 1 is committed, chunk 2 is inside its open transaction
-            time.sleep(120)
-    return n
-q.insert_new = slow
+_SCORE_SHARD_1 = """
 from workbench.scoring import score_responses
 from workbench.store import Store
 score_responses(Store(sys.argv[1]), "rm", shard=(1, 2), chunk_size=4, progress=False)
@@ -110,18 +96,8 @@ score_responses(Store(sys.argv[1]), "rm", shard=(1, 2), chunk_size=4, progress=F
 def test_a_shard_killed_mid_write_is_rerun_to_completion_without_duplicates(store, rm_dir):
     from workbench.scoring import score_responses
 
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_SHARD, str(store.path)], stdout=subprocess.PIPE,
-                             text=True, env=env(), cwd=ROOT)
-    try:
-        deadline, line = time.monotonic() + 120, ""
-        while "SECOND" not in line and time.monotonic() < deadline:
-            line = child.stdout.readline()
-        assert "SECOND" in line
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # chunk 1 is committed, chunk 2 is inside its open transaction
+    kill_when_printed(python(stall_after_insert("scores", 2, _SCORE_SHARD_1), str(store.path)), env=env(), cwd=ROOT)
     assert len(_stored_scores(store)) == 4  # the first chunk survived, the second was rolled back
     rerun = score_responses(store, "rm", shard=(1, 2), progress=False)
     other = score_responses(store, "rm", shard=(0, 2), progress=False)

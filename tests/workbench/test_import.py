@@ -1,15 +1,10 @@
 import gzip
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import table_counts, write_jsonl
 from workbench.errors import InputError, WorkbenchError
 from workbench.importer import import_files
@@ -233,17 +228,7 @@ def test_real_hh_rlhf_file(store, hh_rlhf_path, tmp_path):
     assert "diverge" in reasons[1255] and "empty" in reasons[87]
 
 
-_SLOW_CHILD = """
-import sys, time
-import workbench.store.queries as q
-original = q.insert_new
-def slow(con, name, table):
-    n = original(con, name, table)
-    if name == "responses":
-        print("INSERTED", flush=True)   # inside the import transaction, before COMMIT
-        time.sleep(60)
-    return n
-q.insert_new = slow
+_IMPORT = """
 from workbench.cli import main
 sys.argv = ["workbench", "--db", sys.argv[1], "-q", "import", sys.argv[2]]
 main()
@@ -256,20 +241,7 @@ def test_sigkill_during_import_leaves_the_store_unchanged_and_rerun_completes(st
     before = table_counts(store)
     records = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(5000)]
     path = write_jsonl(tmp_path / "big.jsonl", records)
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_CHILD, str(store.path), str(path)],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while "INSERTED" not in line and time.monotonic() < deadline:
-            line = child.stdout.readline()
-        assert "INSERTED" in line, "child never reached the insert"
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
+    kill_when_printed(python(stall_after_insert("responses", 1, _IMPORT), str(store.path), str(path)))
     assert table_counts(store) == before
     result = import_files(store, [path], progress=False)
     assert result.new_pairs == 5000

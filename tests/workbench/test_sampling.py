@@ -1,12 +1,7 @@
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
 from engine.data import SamplingParams
+from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import table_counts, write_jsonl
 from workbench.importer import import_files
 from workbench.sampling import sample_responses
@@ -66,20 +61,7 @@ def test_selection_limits_the_prompts(prompts, tiny_model_dir):
     assert (result.prompts, result.total) == (2, 4)
 
 
-_KILLED_CHILD = """
-import sys, time
-import workbench.store.queries as q
-original = q.insert_new
-calls = {"n": 0}
-def slow(con, name, table):
-    n = original(con, name, table)
-    if name == "responses":
-        calls["n"] += 1
-        if calls["n"] == 2:
-            print("SECOND", flush=True)  # two batches are in, the second not yet committed
-            time.sleep(60)
-    return n
-q.insert_new = slow
+_SAMPLE = """
 from workbench.cli import main
 sys.argv = ["workbench", "--db", sys.argv[1], "-q", "sample", "--policy", sys.argv[2], "--n", "3",
             "--max-new-tokens", "6", "--temperature", "1.0", "--top-p", "1.0", "--seed", "7", "--batch-size", "3"]
@@ -88,18 +70,8 @@ main()
 
 
 def test_sigkill_mid_run_then_the_same_command_completes_without_duplicates(prompts, tiny_model_dir):
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(prompts.path), str(tiny_model_dir)],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline, line = time.monotonic() + 120, ""
-        while "SECOND" not in line and time.monotonic() < deadline:
-            line = child.stdout.readline()
-        assert "SECOND" in line
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # stop inside the second batch's transaction: two batches generated, one committed
+    kill_when_printed(python(stall_after_insert("responses", 2, _SAMPLE), str(prompts.path), str(tiny_model_dir)))
     partial = _generated(prompts)
     assert len(partial) == 3  # the first batch survived, the second was rolled back
     result = sample_responses(prompts, str(tiny_model_dir), 3, params=PARAMS, batch_size=3, progress=False)
