@@ -54,7 +54,7 @@ class PromptPage:
     def caption(self) -> str:
         if not self.total:
             return "No prompts match."
-        return f"Page {self.page} of {self.pages} · {self.total:,} prompts"
+        return f"Page {self.page} of {self.pages} · {self.total:,} prompt{'s' if self.total != 1 else ''}"
 
 
 def shorten(text: str, limit: int = TEXT_SHOWN) -> str:

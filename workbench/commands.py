@@ -131,7 +131,8 @@ TRAIN_FILTERS = {"source": "--source", "label": "--label", "rm": "--pairs-rm", "
                  "tag": "--tag"}
 
 
-def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_dir: Path) -> tuple[list[str], list[str]]:
+def train_command(store: Store, flt: CurationFilter, request: TrainRequest,
+                  out_dir: Path) -> tuple[list[str], list[str]]:
     """(argv, filters not applied) of `workbench rm train` on the curated pairs."""
     request.validate()
     flt.validate()
@@ -212,7 +213,7 @@ def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:
         results.append(result)
     table = pd.DataFrame({"metric": list(EVAL_KEYS)})
     for name, result in zip(names, results):
-        table[name] = [result.get(k) for k in EVAL_KEYS]
+        table[name] = [None if result.get(k) is None else round(result[k], 4) for k in EVAL_KEYS]
     if len(names) == 2:
         first, last = names
         table["change"] = [None if a is None or b is None else round(b - a, 4)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
@@ -23,17 +25,17 @@ import duckdb
 import pandas as pd
 
 from workbench.browse import shorten
-from workbench.errors import NotFound, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.export import LABELS, SCHEMAS, ExportSpec, export_pairs
 from workbench.store import Store, queries
 from workbench.store import views
 
 UI_FORMATS = ("jsonl", "parquet")
-UI_SCHEMAS = tuple(s for s in SCHEMAS)
+UI_SCHEMAS = SCHEMAS
 PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = ["prompt", "chosen", "rejected", "margin", "labeler", "strategy", "flagged", "pair_id"]
-# `ExportSpec` gained min_score / max_score after this module was written; until the export
-# has them, a score range can be previewed but not exported (the export refuses it clearly).
+# `ExportSpec` has no min_score / max_score yet (asked for); until it has, a score range can be
+# previewed but an export with one is refused with a clear message, never silently ignored.
 EXPORT_HAS_SCORE_RANGE = {"min_score", "max_score"} <= {f.name for f in fields(ExportSpec)}
 
 
@@ -77,23 +79,10 @@ class CurationFilter:
         return ", ".join(parts) or "all pairs"
 
 
-def _rm_id(con, ref: str | None) -> str | None:
-    if not ref:
-        return None
-    found = queries.get_reward_model(con, ref)
-    if found:
-        return found["rm_id"]
-    name, _, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
-    for model in queries.find_reward_models(con, name):
-        if not version or str(model["version"]) == version:
-            return model["rm_id"]
-    raise NotFound(f"reward model '{ref}' not found")
-
-
 def _params(con, flt: CurationFilter) -> dict:
     params = {k: getattr(flt, k) for k in ("source", "tag", "label", "strategy", "min_margin", "min_score",
                                            "max_score", "min_chars", "max_chars")}
-    params["rm"] = _rm_id(con, flt.rm)
+    params["rm"] = views.rm_id_for(con, flt.rm) if flt.rm else None
     params["exclude_flagged"] = bool(flt.exclude_flagged)
     return params
 
@@ -105,32 +94,49 @@ class PairIndex:
         self.store = store
         self._mem = duckdb.connect(":memory:")
         self._version: tuple | None = None
-        self._lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()
+        self._cursor_lock = threading.Lock()
         self.builds = 0
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the in-memory database for this thread (a connection is not thread-safe)."""
+        with self._cursor_lock:
+            cursor = self._mem.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
     def refresh(self, con) -> bool:
         """Rebuild from the open store connection `con` if the store changed; True if it did."""
         version = views.store_version(con)
         if version == self._version:
             return False
-        with self._lock:
+        with self._rebuild_lock:
             if version == self._version:  # another thread rebuilt it meanwhile
                 return False
             table = views.pair_index_rows(con)
-            views.load_pair_index(self._mem.cursor(), table)
+            with self._cursor() as cursor:
+                views.load_pair_index(cursor, table)
             self._version = version
             self.builds += 1
         return True
 
     def size(self) -> int:
         """Pairs in the store (at the last refresh)."""
-        return queries.value(self._mem.cursor(), "SELECT count(*) FROM pair_index") if self._version else 0
+        if self._version is None:
+            return 0
+        with self._cursor() as cursor:
+            return queries.value(cursor, "SELECT count(*) FROM pair_index")
 
     def breakdown(self, params: dict) -> list[tuple[str, str, int]]:
-        return views.index_breakdown(self._mem.cursor(), params)
+        with self._cursor() as cursor:
+            return views.index_breakdown(cursor, params)
 
     def page(self, params: dict, limit: int, offset: int) -> list[dict]:
-        return views.index_page(self._mem.cursor(), params, limit, offset)
+        with self._cursor() as cursor:
+            return views.index_page(cursor, params, limit, offset)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from workbench.store import views
 HISTOGRAM_BINS = 30
 SCATTER_POINTS = 2000
 TIES_SHOWN = 20
+TIE_COLUMNS = ["prompt", "source", "replies", "score", "prompt_id"]
 
 
 def overview_counts(store: Store) -> dict:
@@ -23,7 +24,7 @@ def overview_counts(store: Store) -> dict:
 
 
 def reward_model_choices(store: Store, scored_only: bool = False, with_weights: bool = False) -> list[tuple[str, str]]:
-    """(label, rm_id) of the store's reward models: NAME@VERSION with a hint of what it has."""
+    """(description, NAME@VERSION) of the store's reward models, for dropdowns."""
     with store.connect() as con:
         models = views.reward_models_with_counts(con)
     choices = []
@@ -31,7 +32,7 @@ def reward_model_choices(store: Store, scored_only: bool = False, with_weights: 
         if (scored_only and not m["n_scores"]) or (with_weights and not m["path"]):
             continue
         kind = "weights" if m["path"] else "imported scores"
-        choices.append((f"{m['label']} ({m['n_scores']:,} scores, {kind})", m["rm_id"]))
+        choices.append((f"{m['label']} ({m['n_scores']:,} scores, {kind})", m["label"]))
     return choices
 
 
@@ -46,40 +47,42 @@ def _histogram_frame(low, high, counts, bins: int, column: str) -> pd.DataFrame:
                          "count": [by_bin.get(b, 0) for b in range(n_bins)]})
 
 
-def score_histogram(store: Store, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
-    """Columns score (bin centre), count: the distribution of one reward model's scores."""
+def score_histogram(store: Store, rm: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """Columns score (bin centre), count: the distribution of one reward model's scores.
+
+    `rm` (here and below): an id, NAME or NAME@VERSION."""
     with store.connect() as con:
-        low, high, counts = views.histogram(con, "scores", rm_id, bins)
+        low, high, counts = views.histogram(con, "scores", views.rm_id_for(con, rm), bins)
     return _histogram_frame(low, high, counts, bins, "score")
 
 
-def margin_histogram(store: Store, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+def margin_histogram(store: Store, rm: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
     """Columns margin (bin centre), count: the margins of the pairs this reward model labelled."""
     with store.connect() as con:
-        low, high, counts = views.histogram(con, "margins", rm_id, bins)
+        low, high, counts = views.histogram(con, "margins", views.rm_id_for(con, rm), bins)
     return _histogram_frame(low, high, counts, bins, "margin")
 
 
-def length_bias(store: Store, rm_id: str, points: int = SCATTER_POINTS) -> dict:
+def length_bias(store: Store, rm: str, points: int = SCATTER_POINTS) -> dict:
     """Score against reply length: a sample of points and the correlation over every score.
 
     Returns {"points": DataFrame(chars, score), "pearson_r": float | None, "n": int}. A reward
     model that mostly rewards length shows r far from 0 (|r| > 0.3 is worth a look).
     """
     with store.connect() as con:
+        rm_id = views.rm_id_for(con, rm)
         r, n = views.length_score_correlation(con, rm_id)
         sample = views.length_score_sample(con, rm_id, points).to_pandas()
     sample = sample.rename(columns={"n_chars": "chars"}).sort_values(["chars", "score"], ignore_index=True)
     return {"points": sample, "pearson_r": None if r is None else float(r), "n": int(n)}
 
 
-def all_tie_prompts(store: Store, rm_id: str, limit: int = TIES_SHOWN) -> dict:
+def all_tie_prompts(store: Store, rm: str, limit: int = TIES_SHOWN) -> dict:
     """Prompts whose scored replies all got the same score (they can give no pair).
 
     Returns {"total": int, "prompts": DataFrame(prompt, source, replies, score, prompt_id)}.
     """
     with store.connect() as con:
-        total, found = views.all_tie_prompts(con, rm_id, limit)
+        total, found = views.all_tie_prompts(con, views.rm_id_for(con, rm), limit)
     frame = pd.DataFrame(found, columns=["text", "source", "n", "score", "prompt_id"])
-    frame = frame.rename(columns={"text": "prompt", "n": "replies"})
-    return {"total": total, "prompts": frame}
+    return {"total": total, "prompts": frame.set_axis(TIE_COLUMNS, axis=1)}

@@ -25,7 +25,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--auth", metavar="USER:PASS", envvar="WORKBENCH_UI_AUTH",
               help="Require this login (or set $WORKBENCH_UI_AUTH, which keeps it out of the process list).")
 @click.option("--export-dir", type=click.Path(file_okay=False),
-              help="Where exports are written; names typed in the app stay inside it (default: exports/ beside the store).")
+              help="Where exports are written; names typed in the app stay inside it "
+                   "(default: exports/ beside the store).")
 @click.option("--runs-dir", type=click.Path(file_okay=False),
               help="Where trained reward models and job logs go (default: runs/ beside the store).")
 @pass_ctx

@@ -10,9 +10,22 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from workbench.store.queries import dicts, rows, value
+from workbench.errors import NotFound
+from workbench.store.queries import dicts, find_reward_models, get_reward_model, rows, value
 
 # --- overview ------------------------------------------------------------------------------
+
+def rm_id_for(con, ref: str) -> str:
+    """The id of a reward model given as id, NAME (newest version) or NAME@VERSION, in one connection."""
+    found = get_reward_model(con, ref)
+    if found:
+        return found["rm_id"]
+    name, _, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
+    for model in find_reward_models(con, name):
+        if not version or str(model["version"]) == version:
+            return model["rm_id"]
+    raise NotFound(f"reward model '{ref}' not found")
+
 
 def overview_counts(con) -> dict:
     return dict(rows(con, """
@@ -176,16 +189,17 @@ def sources_and_tags(con) -> tuple[list[str], list[str]]:
 # --- curation index --------------------------------------------------------------------------
 
 def store_version(con) -> tuple:
-    """Changes whenever pairs, prompts, responses, reward models or runs change (all cheap counts).
+    """Changes whenever pairs, prompts, responses, reward models or data runs change (cheap counts).
 
     Responses' curation flags are updated inside a generation run just before the run is marked
-    finished, so `finished_at` moves after them.
+    finished, so `finished_at` moves after them. Exports change no pair: they are left out.
     """
     return rows(con, """
+        WITH data_runs AS (SELECT * FROM runs WHERE kind <> 'export')
         SELECT (SELECT count(*) FROM pairs), (SELECT count(*) FROM prompts), (SELECT count(*) FROM responses),
-               (SELECT count(*) FROM reward_models), (SELECT count(*) FROM runs),
-               (SELECT max(coalesce(finished_at, started_at)) FROM runs),
-               (SELECT count(*) FROM runs WHERE status = 'running')""")[0]
+               (SELECT count(*) FROM reward_models), (SELECT count(*) FROM data_runs),
+               (SELECT max(coalesce(finished_at, started_at)) FROM data_runs),
+               (SELECT count(*) FROM data_runs WHERE status = 'running')""")[0]
 
 
 # One row per stored pair with everything a curation filter looks at. `text_group` numbers the

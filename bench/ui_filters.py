@@ -1,0 +1,162 @@
+"""Benchmark: a filter change in the app's Curate tab at a million responses.
+
+Builds a store of 125,000 prompts x 8 scored responses (bench/store_pipeline.make_input, imported
+with workbench.importer, best-vs-worst pairs), then times what one filter change costs the server:
+the updated count and the first table page (`workbench.curation.curation_preview`, the function the
+callback calls). Baseline, same run: the same numbers through the export query
+(`workbench.export.count_pairs` plus the first 20 export rows). Also times Browse pages and, through
+HTTP with a running app, the whole round trip. Prints one JSON object.
+
+    python bench/ui_filters.py                        # builds the store in a temporary directory
+    python bench/ui_filters.py --store big.duckdb     # reuse (or build once into) this file
+    python bench/ui_filters.py --prompts 20000        # a quicker look
+
+Target (the app issue): p50 and max of a filter change under 300 ms of server time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from store_pipeline import make_input  # noqa: E402
+
+from workbench.curation import CurationFilter, PairIndex, curation_preview  # noqa: E402
+from workbench.export import count_pairs  # noqa: E402
+from workbench.store import Store, queries  # noqa: E402
+
+
+
+def filters(rm: str) -> list[CurationFilter]:
+    """Filter changes a person might make, one after another."""
+    return [
+        CurationFilter(min_margin=0.5), CurationFilter(min_margin=1.0), CurationFilter(min_margin=2.0),
+        CurationFilter(min_chars=50), CurationFilter(min_chars=50, max_chars=200), CurationFilter(max_chars=120),
+        CurationFilter(rm=rm, min_margin=1.5), CurationFilter(label="rm", exclude_flagged=True),
+        CurationFilter(strategy="best-vs-worst", min_margin=3.0), CurationFilter(source="bon"),
+        CurationFilter(min_score=-1.0, max_score=1.0), CurationFilter(tag="none-such"), CurationFilter(),
+    ]
+
+
+def build(path: Path, prompts: int, n: int) -> None:
+    from workbench.importer import import_files
+    from workbench.pairs import build_pairs
+
+    data = path.with_suffix(".jsonl")
+    make_input(data, prompts, n)
+    store = Store(path)
+    import_files(store, [data], fmt="bon", source="bon", score_name="bench-rm", progress=False)
+    build_pairs(store, "bench-rm", "best-vs-worst", progress=False)
+    data.unlink()
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return (time.perf_counter() - start) * 1000, result
+
+
+def summary(ms: list[float]) -> dict:
+    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 1), "max_ms": round(max(ms), 1),
+            "min_ms": round(min(ms), 1)}
+
+
+def baseline_preview(store: Store, flt: CurationFilter) -> int:
+    """The obvious way: count and first page through the export query itself."""
+    from workbench.export import _query_spec
+
+    spec = flt.export_spec() if flt.min_score is None else CurationFilter(rm=flt.rm).export_spec()
+    total = count_pairs(store, spec)
+    with store.connect() as con:
+        reader = queries.export_reader(con, _query_spec(store, spec), ["conversational", "provenance"], False, 20)
+        reader.read_all()
+    return total
+
+
+def http_roundtrips(store: Store, rounds: int) -> dict:
+    from gradio_client import Client
+
+    from ui.app import close_app, launch
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo, url = launch(store, port=port, block=False, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        ms = []
+        for i in range(rounds):
+            margin = str([0.5, 1.0, 2.0, 3.0][i % 4])
+            filters = ["(any)", "(any)", "(any)", "(any)", margin, "", "", "", "", False]
+            ms.append(timed(client.predict, *filters, api_name="/curate_preview")[0])
+        return summary(ms[1:])  # the first call pays for the index
+    finally:
+        close_app(demo)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=125_000)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--store", type=Path, help="store file to reuse (built there if missing)")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the filter list")
+    parser.add_argument("--no-http", action="store_true", help="skip the round trips through a running app")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.store or Path(tmp) / "bench.duckdb"
+        build_s = None
+        if not path.exists():
+            build_s = timed(build, path, args.prompts, args.n)[0] / 1000
+        store = Store(path)
+        with store.connect() as con:
+            counts = queries.table_counts(con)
+            rm = queries.list_reward_models(con)[0]["name"]
+        report = {"responses": counts["responses"], "prompts": counts["prompts"], "pairs": counts["pairs"],
+                  "build_s": None if build_s is None else round(build_s, 1)}
+
+        index = PairIndex(store)
+        cold_ms, _ = timed(curation_preview, store, index, CurationFilter())
+        workbench_ms, baseline_ms, mismatches = [], [], 0
+        for _ in range(args.rounds):
+            for flt in filters(rm):
+                ms, preview = timed(curation_preview, store, index, flt)
+                workbench_ms.append(ms)
+                ms, total = timed(baseline_preview, store, flt)
+                baseline_ms.append(ms)
+                if flt.min_score is None and total != preview.total:
+                    mismatches += 1
+        report["filter_change"] = {
+            "workbench": summary(workbench_ms), "baseline_export_query": summary(baseline_ms),
+            "speedup_p50": round(statistics.median(baseline_ms) / statistics.median(workbench_ms), 1),
+            "first_call_with_index_build_ms": round(cold_ms, 1), "count_mismatches": mismatches,
+            "under_300ms": max(workbench_ms) < 300,
+        }
+
+        from workbench.browse import PromptQuery, prompt_detail, prompt_page
+
+        browse_ms, detail_ms = [], []
+        for query in (PromptQuery(), PromptQuery(search="fox"), PromptQuery(sort="text", page=400),
+                      PromptQuery(sort="most responses"), PromptQuery(search="question 12", sort="source", page=3)):
+            ms, page = timed(prompt_page, store, query)
+            browse_ms.append(ms)
+            if len(page.rows):
+                detail_ms.append(timed(prompt_detail, store, page.rows["prompt_id"][0])[0])
+        report["browse"] = {"page": summary(browse_ms), "prompt_detail": summary(detail_ms)}
+        if not args.no_http:
+            report["http_round_trip_filter_change"] = http_roundtrips(store, 9)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The app without a browser: building, launching safely, the API endpoints, error translation."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.ui.conftest import NO_FILTER, running_app
+from ui import render
+from ui.app import build_app, parse_auth
+from ui.errors import user_errors
+from ui.inputs import number, or_none
+from workbench.browse import prompt_detail, prompt_page, PromptQuery
+from workbench.errors import NotFound, StoreBusy, WorkbenchError
+from workbench.export import ExportSpec, count_pairs
+
+
+def test_build_app_only_builds(app_store, tmp_path):
+    demo = build_app(app_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
+    assert isinstance(demo, gr.Blocks) and not demo.is_running
+    names = {d.api_name for d in demo.fns.values() if d.api_visibility == "public"}
+    assert {"browse_page", "prompt_detail", "curate_preview", "export", "sample_start", "train_start"} <= names
+    assert demo.workbench.export_dir == (tmp_path / "e").resolve() and (tmp_path / "r").is_dir()
+
+
+def test_parse_auth():
+    assert parse_auth(None) is None
+    assert parse_auth("alice:s3:cret") == ("alice", "s3:cret")
+    for bad in ("alice", ":pw", "alice:"):
+        with pytest.raises(ValueError, match="USER:PASS"):
+            parse_auth(bad)
+
+
+def test_inputs():
+    assert [or_none(v) for v in ("(any)", "", "  ", None, "x", 0)] == [None, None, None, None, "x", 0]
+    assert number("", "m") is None and number(" 1.5 ", "m") == 1.5 and number("3", "n", integer=True) == 3
+    for text, message in (("abc", "must be a number"), ("nan", "finite"), ("2.5", "whole number")):
+        with pytest.raises(WorkbenchError, match=message):
+            number(text, "Length", integer=True)
+
+
+def test_user_errors_become_one_line_messages():
+    def raiser(error):
+        @user_errors
+        def callback():
+            raise error
+        return callback
+
+    with pytest.raises(gr.Error) as caught:
+        raiser(NotFound("prompt x is not\n in the store"))()
+    assert caught.value.message == "prompt x is not in the store"
+    with pytest.raises(gr.Error, match="The store is busy"):
+        raiser(StoreBusy("locked"))()
+    with pytest.raises(gr.Error) as caught:
+        raiser(KeyError("secret internals"))()
+    assert "Internal error (KeyError)" in caught.value.message and "secret" not in caught.value.message
+
+
+def test_stored_text_is_escaped_in_the_detail_view(app_store):
+    page = prompt_page(app_store, PromptQuery(search="markup"))
+    html = render.prompt_detail(prompt_detail(app_store, page.rows["prompt_id"][0]))
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;reply&#x27;)&lt;/script&gt;" in html
+    assert "&lt;b&gt;markup&lt;/b&gt;" in html and "★ BoN pick (ext@1)" in html
+
+
+def test_endpoints_over_http(app_store):
+    with running_app(app_store) as (demo, url):
+        assert url.startswith("http://127.0.0.1:") and not demo.share
+        client = Client(url, verbose=False)
+        table, page, caption = client.predict("topic 1", "(any)", "(any)", "text", 1, api_name="/browse_page")
+        assert caption.startswith("Page 1 of 1") and all("topic 1" in row[0] for row in table["data"])
+        html = client.predict(table["data"][0][-1], api_name="/prompt_detail")
+        assert "BoN pick" in html
+        filters = NO_FILTER.copy()
+        filters[4] = "2"  # minimum margin
+        count, _, preview = client.predict(*filters, api_name="/curate_preview")
+        expected = count_pairs(app_store, ExportSpec(min_margin=2.0))
+        assert count == f"### {expected:,} pairs would be exported" and len(preview["data"]) == min(expected, 20)
+        result, download, manifest = client.predict("api-test", "jsonl", "trl", False, False, *filters,
+                                                     api_name="/export")
+        exported = demo.workbench.export_dir / "api-test.jsonl"
+        assert len(exported.read_text().splitlines()) == expected == json.loads(manifest["value"])["rows"]
+        assert f"Wrote **{expected:,} pairs**" in result and download["label"] == "Download api-test.jsonl"
+        with pytest.raises(AppError, match="'..' is not allowed"):
+            client.predict("../escape", "jsonl", "trl", False, False, *filters, api_name="/export")
+        with pytest.raises(AppError, match="Minimum margin must be a number"):
+            client.predict(*[*NO_FILTER[:4], "1; DROP TABLE pairs", *NO_FILTER[5:]], api_name="/curate_preview")
+        with pytest.raises(AppError, match="not in the store"):
+            client.predict("0" * 32, api_name="/prompt_detail")
+
+
+def test_auth_turns_on_login(app_store):
+    with running_app(app_store, auth="alice:s3cret") as (_, url):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "config")
+        assert refused.value.code == 401
+        for password, ok in (("wrong", False), ("s3cret", True)):
+            body = urllib.parse.urlencode({"username": "alice", "password": password}).encode()
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + "login", data=body))
+                assert ok
+            except urllib.error.HTTPError as error:
+                assert not ok and error.code == 400
+        client = Client(url, auth=("alice", "s3cret"), verbose=False)
+        assert client.predict("", "(any)", "(any)", "newest", 1, api_name="/browse_page")[2].endswith("38 prompts")
+
+
+def test_ui_command_refuses_a_bad_auth(tmp_path):
+    from click.testing import CliRunner
+
+    from workbench.cli import load_commands
+
+    result = CliRunner().invoke(load_commands(), ["--db", str(tmp_path / "t.duckdb"), "ui", "--auth", "nopassword"])
+    assert result.exit_code == 2 and "USER:PASS" in result.output and "Traceback" not in result.output
+
+
+def test_workbench_ui_serves_on_loopback_and_stops_on_ctrl_c(app_store, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.ui.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "workbench", "--db", str(app_store.path), "ui", "--port",
+                                str(port), "--export-dir", str(tmp_path / "exports")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, page = time.monotonic() + 60, None
+        while page is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        assert page is not None and "DPO Workbench" in page
+        assert (tmp_path / "exports").is_dir()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert f"at http://127.0.0.1:{port}" in stderr and "Traceback" not in stderr

@@ -1,0 +1,92 @@
+"""Background jobs: child processes with a log, progress from their bars, JSON output, cancel."""
+
+import os
+import sys
+import time
+
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.jobs import JobManager, collapse_log, last_progress, workbench_command
+from workbench.store import Store
+
+# Writes tqdm-style bars to stderr (carriage returns, as tqdm does when not on a terminal) and a
+# JSON result to stdout, like `workbench bon --json`.
+FAKE_RUN = r"""
+import json, sys, time
+for i in range(1, 6):
+    sys.stderr.write(f"\rsampling:  {i * 20}%|##        | {i}/5 [00:0{i}<00:01, 9.1 samples/s]")
+    sys.stderr.flush()
+    time.sleep(0.02)
+sys.stderr.write("\nall done\n")
+print(json.dumps({"total": 5, "args": sys.argv[1:]}))
+"""
+# Prints "ready" (spelled so that the echoed command line does not contain it), then waits forever.
+SLEEPER = "import time, sys\nsys.stderr.write('rea' + 'dy\\n'); sys.stderr.flush()\nwhile True: time.sleep(0.1)"
+FAILING = "import sys; sys.stderr.write('Error: no prompts match the selection\\n'); sys.exit(1)"
+
+
+def test_collapse_log_keeps_the_last_state_of_each_line():
+    raw = "$ cmd\nbar  10%|\rbar  50%|\rbar 100%|\nsecond line\n\n"
+    assert collapse_log(raw) == "$ cmd\nbar 100%|\nsecond line"
+    assert collapse_log("\n".join(str(i) for i in range(100)), lines=3) == "97\n98\n99"
+
+
+def test_last_progress_reads_tqdm_bars():
+    raw = ("scoring with rm@1:  40%|####      | 400/1000 [00:04<00:06, 99.0 responses/s]\r"
+           "scoring with rm@1:  50%|#####     | 500/1000 [00:05<00:05, 99.0 responses/s]\nsomething else\n")
+    assert last_progress(raw) == (500, 1000, "scoring with rm@1")
+    assert last_progress("100%|██████████| 3/3 [00:10<00:00, acc=0.75]") == (3, 3, "")
+    assert last_progress("no bar here\n") is None
+
+
+def test_job_runs_its_commands_in_order_and_keeps_their_output(tmp_path):
+    jobs = JobManager(tmp_path)
+    job = jobs.start("sample", [[sys.executable, "-c", FAKE_RUN, "one"], [sys.executable, "-c", FAKE_RUN, "two"]])
+    status = job.wait(timeout=60)
+    assert status.state == "completed" and status.steps == 2 and status.step == 2
+    assert status.progress == (5, 5, "sampling") and "all done" in status.log and status.error is None
+    assert '"args": ["one"]' in job.output(0) and '"args": ["two"]' in job.output(1)
+    assert jobs.get(job.id) is job and jobs.running() == []
+    with pytest.raises(WorkbenchError, match="no such job"):
+        jobs.get("nope")
+
+
+def test_failing_command_stops_the_job_with_its_error_line(tmp_path):
+    job = JobManager(tmp_path).start("sample", [[sys.executable, "-c", FAILING], [sys.executable, "-c", FAKE_RUN]])
+    status = job.wait(timeout=60)
+    assert status.state == "failed" and status.step == 1
+    assert status.error == "Error: no prompts match the selection"
+    assert job.output(1) == ""  # the second command never ran
+
+
+def test_cancel_interrupts_the_process_group(tmp_path):
+    job = JobManager(tmp_path).start("train", [[sys.executable, "-c", SLEEPER], [sys.executable, "-c", FAKE_RUN]])
+    deadline = time.monotonic() + 30
+    while "ready" not in job.status().log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = job._process.pid
+    job.cancel(grace_s=2)
+    status = job.wait(timeout=30)
+    assert status.state == "cancelled" and job.output(1) == ""
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_shutdown_stops_running_jobs(tmp_path):
+    jobs = JobManager(tmp_path)
+    job = jobs.start("score", [[sys.executable, "-c", SLEEPER]])
+    jobs.shutdown(grace_s=2)
+    assert job.status().state == "cancelled" and jobs.running() == []
+
+
+def test_missing_program_fails_cleanly(tmp_path):
+    status = JobManager(tmp_path).start("x", [["/no/such/program"]]).wait(timeout=10)
+    assert status.state == "failed" and "cannot start" in status.error
+
+
+def test_workbench_command_targets_this_store(tmp_path):
+    store = Store(tmp_path / "s.duckdb", timeout=7)
+    argv = workbench_command(store, "stats", "--json")
+    assert argv[:3] == [sys.executable, "-m", "workbench"]
+    assert argv[3:] == ["--db", str(store.path), "--timeout", "7", "stats", "--json"]

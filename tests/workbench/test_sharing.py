@@ -1,0 +1,92 @@
+"""SharedStore: an app that keeps the store busy still lets another process in, soon."""
+
+import subprocess
+import sys
+import threading
+import time
+
+from workbench.sharing import SharedStore
+from workbench.store import Store
+
+# Another process: opens the store (retrying while it is locked) and writes one run.
+OTHER = """
+import json, sys, time
+from workbench.store import Store, queries
+t = time.monotonic()
+store = Store(sys.argv[1], timeout=float(sys.argv[2]))
+store.write(lambda con: queries.insert_run(con, "other-process", "import", "completed", {}, {}))
+print(json.dumps({"waited_s": time.monotonic() - t}))
+"""
+
+
+def _hammer(store, stop, errors):
+    while not stop.is_set():
+        try:
+            with store.connect() as con:  # overlapping reads from two threads: the file never closes
+                con.execute("SELECT count(*) FROM runs").fetchall()
+                time.sleep(0.05)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+
+def _other_process_while_busy(store, timeout_s: float) -> subprocess.CompletedProcess:
+    stop, errors = threading.Event(), []
+    threads = [threading.Thread(target=_hammer, args=(store, stop, errors)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        return subprocess.run([sys.executable, "-c", OTHER, str(store.path), str(timeout_s)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not errors
+
+
+def test_busy_app_leaves_gaps_for_another_process(tmp_path):
+    import json
+
+    # Baseline: a plain Store used by two overlapping threads never closes the file: starved.
+    plain = _other_process_while_busy(Store(tmp_path / "plain.duckdb"), timeout_s=4)
+    assert plain.returncode != 0 and "StoreBusy" in plain.stderr
+    store = SharedStore(tmp_path / "s.duckdb", busy_s=0.5, gap_s=0.6)
+    done = _other_process_while_busy(store, timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    waited = json.loads(done.stdout)["waited_s"]
+    assert store.pauses >= 1 and waited < 6.0, f"the other process waited {waited:.1f} s"
+    with Store(store.path).connect() as con:
+        assert con.execute("SELECT count(*) FROM runs WHERE run_id = 'other-process'").fetchall() == [(1,)]
+
+
+def test_nested_connections_and_writes_do_not_deadlock(tmp_path):
+    store = SharedStore(tmp_path / "s.duckdb", busy_s=0.0, gap_s=0.05)  # pause on every overlap
+    with store.connect() as outer:
+        with store.connect() as inner:  # same thread: must not wait for itself
+            assert inner.execute("SELECT 1").fetchall() == [(1,)]
+        outer.execute("SELECT 1").fetchall()
+    results = []
+
+    def work(i):
+        for _ in range(5):
+            store.write(lambda con: con.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)").fetchall())
+            store.write(lambda con: con.execute("INSERT INTO t VALUES (?)", [i]).fetchall())
+            with store.connect() as con:
+                results.append(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM t").fetchall() == [(15,)]
+
+
+def test_sharing_wraps_a_plain_store_once(tmp_path):
+    plain = Store(tmp_path / "s.duckdb", timeout=5)
+    shared = SharedStore.sharing(plain)
+    assert isinstance(shared, SharedStore) and shared.path == plain.path and shared.timeout == 5
+    assert SharedStore.sharing(shared) is shared

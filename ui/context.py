@@ -1,0 +1,33 @@
+"""What every tab of the app shares: the store (a `SharedStore`), the curation index, the job
+manager, the export and runs directories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.curation import PairIndex
+from workbench.jobs import JobManager
+from workbench.sharing import SharedStore
+from workbench.store import Store
+
+
+@dataclass
+class AppContext:
+    store: Store
+    export_dir: Path
+    runs_dir: Path
+    index: PairIndex
+    jobs: JobManager
+
+    @classmethod
+    def create(cls, store: Store, export_dir: str | Path | None = None,
+               runs_dir: str | Path | None = None) -> "AppContext":
+        """Defaults: `exports/` and `runs/` beside the store file."""
+        store = SharedStore.sharing(store)  # leaves the file free now and then for the CLI
+        base = store.path.resolve().parent
+        export_dir = Path(export_dir) if export_dir else base / "exports"
+        runs_dir = Path(runs_dir) if runs_dir else base / "runs"
+        export_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        return cls(store, export_dir.resolve(), runs_dir.resolve(), PairIndex(store), JobManager(runs_dir / "jobs"))

@@ -1,0 +1,131 @@
+"""Curate & export tab: filters, a live count of the pairs an export would write (by labeler and
+strategy) with their first rows, and the export itself with a download and its manifest.
+Everything comes from `workbench.curation`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from ui.context import AppContext
+from ui.errors import user_errors
+from ui.inputs import ANY, number, or_none
+from workbench import curation, overview
+from workbench.browse import filter_choices
+from workbench.pairs import STRATEGIES
+
+HUMAN = "human"
+NO_PAIRS = ("The store has no pairs yet: import preference data (`workbench import`) or build pairs from "
+            "scored replies (`workbench pairs build --rm MODEL`).")
+
+
+def to_filter(source, tag, labeler, strategy, min_margin, min_score, max_score, min_chars, max_chars,
+              exclude_flagged) -> curation.CurationFilter:
+    """The filter components' values as a `CurationFilter` (bounds left empty mean no bound)."""
+    labeler = or_none(labeler)
+    return curation.CurationFilter(
+        source=or_none(source), tag=or_none(tag), label=HUMAN if labeler == HUMAN else None,
+        rm=labeler if labeler not in (None, HUMAN) else None, strategy=or_none(strategy),
+        min_margin=number(min_margin, "Minimum margin"), min_score=number(min_score, "Scores from"),
+        max_score=number(max_score, "Scores to"), min_chars=number(min_chars, "Length from", integer=True),
+        max_chars=number(max_chars, "Length to", integer=True), exclude_flagged=bool(exclude_flagged))
+
+
+def build(ctx: AppContext) -> dict:
+    """Lay out the tab; returns {"filters": [components], "refresh_on": f}."""
+    gr.Markdown("Choose which pairs to export. The count follows every change and is exactly what the export "
+                "writes: one pair per distinct prompt/chosen/rejected text (the largest margin wins).")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("**Filters**")
+            source = gr.Dropdown(label="Source", choices=[ANY], value=ANY)
+            tag = gr.Dropdown(label="Tag", choices=[ANY], value=ANY)
+            labeler = gr.Dropdown(label="Labelled by", choices=[ANY], value=ANY,
+                                  info="Human labels, or the reward model that ranked the pair.")
+            strategy = gr.Dropdown(label="Pair strategy", choices=[ANY, HUMAN, *STRATEGIES], value=ANY)
+            min_margin = gr.Textbox(label="Minimum margin", placeholder="any",
+                                    info="Chosen minus rejected score (human pairs have none).")
+            with gr.Row():
+                min_score = gr.Textbox(label="Scores from", placeholder="any", min_width=90)
+                max_score = gr.Textbox(label="Scores to", placeholder="any", min_width=90)
+            with gr.Row():
+                min_chars = gr.Textbox(label="Length from (chars)", placeholder="any", min_width=90)
+                max_chars = gr.Textbox(label="Length to (chars)", placeholder="any", min_width=90)
+            gr.Markdown("<small>Score and length bounds apply to both replies of a pair."
+                        + ("" if curation.EXPORT_HAS_SCORE_RANGE else " Score bounds narrow the count and "
+                           "preview, but this version's export cannot apply them yet: clear them to export.")
+                        + "</small>")
+            exclude_flagged = gr.Checkbox(label="Drop pairs with a truncated or repetitive reply")
+            reset = gr.Button("Clear filters", size="sm")
+        with gr.Column(scale=3):
+            count = gr.Markdown(elem_id="curate-count")
+            breakdown = gr.Dataframe(label="By labeler and strategy", interactive=False, max_height=180)
+            preview = gr.Dataframe(label="First rows of the export", interactive=False, wrap=True, max_height=420,
+                                   elem_id="curate-preview",
+                                   column_widths=["21%", "22%", "22%", "7%", "7%", "8%", "6%", "7%"])
+            with gr.Group():
+                gr.Markdown("**Export** (files go to the export directory: "
+                            f"`{ctx.export_dir}`)", padding=True)
+                with gr.Row():
+                    name = gr.Textbox(label="File name", value="dpo-pairs", scale=2,
+                                      info="A name inside the export directory; the extension is added.")
+                    fmt = gr.Radio(label="Format", choices=list(curation.UI_FORMATS), value="jsonl", scale=1)
+                    schema = gr.Radio(label="Schema", choices=list(curation.UI_SCHEMAS), value="trl", scale=2,
+                                      info="trl and xtuner: message lists; trl-standard: strings.")
+                with gr.Row():
+                    with_scores = gr.Checkbox(label="Add score columns")
+                    with_provenance = gr.Checkbox(label="Add provenance columns (ids, labeler, run)")
+                export = gr.Button("Export", variant="primary")
+            exported = gr.Markdown(elem_id="export-result")
+            download = gr.DownloadButton("Download the export", visible=False, elem_id="export-download")
+            # Code, not JSON: Gradio would take the manifest's "path" key for a file to serve.
+            manifest = gr.Code(label="Manifest", language="json", visible=False, interactive=False,
+                               elem_id="export-manifest")
+
+    filters = [source, tag, labeler, strategy, min_margin, min_score, max_score, min_chars, max_chars, exclude_flagged]
+
+    @user_errors
+    def load_choices(current_source, current_tag, current_labeler):
+        found = filter_choices(ctx.store)
+        sources, tags = [ANY, *found["sources"]], [ANY, *found["tags"]]
+        labelers = [(ANY, ANY), ("human labels", HUMAN), *overview.reward_model_choices(ctx.store)]
+        values = [v for _, v in labelers]
+        return (gr.Dropdown(choices=sources, value=current_source if current_source in sources else ANY),
+                gr.Dropdown(choices=tags, value=current_tag if current_tag in tags else ANY),
+                gr.Dropdown(choices=labelers, value=current_labeler if current_labeler in values else ANY))
+
+    @user_errors
+    def update(*values):
+        result = curation.curation_preview(ctx.store, ctx.index, to_filter(*values))
+        if not result.store_pairs:
+            return NO_PAIRS, result.breakdown, result.rows
+        return result.summary(), result.breakdown, result.rows
+
+    @user_errors
+    def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
+        done = curation.export_curated(ctx.store, ctx.export_dir, name_v, to_filter(*values), fmt=fmt_v,
+                                       schema=schema_v, with_scores=scores_v, with_provenance=provenance_v)
+        text = f"Wrote **{done['rows']:,} pairs** to `{done['path']}`; the manifest is beside it."
+        button = gr.DownloadButton(value=done["path"], visible=True, label=f"Download {Path(done['path']).name}")
+        return text, button, gr.Code(value=json.dumps(done["manifest"], indent=2, default=str), visible=True)
+
+    def clear():
+        return [ANY, ANY, ANY, ANY, "", "", "", "", "", False]
+
+    outputs = [count, breakdown, preview]
+    # Dropdowns and the checkbox on `input` (refreshing their choices must not trigger it), text
+    # boxes on `change` (not every way of filling a box sends `input`).
+    triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
+    gr.on(triggers, update, filters, outputs, trigger_mode="always_last", api_name="curate_preview")
+    reset.click(clear, None, filters, api_visibility="private").then(update, filters, outputs,
+                                                                     api_visibility="private")
+    export.click(run_export, [name, fmt, schema, with_scores, with_provenance, *filters],
+                 [exported, download, manifest], api_name="export")
+
+    def refresh_on(listener) -> None:
+        listener(load_choices, [source, tag, labeler], [source, tag, labeler], api_visibility="private").then(
+            update, filters, outputs, api_visibility="private")
+
+    return {"filters": filters, "refresh_on": refresh_on}
