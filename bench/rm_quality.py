@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--pairs-per-step", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--freeze-layers", type=int, default=18)
+    parser.add_argument("--head-lr-multiplier", type=float, default=1.0)
+    parser.add_argument("--warmup-ratio", type=float, default=0.05)
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
@@ -74,7 +76,8 @@ def main() -> None:
                          lr=args.lr, pairs_per_step=args.pairs_per_step, max_length=args.max_length,
                          max_packed_length=max(4096, 2 * args.max_length), lora=args.lora,
                          freeze_layers=0 if args.lora else args.freeze_layers, seed=args.seed,
-                         warmup_ratio=0.05, min_lr_ratio=0.1, checkpoint_every=25)
+                         head_lr_multiplier=args.head_lr_multiplier, warmup_ratio=args.warmup_ratio,
+                         min_lr_ratio=0.1, checkpoint_every=25)
     started = time.perf_counter()
     result = train_reward_model(config, train, test, resume=args.resume)
     minutes = (time.perf_counter() - started) / 60
@@ -82,7 +85,7 @@ def main() -> None:
         "split": {"pairs": len(pairs), "train": len(train), "heldout": len(test),
                   "rule": f"prompts whose hash (seed 0) falls below {args.heldout} are held out"},
         "config": {k: getattr(config, k) for k in ("lr", "epochs", "max_steps", "pairs_per_step", "max_length",
-                                                  "freeze_layers", "lora", "ranking_loss", "penalty")},
+                                                  "freeze_layers", "lora", "head_lr_multiplier", "ranking_loss", "penalty")},
         "training_minutes": round(minutes, 1), "train_seconds_in_loop": result.seconds,
         "tokens_per_s": result.tokens_per_s, "steps": result.steps,
         "heldout_accuracy": result.eval["accuracy"], "heldout_mean_margin": result.eval["mean_margin"],

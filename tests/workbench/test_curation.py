@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.ui.data import make_store
-from workbench.curation import (EXPORT_HAS_SCORE_RANGE, CurationFilter, PairIndex, curation_preview,
+from workbench.curation import (CurationFilter, PairIndex, curation_preview,
                                 export_curated, safe_export_path)
 from workbench.errors import WorkbenchError
 from workbench.export import count_pairs, export_pairs
@@ -78,11 +78,10 @@ def test_score_range(store, tmp_path):
     inside = [r for r in rows if 1.0 <= min(r["score_chosen"], r["score_rejected"])
               and max(r["score_chosen"], r["score_rejected"]) <= 5.0]
     assert 0 < preview.total == len(inside) < len(rows)
-    if EXPORT_HAS_SCORE_RANGE:
-        assert count_pairs(store, flt.export_spec()) == preview.total
-    else:
-        with pytest.raises(WorkbenchError, match="score range"):
-            flt.export_spec()
+    assert count_pairs(store, flt.export_spec()) == preview.total
+    export_pairs(store, tmp_path / "ranged.jsonl", spec=flt.export_spec(), with_scores=True)
+    ranged = [json.loads(line) for line in (tmp_path / "ranged.jsonl").read_text().splitlines()]
+    assert sorted(map(json.dumps, ranged)) == sorted(map(json.dumps, inside))
 
 
 def test_index_follows_store_changes_and_only_then_rebuilds(tmp_path):

@@ -48,9 +48,6 @@ def _other_process_while_busy(store, timeout_s: float) -> subprocess.CompletedPr
 def test_busy_app_leaves_gaps_for_another_process(tmp_path):
     import json
 
-    # Baseline: a plain Store used by two overlapping threads never closes the file: starved.
-    plain = _other_process_while_busy(Store(tmp_path / "plain.duckdb"), timeout_s=4)
-    assert plain.returncode != 0 and "StoreBusy" in plain.stderr
     store = SharedStore(tmp_path / "s.duckdb", busy_s=0.5, gap_s=0.6)
     done = _other_process_while_busy(store, timeout_s=60)
     assert done.returncode == 0, done.stderr

@@ -50,6 +50,38 @@ def emit_json(value) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
+def pair_filter_options(rm_flag: str = "--rm"):
+    """Options that select stored pairs, as `workbench export` does; the command receives `spec`
+    (an ExportSpec, no limit). `rm_flag` names the option for the labelling reward model."""
+    from functools import wraps
+
+    from workbench.export import LABELS, ExportSpec
+
+    def decorate(command):
+        @click.option("--source", help="Only pairs whose prompt came from this source.")
+        @click.option("--label", type=click.Choice(LABELS), help="Only human-labelled or only RM-labelled pairs.")
+        @click.option(rm_flag, "labeler", help="Only pairs labelled by this reward model (NAME, NAME@VERSION, id).")
+        @click.option("--strategy", help="Only pairs built with this strategy.")
+        @click.option("--tag", help="Only prompts with this tag.")
+        @click.option("--min-margin", type=float, help="Only pairs with at least this reward margin.")
+        @click.option("--min-score", type=float, help="Both replies scored at least this.")
+        @click.option("--max-score", type=float, help="Both replies scored at most this.")
+        @click.option("--min-chars", type=int, help="Both replies at least this many characters.")
+        @click.option("--max-chars", type=int, help="Both replies at most this many characters.")
+        @click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply.")
+        @wraps(command)
+        def wrapper(*args, source, label, labeler, strategy, tag, min_margin, min_score, max_score, min_chars,
+                    max_chars, exclude_flagged, **kwargs):
+            spec = ExportSpec(source=source, label=label, rm=labeler, strategy=strategy, tag=tag,
+                              min_margin=min_margin, min_score=min_score, max_score=max_score,
+                              min_chars=min_chars, max_chars=max_chars, exclude_flagged=exclude_flagged)
+            return command(*args, spec=spec, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def selection_options(command):
     """Options that select prompts; the command receives them as `selection` (a PromptSelection)."""
     from functools import wraps

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from workbench.cli import Context, cli, emit_json, pass_ctx
+from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
 from workbench.export import FORMATS as EXPORT_FORMATS
-from workbench.export import LABELS, SCHEMAS, ExportSpec, export_pairs
+from workbench.export import SCHEMAS, export_pairs
 from workbench.formats import FORMATS as IMPORT_FORMATS
 from workbench.importer import import_files
 from workbench.pairs import STRATEGIES, build_pairs
@@ -123,22 +123,13 @@ def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, see
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
 @click.option("--schema", type=click.Choice(SCHEMAS), default="trl", show_default=True,
               help="trl/xtuner: message lists; trl-standard: strings.")
-@click.option("--source", help="Only pairs whose prompt came from this source.")
-@click.option("--min-margin", type=float, help="Only pairs with at least this reward margin.")
-@click.option("--label", type=click.Choice(LABELS), help="Only human-labelled or only RM-labelled pairs.")
-@click.option("--rm", help="Only pairs labelled by this reward model.")
-@click.option("--strategy", help="Only pairs built with this strategy.")
-@click.option("--tag", help="Only prompts with this tag.")
-@click.option("--min-chars", type=int, help="Both replies at least this many characters.")
-@click.option("--max-chars", type=int, help="Both replies at most this many characters.")
-@click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply.")
+@pair_filter_options()
 @click.option("--limit", type=int, help="At most this many rows.")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, source, min_margin, label, rm, strategy, tag, min_chars,
-                   max_chars, exclude_flagged, limit, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, spec, limit, with_scores, with_provenance, as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
 
     \b
@@ -146,8 +137,7 @@ def export_command(ctx: Context, out, fmt, schema, source, min_margin, label, rm
       workbench --db t.duckdb export dpo.jsonl --schema trl
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
     """
-    spec = ExportSpec(source=source, min_margin=min_margin, label=label, rm=rm, strategy=strategy, tag=tag,
-                      min_chars=min_chars, max_chars=max_chars, exclude_flagged=exclude_flagged, limit=limit)
+    spec.limit = limit
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
                           with_provenance=with_provenance)
     if as_json:

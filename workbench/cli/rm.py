@@ -9,8 +9,7 @@ import typing
 import click
 
 from engine.train_config import TrainConfig
-from workbench.cli import Context, cli, emit_json, pass_ctx
-from workbench.export import LABELS, ExportSpec
+from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
 
 _EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
 
@@ -39,27 +38,13 @@ def config_options(command):
     return command
 
 
-def store_filter_options(command):
-    for option in reversed([
-        click.option("--from-store", is_flag=True, help="Train on the store's pairs (filters below)."),
-        click.option("--source", help="Only pairs whose prompt came from this source."),
-        click.option("--label", type=click.Choice(LABELS), help="Only human- or only RM-labelled pairs."),
-        click.option("--pairs-rm", "pairs_rm", help="Only pairs labelled by this reward model."),
-        click.option("--min-margin", type=float, help="Only pairs with at least this margin."),
-        click.option("--tag", help="Only prompts with this tag."),
-        click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply."),
-    ]):
-        command = option(command)
-    return command
-
-
-def _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged) -> ExportSpec | None:
-    if not from_store:
-        if any(v for v in (source, label, pairs_rm, min_margin, tag, exclude_flagged)):
-            raise click.UsageError("store filters need --from-store")
-        return None
-    return ExportSpec(source=source, label=label, rm=pairs_rm, min_margin=min_margin, tag=tag,
-                      exclude_flagged=exclude_flagged)
+def store_pairs(from_store: bool, spec):
+    """The store filter when --from-store is given; filters without it are a usage error."""
+    if from_store:
+        return spec
+    if spec != type(spec)():
+        raise click.UsageError("pair filters (--source, --min-margin, ...) need --from-store")
+    return None
 
 
 @cli.group("rm")
@@ -72,7 +57,8 @@ def rm_group() -> None:
               help="Pairs from a file any `workbench import` format reads (repeatable).")
 @click.option("--format", "fmt", default="auto", show_default=True, help="Format of --data files.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid records in --data instead of refusing.")
-@store_filter_options
+@click.option("--from-store", is_flag=True, help="Train on the store's pairs, selected like `workbench export`.")
+@pair_filter_options("--pairs-rm")
 @click.option("--base", default="smollm2", show_default=True, help="Backbone: HF directory, .gguf file, or smollm2.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output: an HF model directory, plus checkpoints/ and metrics.jsonl.")
@@ -85,8 +71,8 @@ def rm_group() -> None:
 @config_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, source, label, pairs_rm, min_margin, tag,
-             exclude_flagged, base, out_dir, name, eval_fraction, eval_data, resume, as_json, **overrides) -> None:
+def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_dir, name, eval_fraction, eval_data,
+             resume, as_json, **overrides) -> None:
     """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
 
     Runs as a plain process, on one GPU, or under torchrun with several processes.
@@ -100,7 +86,7 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, source, label, p
     """
     from workbench.training import train_rm
 
-    spec = _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged)
+    spec = store_pairs(from_store, spec)
     settings = {k: v for k, v in overrides.items() if v is not None}
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
@@ -125,12 +111,12 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, source, label, p
 @click.option("--rm", "rm_ref", required=True, help="Reward model: directory, NAME, NAME@VERSION or id.")
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Labelled pairs to evaluate on.")
 @click.option("--skip-invalid", is_flag=True)
-@store_filter_options
+@click.option("--from-store", is_flag=True, help="Evaluate on the store's pairs, selected like `workbench export`.")
+@pair_filter_options("--pairs-rm")
 @click.option("--max-length", type=int, default=1024, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, source, label, pairs_rm, min_margin, tag,
-            exclude_flagged, max_length, as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, spec, max_length, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
 
     \b
@@ -139,7 +125,7 @@ def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, source, label,
     """
     from workbench.evaluation import evaluate_reward_model
 
-    spec = _spec(from_store, source, label, pairs_rm, min_margin, tag, exclude_flagged)
+    spec = store_pairs(from_store, spec)
     result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
                                    max_length=max_length, progress=ctx.progress)
     if as_json:

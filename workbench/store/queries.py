@@ -221,6 +221,8 @@ WITH selected AS (
       AND ($rm IS NULL OR pr.rm_id = $rm)
       AND ($strategy IS NULL OR pr.strategy = $strategy)
       AND ($tag IS NULL OR list_contains(p.tags, $tag))
+      AND ($min_score IS NULL OR least(pr.score_chosen, pr.score_rejected) >= $min_score)
+      AND ($max_score IS NULL OR greatest(pr.score_chosen, pr.score_rejected) <= $max_score)
       AND ($min_chars IS NULL OR least(c.n_chars, r.n_chars) >= $min_chars)
       AND ($max_chars IS NULL OR greatest(c.n_chars, r.n_chars) <= $max_chars)
       AND (NOT $exclude_flagged OR NOT (
@@ -251,7 +253,8 @@ EXPORT_COLUMNS = {
 
 
 def export_filter_params(spec: dict) -> dict:
-    keys = ("source", "min_margin", "label", "rm", "strategy", "tag", "min_chars", "max_chars")
+    keys = ("source", "min_margin", "label", "rm", "strategy", "tag", "min_score", "max_score", "min_chars",
+            "max_chars")
     params = {k: spec.get(k) for k in keys}
     params["exclude_flagged"] = bool(spec.get("exclude_flagged", False))
     return params
