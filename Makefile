@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/workbench demo
+	$(BIN)/workbench demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q

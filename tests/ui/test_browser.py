@@ -120,17 +120,18 @@ def test_browse_filter_export_and_download(browser, shots, tmp_path):
         page.close()
 
 
-def _tiny_reward_model(tmp_path, tiny_model_dir) -> Path:
+def _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts: int):
+    """The test store (`make_store`) plus an untrained tiny reward model registered as tiny-rm."""
     from engine.reward_model import RewardModel
+    from workbench.reward_models import register_reward_model
 
-    return RewardModel.from_base(tiny_model_dir).save(tmp_path / "tiny-rm")
+    store = make_store(tmp_path, prompts=prompts)
+    register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "tiny-rm"), name="tiny-rm")
+    return store
 
 
 def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp_path, tiny_model_dir):
-    from workbench.reward_models import register_reward_model
-
-    store = make_store(tmp_path, prompts=4)
-    register_reward_model(store, _tiny_reward_model(tmp_path, tiny_model_dir), name="tiny-rm")
+    store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=4)
     with running_app(store) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Sample")
@@ -170,10 +171,7 @@ def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp
 
 
 def test_retrain_tab_trains_then_compares_models(browser, shots, tmp_path, tiny_model_dir):
-    from workbench.reward_models import register_reward_model
-
-    store = make_store(tmp_path, prompts=12)
-    register_reward_model(store, _tiny_reward_model(tmp_path, tiny_model_dir), name="tiny-rm")
+    store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=12)
     with running_app(store) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Retrain")
