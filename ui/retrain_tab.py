@@ -107,7 +107,7 @@ def build(ctx: AppContext, filters: list) -> dict:
     @user_errors
     def start_training(current, *values):
         check_idle(current)
-        req, out_dir, argv, _ = plan(values)
+        req, out_dir, argv = plan(values)
         if (out_dir / "config.json").exists():
             raise gr.Error(f"{out_dir} already holds a model: pick another name.")
         started_job = ctx.jobs.start("train", [argv])
