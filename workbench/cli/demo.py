@@ -17,7 +17,7 @@ from workbench.cli import Context, cli, pass_ctx
 @click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False),
               help="Train the first reward model on this preference file (e.g. hh-rlhf) instead of "
                    "contrastive pairs made by the policy.")
-@click.option("--epochs", type=float, default=3.0, show_default=True, help="Reward-model training epochs.")
+@click.option("--epochs", type=float, default=2.0, show_default=True, help="Reward-model training epochs.")
 @click.option("--no-app", is_flag=True, help="Build the store but do not open the app.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=7860, show_default=True)
