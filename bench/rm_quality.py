@@ -32,6 +32,8 @@ def tfidf_baseline(train, test) -> float:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    from engine.evaluation import pairwise_accuracy
+
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     vectorizer.fit([p.chosen for p in train] + [p.rejected for p in train])
     diff = vectorizer.transform([p.chosen for p in train]) - vectorizer.transform([p.rejected for p in train])
@@ -39,12 +41,7 @@ def tfidf_baseline(train, test) -> float:
     model.fit(vstack([diff, -diff]), [1] * len(train) + [0] * len(train))
     test_diff = vectorizer.transform([p.chosen for p in test]) - vectorizer.transform([p.rejected for p in test])
     margin = model.decision_function(test_diff)
-    return float(sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margin) / len(test))
-
-
-def shorter_wins(pairs) -> float:
-    return sum(1.0 if len(p.chosen) < len(p.rejected) else 0.5 if len(p.chosen) == len(p.rejected) else 0.0
-               for p in pairs) / len(pairs)
+    return pairwise_accuracy(list(margin), [0.0] * len(margin))
 
 
 def main() -> None:
@@ -89,7 +86,7 @@ def main() -> None:
         "training_minutes": round(minutes, 1), "train_seconds_in_loop": result.seconds,
         "tokens_per_s": result.tokens_per_s, "steps": result.steps,
         "heldout_accuracy": result.eval["accuracy"], "heldout_mean_margin": result.eval["mean_margin"],
-        "baselines": {"shorter_wins": round(shorter_wins(test), 4), "longer_wins": result.eval["length_baseline"],
+        "baselines": {"shorter_wins": result.eval["shorter_baseline"], "longer_wins": result.eval["length_baseline"],
                       "tfidf_logreg": round(tfidf_baseline(train, test), 4)},
     }
     (Path(args.out) / "quality.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -169,13 +169,13 @@ class _Trainer:
             self.sp_scorer = SequenceParallelScorer(self.rm.decoder, self.rm.value_head, self.layout.sp_group)
         self.module = self._wrap(self.sp_scorer or self.rm.batch_scorer)
         self.params = self.rm.trainable_parameters()  # after wrapping: FSDP replaces them with shards
+        # Matrices decay, vectors do not; the value head starts from random weights and may learn
+        # faster than the backbone (head_lr_multiplier).
         head = {id(p) for p in self.rm.value_head.parameters()}
-        body = [p for p in self.params if id(p) not in head]
-        groups = [{"params": [p for p in body if p.ndim >= 2], "weight_decay": config.weight_decay},
-                  {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0},
-                  # the value head starts from random weights: it may learn faster than the backbone
-                  {"params": [p for p in self.params if id(p) in head], "weight_decay": 0.0,
-                   "lr": config.lr * config.head_lr_multiplier}]
+        groups = [{"params": [p for p in self.params if (id(p) in head) == is_head and (p.ndim >= 2) == matrix],
+                   "weight_decay": config.weight_decay if matrix else 0.0,
+                   "lr": config.lr * (config.head_lr_multiplier if is_head else 1.0)}
+                  for is_head in (False, True) for matrix in (True, False)]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.steps))
         self.losses = config.loss_settings()

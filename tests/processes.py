@@ -1,9 +1,10 @@
-"""Crash tests: start a child process, let it reach a known point, SIGKILL it there."""
+"""Child processes for tests: crash tests (SIGKILL at a known point) and free ports for servers."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,3 +57,9 @@ def kill_when_printed(args: list[str], marker: str = MARKER, timeout: float = 18
 
 def python(source: str, *args: str) -> list[str]:
     return [sys.executable, "-c", source, *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

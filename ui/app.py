@@ -13,7 +13,6 @@ several browser tabs share one store file.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import gradio as gr
@@ -23,7 +22,6 @@ from ui.context import AppContext
 from ui.render import CSS
 from workbench.store import Store
 
-log = logging.getLogger("workbench.ui")
 TITLE = "DPO Workbench"
 
 

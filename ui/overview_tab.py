@@ -74,16 +74,15 @@ def build(ctx: AppContext) -> dict:
     def load_model(rm):
         if not rm:
             return render.empty(NO_SCORES), None, None, "", None, "", pd.DataFrame(columns=overview.TIE_COLUMNS)
-        length = overview.length_bias(ctx.store, rm)
-        tied = overview.all_tie_prompts(ctx.store, rm)
-        margin_frame = overview.margin_histogram(ctx.store, rm)
+        report = overview.model_report(ctx.store, rm)
+        length, tied, margin_frame = report["length"], report["ties"], report["margins"]
         ties_md = (f"**{tied['total']:,} prompt{'s' if tied['total'] != 1 else ''}** with replies that all got the "
                    "same score: they give no pair. "
                    f"Sample more diverse replies or use another reward model for them." if tied["total"]
                    else "No prompt has all its scored replies tied.")
         notice_html = "" if len(margin_frame) else render.empty(
             "This reward model has labelled no pairs yet: build some with `workbench pairs build --rm ...`.")
-        return (notice_html, _bars(overview.score_histogram(ctx.store, rm)), render.plot_value(length["points"]),
+        return (notice_html, _bars(report["scores"]), render.plot_value(length["points"]),
                 _bias_text(length), _bars(margin_frame), ties_md, tied["prompts"])
 
     model_outputs = [notice, hist, scatter, bias, margins, ties_text, ties]

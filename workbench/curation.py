@@ -34,8 +34,6 @@ UI_FORMATS = ("jsonl", "parquet")
 UI_SCHEMAS = SCHEMAS
 PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = ["prompt", "chosen", "rejected", "margin", "labeler", "strategy", "flagged", "pair_id"]
-# `ExportSpec` has no min_score / max_score yet (asked for); until it has, a score range can be
-# previewed but an export with one is refused with a clear message, never silently ignored.
 
 
 @dataclass
@@ -76,10 +74,8 @@ class CurationFilter:
 
 
 def _params(con, flt: CurationFilter) -> dict:
-    params = {k: getattr(flt, k) for k in ("source", "tag", "label", "strategy", "min_margin", "min_score",
-                                           "max_score", "min_chars", "max_chars")}
+    params = queries.export_filter_params(asdict(flt))
     params["rm"] = views.rm_id_for(con, flt.rm) if flt.rm else None
-    params["exclude_flagged"] = bool(flt.exclude_flagged)
     return params
 
 

@@ -47,20 +47,42 @@ def _histogram_frame(low, high, counts, bins: int, column: str) -> pd.DataFrame:
                          "count": [by_bin.get(b, 0) for b in range(n_bins)]})
 
 
+def _score_histogram(con, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    return _histogram_frame(*views.histogram(con, "scores", rm_id, bins), bins, "score")
+
+
+def _margin_histogram(con, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    return _histogram_frame(*views.histogram(con, "margins", rm_id, bins), bins, "margin")
+
+
+def _length_bias(con, rm_id: str, points: int = SCATTER_POINTS) -> dict:
+    r, n = views.length_score_correlation(con, rm_id)
+    sample = views.length_score_sample(con, rm_id, points).to_pandas()
+    sample = sample.rename(columns={"n_chars": "chars"}).sort_values(["chars", "score"], ignore_index=True)
+    return {"points": sample, "pearson_r": None if r is None else float(r), "n": int(n)}
+
+
+def _all_tie_prompts(con, rm_id: str, limit: int = TIES_SHOWN) -> dict:
+    total, found = views.all_tie_prompts(con, rm_id, limit)
+    frame = pd.DataFrame(found, columns=["text", "source", "n", "score", "prompt_id"])
+    return {"total": total, "prompts": frame.set_axis(TIE_COLUMNS, axis=1)}
+
+
+def _for_model(store: Store, rm: str, view, **kwargs):
+    with store.connect() as con:
+        return view(con, views.rm_id_for(con, rm), **kwargs)
+
+
 def score_histogram(store: Store, rm: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
     """Columns score (bin centre), count: the distribution of one reward model's scores.
 
     `rm` (here and below): an id, NAME or NAME@VERSION."""
-    with store.connect() as con:
-        low, high, counts = views.histogram(con, "scores", views.rm_id_for(con, rm), bins)
-    return _histogram_frame(low, high, counts, bins, "score")
+    return _for_model(store, rm, _score_histogram, bins=bins)
 
 
 def margin_histogram(store: Store, rm: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
     """Columns margin (bin centre), count: the margins of the pairs this reward model labelled."""
-    with store.connect() as con:
-        low, high, counts = views.histogram(con, "margins", views.rm_id_for(con, rm), bins)
-    return _histogram_frame(low, high, counts, bins, "margin")
+    return _for_model(store, rm, _margin_histogram, bins=bins)
 
 
 def length_bias(store: Store, rm: str, points: int = SCATTER_POINTS) -> dict:
@@ -69,12 +91,7 @@ def length_bias(store: Store, rm: str, points: int = SCATTER_POINTS) -> dict:
     Returns {"points": DataFrame(chars, score), "pearson_r": float | None, "n": int}. A reward
     model that mostly rewards length shows r far from 0 (|r| > 0.3 is worth a look).
     """
-    with store.connect() as con:
-        rm_id = views.rm_id_for(con, rm)
-        r, n = views.length_score_correlation(con, rm_id)
-        sample = views.length_score_sample(con, rm_id, points).to_pandas()
-    sample = sample.rename(columns={"n_chars": "chars"}).sort_values(["chars", "score"], ignore_index=True)
-    return {"points": sample, "pearson_r": None if r is None else float(r), "n": int(n)}
+    return _for_model(store, rm, _length_bias, points=points)
 
 
 def all_tie_prompts(store: Store, rm: str, limit: int = TIES_SHOWN) -> dict:
@@ -82,7 +99,13 @@ def all_tie_prompts(store: Store, rm: str, limit: int = TIES_SHOWN) -> dict:
 
     Returns {"total": int, "prompts": DataFrame(prompt, source, replies, score, prompt_id)}.
     """
+    return _for_model(store, rm, _all_tie_prompts, limit=limit)
+
+
+def model_report(store: Store, rm: str) -> dict:
+    """Everything the Overview shows for one reward model, from one store connection:
+    {"scores": score_histogram, "margins": margin_histogram, "length": length_bias, "ties": all_tie_prompts}."""
     with store.connect() as con:
-        total, found = views.all_tie_prompts(con, views.rm_id_for(con, rm), limit)
-    frame = pd.DataFrame(found, columns=["text", "source", "n", "score", "prompt_id"])
-    return {"total": total, "prompts": frame.set_axis(TIE_COLUMNS, axis=1)}
+        rm_id = views.rm_id_for(con, rm)
+        return {"scores": _score_histogram(con, rm_id), "margins": _margin_histogram(con, rm_id),
+                "length": _length_bias(con, rm_id), "ties": _all_tie_prompts(con, rm_id)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 from engine.data import PreferencePair
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,10 +30,9 @@ def make_pairs(n: int) -> list[PreferencePair]:
 
 
 def write_pairs(path: Path, pairs: list[PreferencePair]) -> Path:
-    with open(path, "w") as f:
-        for p in pairs:
-            f.write(json.dumps({"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
-                                "rejected": [{"role": "assistant", "content": p.rejected}]}) + "\n")
+    from workbench.training import write_pairs as write
+
+    write(pairs, path)
     return path
 
 
@@ -47,12 +46,6 @@ def sp_case(model_dir: str | Path):
         for p in rm.value_head.parameters():
             p.normal_(0.0, 1.0)
     return rm, rm.encoder(96).encode_pairs(make_pairs(5)[2:])  # 487 tokens: padded for 2 and 4 ranks
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env() -> dict:

@@ -1,18 +1,12 @@
-import socket
 from contextlib import contextmanager
 
 import pytest
 
+from tests.processes import free_port
 from tests.ui.data import make_store
 
 ANY = "(any)"
 NO_FILTER = [ANY, ANY, ANY, ANY, "", "", "", "", "", False]  # the Curate tab's ten filter values
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

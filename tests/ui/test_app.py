@@ -125,7 +125,7 @@ def test_workbench_ui_serves_on_loopback_and_stops_on_ctrl_c(app_store, tmp_path
     import sys
     import time
 
-    from tests.ui.conftest import free_port
+    from tests.processes import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "workbench", "--db", str(app_store.path), "ui", "--port",

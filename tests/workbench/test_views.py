@@ -70,6 +70,16 @@ def test_all_tie_prompts(store):
     assert row["prompt"] == "A prompt whose replies all tie" and row["replies"] == 3 and row["score"] == 1.0
 
 
+def test_model_report_is_the_four_views_from_one_connection(store):
+    report = overview.model_report(store, "ext@1")
+    assert report["scores"].equals(overview.score_histogram(store, "ext@1"))
+    assert report["margins"].equals(overview.margin_histogram(store, "ext@1"))
+    assert report["length"]["pearson_r"] == overview.length_bias(store, "ext@1")["pearson_r"]
+    assert report["ties"]["prompts"].equals(overview.all_tie_prompts(store, "ext@1")["prompts"])
+    with pytest.raises(NotFound):
+        overview.model_report(store, "no-such-model")
+
+
 def test_reward_model_choices(store):
     [(label, value)] = overview.reward_model_choices(store, scored_only=True)
     assert value == "ext@1" and label.startswith("ext@1 (125 scores")

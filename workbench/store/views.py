@@ -236,7 +236,7 @@ def load_pair_index(mem: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         mem.unregister("incoming_index")
 
 
-# Mirrors the WHERE of the export query (`queries._EXPORT_SELECTED`), plus a score range;
+# Mirrors the WHERE of the export query (`queries._EXPORT_SELECTED`);
 # tests/workbench/test_curation.py checks counts against `workbench.export` for many filters.
 _INDEX_WHERE = """
     ($source IS NULL OR source = $source)
