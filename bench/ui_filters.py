@@ -77,7 +77,7 @@ def baseline_preview(store: Store, flt: CurationFilter) -> int:
     spec = flt.export_spec()
     total = count_pairs(store, spec)
     with store.connect() as con:
-        reader = queries.export_reader(con, _query_spec(store, spec), ["conversational", "provenance"], False, 20)
+        reader = queries.export_reader(con, _query_spec(store, spec), ["conversational", "provenance"], 20)
         reader.read_all()
     return total
 

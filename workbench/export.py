@@ -1,7 +1,8 @@
 """`workbench export`: write DPO pairs in the TRL / XTuner schema as JSONL, Parquet or a
 `datasets` directory, with a manifest beside it.
 
-Rows are built by DuckDB and stream out in record batches.
+DuckDB runs the selection once into a temporary table, counts it by labeler for the manifest,
+and writes JSON Lines itself (Parquet and `datasets` go through Arrow).
 
 Schemas:
 - `trl` (also `xtuner`, which reads the same layout): `prompt` is the message list,
@@ -116,73 +117,61 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
 
     column_sets = ["standard" if schema == "trl-standard" else "conversational"]
     column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
-    with store.connect() as con:
-        fingerprint = store_hash(con)
-        labelers = queries.export_labelers(con, query, spec.limit)
-        reader = queries.export_reader(con, query, column_sets, fmt == "jsonl", spec.limit)
-        if fmt == "jsonl":
-            rows, content_hash = _write_jsonl(reader, out)
-        else:
-            table = reader.read_all()
-            rows = table.num_rows
-            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
-
-    manifest = {
-        "path": str(out), "format": fmt, "schema": schema, "rows": rows,
-        "filter": asdict(spec), "columns": {"scores": with_scores, "provenance": with_provenance},
-        "labelers": labelers, "reward_models": _reward_models(store, labelers),
-        "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
-        "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
-    }
-    manifest_path = _manifest_path(out, fmt)
-    manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": asdict(spec),
               "with_scores": with_scores, "with_provenance": with_provenance}
-    run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
-    export_id = ids._digest("export", str(out.resolve()), content_hash)
+    manifest_path = _manifest_path(out, fmt)
 
-    def write(con) -> None:
+    def work(con) -> ExportResult:
+        # one transaction: what is counted, written and recorded is one consistent state of the store
+        fingerprint = store_hash(con)
+        labelers = queries.stage_export(con, query, column_sets, spec.limit)
+        rows = sum(labelers.values())
+        if fmt == "jsonl":
+            content_hash = _write_jsonl(con, out)
+        else:
+            table = queries.staged_export_table(con)
+            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
+        manifest = {
+            "path": str(out), "format": fmt, "schema": schema, "rows": rows,
+            "filter": asdict(spec), "columns": {"scores": with_scores, "provenance": with_provenance},
+            "labelers": labelers, "reward_models": _reward_models(con, labelers),
+            "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
+            "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "export", "completed", config, environment(),
                                {"rows": rows, "content_sha256": content_hash})
-        queries.insert_export(con, export_id, run_id, str(out.resolve()), fmt, schema, asdict(spec), rows,
-                              content_hash, fingerprint)
+        queries.insert_export(con, ids._digest("export", str(out.resolve()), content_hash), run_id,
+                              str(out.resolve()), fmt, schema, asdict(spec), rows, content_hash, fingerprint)
+        return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
 
-    store.write(write)
-    return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
+    return store.write(work)
 
 
 def _manifest_path(out: Path, fmt: str) -> Path:
     return out / "workbench_manifest.json" if fmt == "hf" else out.with_name(out.name + ".manifest.json")
 
 
-def _reward_models(store: Store, labelers: dict) -> list[dict]:
+def _reward_models(con, labelers: dict) -> list[dict]:
+    """The reward models behind the NAME@VERSION labelers of an export."""
     models = []
     for label in sorted(labelers):
         if label == "human":
             continue
-        model = resolve_reward_model(store, label)
+        name, _, version = label.rpartition("@")
+        model = next(m for m in queries.find_reward_models(con, name) if str(m["version"]) == version)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"]})
     return models
 
 
-def _write_jsonl(reader, out: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    rows = 0
+def _write_jsonl(con, out: Path) -> str:
     tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as f:
-        for batch in reader:
-            lines = batch.column(0).to_pylist()
-            if not lines:
-                continue
-            chunk = ("\n".join(lines) + "\n").encode("utf-8")
-            digest.update(chunk)
-            f.write(chunk)
-            rows += len(lines)
+    queries.write_staged_export_jsonl(con, str(tmp))
     os.replace(tmp, out)  # readers never see a half-written file
-    return rows, digest.hexdigest()
+    return ids.sha256_file(out)
 
 
 def _write_parquet(table: pa.Table, out: Path) -> str:

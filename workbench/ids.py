@@ -1,4 +1,19 @@
-"""Content-hash identifiers: the same content always gets the same id, so re-imports are no-ops."""
+"""Identifiers: the same content always gets the same id, so re-imports are no-ops.
+
+Content ids (prompts, responses, pairs) are the MD5 (128 bits, 32 hex characters) of a *key
+text* that both Python and DuckDB build the same way, so bulk work can compute them
+in SQL (`workbench.store.content_ids`) and row-at-a-time code here, with identical results
+(tested on adversarial text). A key is a kind word, then its fields one per line; free text
+is last, or length-prefixed in bytes, so two different contents never share a key:
+
+    prompt     "prompt" + for each message: "\\n" + role + " " + len(utf8(content)) + "\\n" + content
+    response   "response\\n" + prompt_id + "\\n" + text               (imported replies)
+    generated  "generated\\n" + run_id + "\\n" + prompt_id + "\\n" + sample_index
+    pair       "pair\\n" + labeler + "\\n" + spec + "\\n" + chosen_id + "\\n" + rejected_id
+
+Run, export and reward-model ids name configurations rather than content and never need SQL:
+they stay BLAKE2b-128 digests of their parts (`_digest`).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +26,18 @@ import orjson
 ID_BYTES = 16  # 128-bit ids, 32 hex characters
 
 
+def content_id(key: str) -> str:
+    """MD5 of a key text; DuckDB computes the same with `md5(key)`.
+
+    MD5 is a surrogate key here, as in most warehouses (dbt's generate_surrogate_key): it only
+    has to tell contents apart, and DuckDB computes it about twice as fast as SHA-256, which a
+    million-row import feels. A deliberately forged collision could at worst make the store
+    treat one crafted text as a duplicate of another crafted text.
+    """
+    return hashlib.md5(key.encode("utf-8")).hexdigest()
+
+
 def _digest(*parts: str) -> str:
-    # BLAKE2b: as strong as SHA-256 for content addressing and about twice as fast in Python,
-    # which matters at a million responses per import.
     return hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=ID_BYTES).hexdigest()
 
 
@@ -23,30 +47,31 @@ def canonical_json(value: Any) -> str:
 
 
 def canonical_messages(messages: list[dict]) -> str:
-    """Compact JSON of role/content messages with sorted keys (orjson: ~15x faster than json)."""
+    """Compact JSON of role/content messages with sorted keys (what the store keeps)."""
     return orjson.dumps([{"role": m["role"], "content": m["content"]} for m in messages],
                         option=orjson.OPT_SORT_KEYS).decode()
 
 
+def prompt_key(messages: list[dict]) -> str:
+    return "prompt" + "".join(f"\n{m['role']} {len(m['content'].encode('utf-8'))}\n{m['content']}"
+                              for m in messages)
+
+
 def prompt_id(messages: list[dict]) -> str:
-    return _digest("prompt", canonical_messages(messages))
-
-
-def prompt_id_from_canonical(canonical: str) -> str:
-    return _digest("prompt", canonical)
+    return content_id(prompt_key(messages))
 
 
 def imported_response_id(prompt: str, text: str) -> str:
-    return _digest("response", prompt, text)
+    return content_id(f"response\n{prompt}\n{text}")
 
 
 def generated_response_id(run: str, prompt: str, sample_index: int) -> str:
-    return _digest("generated", run, prompt, str(sample_index))
+    return content_id(f"generated\n{run}\n{prompt}\n{sample_index}")
 
 
 def pair_id(labeler: str, spec: str, chosen: str, rejected: str) -> str:
-    """`labeler` is 'human' or a reward-model id; `spec` the canonical strategy spec."""
-    return _digest("pair", labeler, spec, chosen, rejected)
+    """`labeler` is 'human' or a reward-model id; `spec` the canonical strategy spec (JSON, one line)."""
+    return content_id(f"pair\n{labeler}\n{spec}\n{chosen}\n{rejected}")
 
 
 def run_id(kind: str, config: dict) -> str:

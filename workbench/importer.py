@@ -9,6 +9,7 @@ hashes, so importing the same file again adds nothing.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from workbench import ids
+from workbench import bulk_import, ids
 from workbench.errors import InputError, WorkbenchError
 from workbench.formats import FORMATS, ParsedRecord, detect_format, parse_record
 from workbench.provenance import environment
@@ -68,8 +69,13 @@ def import_files(
     score_name: str | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     progress: bool = True,
+    bulk: bool = True,
 ) -> ImportResult:
-    """Import preference data, Best-of-N samples or prompts; see `workbench.formats`."""
+    """Import preference data, Best-of-N samples or prompts; see `workbench.formats`.
+
+    `bulk=False` skips the bulk lane (`workbench.bulk_import`), which otherwise takes the imports
+    it can; both lanes store the same rows.
+    """
     paths = [Path(p) for p in paths]
     if not paths:
         raise WorkbenchError("give at least one file to import")
@@ -80,13 +86,21 @@ def import_files(
             raise WorkbenchError(f"{path}: no such file or directory")
     source = source or _default_source(paths[0])
     tags = sorted(set(tags))
+    scanned = [bulk_import.scan(p, fmt, max_record_bytes) for p in paths]
     config = {
-        "files": [{"name": p.name, "sha256": _content_hash(p)} for p in paths],
+        "files": [{"name": f.path.name, "sha256": f.sha256} for f in scanned],
         "format": fmt, "source": source, "tags": tags, "skip_invalid": skip_invalid,
         "score_name": score_name,
     }
     run_id = ids.run_id("import", config)
     result = ImportResult(run_id=run_id, files=[str(p) for p in paths], formats={})
+    score_name = score_name or f"imported:{source}"
+    if bulk and all(f.bulk_format for f in scanned):
+        try:
+            return _import_bulk(store, scanned, result, config, source, tags, score_name, max_record_bytes,
+                                progress)
+        except bulk_import.Declined:
+            pass  # the exact lane below reads the files record by record
 
     with _gc_paused():
         good, bad, result.formats = parse_files(paths, fmt, max_record_bytes, progress)
@@ -106,7 +120,7 @@ def import_files(
         result.rejects_path = str(_write_rejects(bad, rejects_path, source))
 
     with _gc_paused():
-        tables = _build_tables(good, run_id, source, tags, score_name or f"imported:{source}")
+        tables = _build_tables(good, run_id, source, tags, score_name)
     summary = {k: v for k, v in result.as_dict().items() if k not in {"errors", "run_id"}}
 
     def write(con) -> None:
@@ -134,6 +148,45 @@ def import_files(
     return result
 
 
+def _import_bulk(store: Store, scanned, result: ImportResult, config: dict, source: str, tags: list[str],
+                 score_name: str, max_record_bytes: int, progress: bool) -> ImportResult:
+    """The bulk lane (`workbench.bulk_import`) in one transaction; raises Declined to hand over."""
+    rm = {"rm_id": ids._digest("external-scorer", score_name), "name": score_name,
+          "config": {"external": True, "source": source}}
+    result.formats = {str(f.path): f.bulk_format for f in scanned}
+
+    def register_scorer(con) -> str:
+        if queries.get_reward_model(con, rm["rm_id"]) is None:
+            queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], result.run_id)
+        return rm["rm_id"]
+
+    def write(con) -> None:
+        existing = queries.get_run(con, result.run_id)
+        if existing is not None and existing["status"] == "completed":
+            result.records = result.valid = json.loads(existing["summary"] or "{}").get("records", 0)
+            result.already_imported = True
+            return
+        with tqdm(total=2, desc="bulk import: reading and checking", unit=" steps", disable=not progress) as bar:
+            def step(description: str) -> None:
+                bar.update(1)
+                bar.set_description(f"bulk import: {description}")
+
+            records, new = bulk_import.stage_and_insert(con, scanned, max_record_bytes, run_id=result.run_id,
+                                                        source=source, tags=tags, register_scorer=register_scorer,
+                                                        progress=step)
+        result.records = result.valid = records
+        result.new_prompts, result.new_responses, result.new_scores = new["prompts"], new["responses"], new["scores"]
+        summary = {k: v for k, v in result.as_dict().items() if k not in {"errors", "run_id"}}
+        summary["lane"] = "bulk"
+        if existing is None:
+            queries.insert_run(con, result.run_id, "import", "completed", config, environment(), summary)
+        else:
+            queries.finish_run(con, result.run_id, "completed", summary)
+
+    store.write(write)
+    return result
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Parsing allocates millions of small objects and no reference cycles: the cyclic garbage
@@ -152,13 +205,6 @@ def _default_source(path: Path) -> str:
     for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".parquet"):
         name = name.removesuffix(suffix)
     return name or "import"
-
-
-def _content_hash(path: Path) -> str:
-    if path.is_file():
-        return ids.sha256_file(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return ids._digest(*(f"{p.relative_to(path)}:{ids.sha256_file(p)}" for p in files))
 
 
 def parse_files(paths: Iterable[Path], fmt: str = "auto", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
@@ -234,7 +280,7 @@ def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str
         canonical = ids.canonical_messages(record.prompt)
         pid = seen_prompts.get(canonical)
         if pid is None:
-            pid = seen_prompts[canonical] = ids.prompt_id_from_canonical(canonical)
+            pid = seen_prompts[canonical] = ids.prompt_id(record.prompt)
             prompt_cols["prompt_id"].append(pid)
             prompt_cols["messages"].append(canonical)
             prompt_cols["text"].append(_last_user_text(record.prompt))
@@ -258,7 +304,7 @@ def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str
                                        (rid, pid, text, index, len(text), line)):
                         response_cols[name].append(v)
         scores = record.scores
-        if scores and None not in scores and seen_scores.isdisjoint(response_ids):
+        if scores and None not in scores and seen_scores.isdisjoint(response_ids) and len(set(response_ids)) == len(texts):
             seen_scores.update(response_ids)
             score_ids += response_ids
             score_values += scores

@@ -67,23 +67,13 @@ def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, m
     if max_length_ratio is not None:
         ensure_token_counts(store, model["rm_id"], source, generation_run, progress)
 
-    with store.connect() as con:
-        found = queries.candidate_pairs(con, strategy, {"rm_id": model["rm_id"], **params})
-    pair_ids = [ids.pair_id(model["rm_id"], spec, c, r)
-                for c, r in zip(found["chosen_id"].to_pylist(), found["rejected_id"].to_pylist())]
-    n = found.num_rows
-    table = found.append_column("pair_id", pa.array(pair_ids, pa.string()))
-    table = table.append_column("label_source", pa.array(["rm"] * n, pa.string()))
-    table = table.append_column("rm_id", pa.array([model["rm_id"]] * n, pa.string()))
-    table = table.append_column("strategy", pa.array([strategy] * n, pa.string()))
-    table = table.append_column("params", pa.array([spec] * n, pa.string()))
-    table = table.append_column("run_id", pa.array([run_id] * n, pa.string()))
     config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]}, **params}
-    result = PairBuildResult(run_id, f"{model['name']}@{model['version']}", strategy, params, n, 0)
+    result = PairBuildResult(run_id, f"{model['name']}@{model['version']}", strategy, params, 0, 0)
 
     def write(con) -> None:
-        result.new_pairs = queries.insert_new(con, "pairs", table)
-        summary = {"candidates": n, "new_pairs": result.new_pairs}
+        result.candidates, result.new_pairs = queries.insert_pairs(
+            con, strategy, {"rm_id": model["rm_id"], **params}, spec=spec, run_id=run_id)
+        summary = {"candidates": result.candidates, "new_pairs": result.new_pairs}
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "pairs", "completed", config, environment(), summary)
         else:

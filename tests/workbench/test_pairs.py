@@ -121,3 +121,40 @@ def test_rebuilding_is_idempotent_and_errors_are_clear(store, tmp_path):
         build_pairs(store, "nope", "best-vs-worst", progress=False)
     with pytest.raises(WorkbenchError, match="top-k needs --k"):
         build_pairs(store, "ext", "top-k", progress=False)
+
+
+def test_best_vs_worst_aggregate_equals_the_ranked_window_on_ties_and_duplicates(store, tmp_path):
+    """best-vs-worst runs as one aggregate; top-k with k=1 runs the window ranking: same rule, same pairs."""
+    import random
+
+    rng = random.Random(3)
+    records = []
+    for i in range(60):
+        n = rng.randint(1, 6)
+        texts = [rng.choice(["a", "bb", "ccc", "dddd", f"u{i}-{j}"]) for j in range(n)]
+        records.append({"prompt": f"q{i}", "responses": list(dict.fromkeys(texts)),
+                        "scores": [float(rng.choice([0, 1, 1, 2])) for _ in dict.fromkeys(texts)]})
+    _bon(store, tmp_path, records)
+    # generated replies repeating imported texts (and each other), for the duplicate rule
+    rm = ids._digest("external-scorer", "ext")
+    with store.connect() as con:
+        prompts = queries.rows(con, "SELECT prompt_id FROM prompts ORDER BY text LIMIT 20")
+    rows = [(ids.generated_response_id("gen", pid, k), pid, rng.choice(["a", "bb", "zz"]), k)
+            for (pid,) in prompts for k in range(3)]
+
+    def write(con):
+        queries.insert_new(con, "responses", pa.table({
+            "response_id": [r[0] for r in rows], "prompt_id": [r[1] for r in rows], "text": [r[2] for r in rows],
+            "origin": ["generated"] * len(rows), "run_id": ["gen"] * len(rows), "sample_index": [r[3] for r in rows],
+            "n_chars": [len(r[2]) for r in rows]}))
+        queries.insert_new(con, "scores", pa.table({"response_id": [r[0] for r in rows], "rm_id": [rm] * len(rows),
+                                                    "score": [float(rng.choice([0, 2, 3])) for _ in rows],
+                                                    "run_id": ["s"] * len(rows)}))
+
+    store.write(write)
+    for extra in ({}, {"min_margin": 1.5}, {"run": "gen"}, {"source": "bon-60"}):
+        params = {"rm_id": rm, "min_margin": 0.0, **extra}
+        with store.connect() as con:
+            worst = queries.candidate_pairs(con, "best-vs-worst", params)
+            top1 = queries.candidate_pairs(con, "top-k", params | {"k": 1})
+        assert worst.num_rows > 0 and worst.to_pylist() == top1.to_pylist(), extra

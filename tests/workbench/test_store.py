@@ -96,3 +96,69 @@ def test_a_locked_store_is_retried_until_free_then_reported_busy(tmp_path):
             Store(path, timeout=0.3)
     finally:
         holder.join()
+
+
+def _blake2b(*parts: str) -> str:
+    """Content ids as stores up to schema 2 computed them."""
+    import hashlib
+
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def test_m003_rekeys_a_schema_2_store_with_the_ids_new_imports_compute(tmp_path):
+    import json
+
+    from workbench import ids
+    from workbench.importer import import_files
+
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    migrations.migrate(con, target=2)
+    single = [{"role": "user", "content": "Say hi"}]
+    multi = [{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": "Hi"}]
+    old = {"single": _blake2b("prompt", ids.canonical_messages(single)),
+           "multi": _blake2b("prompt", ids.canonical_messages(multi))}
+    hi, hello = _blake2b("response", old["single"], "hi"), _blake2b("response", old["single"], "hello")
+    gen0, gen1 = _blake2b("generated", "gen", old["multi"], "0"), _blake2b("generated", "gen", old["multi"], "1")
+    spec = '{"strategy":"best-vs-worst"}'
+    for key, messages in (("single", single), ("multi", multi)):
+        con.execute("INSERT INTO prompts VALUES (?, ?, 'x', 'src', [], 'imp', 1, current_timestamp)",
+                    [old[key], ids.canonical_messages(messages)])
+    for rid, pid, text, origin, run, index in ((hi, old["single"], "hi", "imported", "imp", 0),
+                                               (hello, old["single"], "hello", "imported", "imp", 1),
+                                               (gen0, old["multi"], "same", "generated", "gen", 0),
+                                               (gen1, old["multi"], "same", "generated", "gen", 1)):
+        con.execute("INSERT INTO responses (response_id, prompt_id, text, origin, run_id, sample_index, n_chars, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)", [rid, pid, text, origin, run,
+                                                                                    index, len(text)])
+    con.execute("UPDATE responses SET flag_near_duplicate_of = ? WHERE response_id = ?", [gen0, gen1])
+    for rid, score in ((hi, 1.0), (hello, 0.0), (gen0, 2.0)):
+        con.execute("INSERT INTO scores VALUES (?, 'rm1', ?, 'sc', current_timestamp)", [rid, score])
+    con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?, 'human', NULL, 'human', '{}', NULL, NULL, NULL, 'imp', 1, "
+                "current_timestamp)", [_blake2b("pair", "human", "human", hi, hello), old["single"], hi, hello])
+    con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?, 'rm', 'rm1', 'best-vs-worst', ?, 1.0, 0.0, 1.0, 'pr', NULL, "
+                "current_timestamp)", [_blake2b("pair", "rm1", spec, hi, hello), old["single"], hi, hello, spec])
+    con.execute("INSERT INTO bon_picks VALUES (?, 'rm1', 'gen', ?, 2.0, current_timestamp)", [old["multi"], gen0])
+    con.close()
+
+    store = Store(path)  # opening migrates
+    new = {"single": ids.prompt_id(single), "multi": ids.prompt_id(multi)}
+    new_hi, new_hello = ids.imported_response_id(new["single"], "hi"), ids.imported_response_id(new["single"], "hello")
+    new_gen0 = ids.generated_response_id("gen", new["multi"], 0)
+    with store.connect() as con:
+        assert sorted(queries.rows(con, "SELECT prompt_id FROM prompts")) == sorted((v,) for v in new.values())
+        assert sorted(queries.rows(con, "SELECT response_id, prompt_id, flag_near_duplicate_of FROM responses")) == \
+            sorted([(new_hi, new["single"], None), (new_hello, new["single"], None), (new_gen0, new["multi"], None),
+                    (ids.generated_response_id("gen", new["multi"], 1), new["multi"], new_gen0)])
+        assert sorted(queries.rows(con, "SELECT response_id, score FROM scores")) == \
+            sorted([(new_hi, 1.0), (new_hello, 0.0), (new_gen0, 2.0)])
+        assert sorted(queries.rows(con, "SELECT pair_id, prompt_id, chosen_id, rejected_id FROM pairs")) == sorted([
+            (ids.pair_id("human", "human", new_hi, new_hello), new["single"], new_hi, new_hello),
+            (ids.pair_id("rm1", spec, new_hi, new_hello), new["single"], new_hi, new_hello)])
+        assert queries.rows(con, "SELECT prompt_id, response_id FROM bon_picks") == [(new["multi"], new_gen0)]
+
+    # the same content imported now is recognised as already stored
+    data = tmp_path / "again.jsonl"
+    data.write_text(json.dumps({"prompt": "Say hi", "responses": ["hi", "hello"]}) + "\n")
+    result = import_files(store, [data], fmt="bon", progress=False)
+    assert (result.new_prompts, result.new_responses) == (0, 0)

@@ -125,6 +125,45 @@ CREATE TABLE bon_picks (
 """
 
 
+def _m003_content_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-key prompts, responses and pairs with the ids DuckDB can compute (`workbench.ids`).
+
+    Stores up to m002 used BLAKE2b ids, which only Python could compute; the bulk import needs
+    ids SQL can compute. Every id is recomputed from the content it names, and every column that
+    refers to one follows. Generated replies keep their recorded seed; a generation run resumed
+    after the upgrade derives the seeds of its missing samples from the new prompt ids.
+    """
+    from workbench.store import content_ids
+
+    messages = "CAST(messages AS STRUCT(role VARCHAR, content VARCHAR)[])"
+    con.execute(f"""CREATE TEMP TABLE prompt_ids AS
+        SELECT prompt_id AS old, {content_ids.prompt_id_of_messages(messages)} AS new FROM prompts""")
+    generated = content_ids.generated_response_id("r.run_id", "p.new", "r.sample_index")
+    imported = content_ids.imported_response_id("p.new", "r.text")
+    con.execute(f"""CREATE TEMP TABLE response_ids AS
+        SELECT r.response_id AS old,
+               CASE WHEN r.origin = 'generated' THEN {generated} ELSE {imported} END AS new
+        FROM responses r JOIN prompt_ids p ON p.old = r.prompt_id""")
+    for table, column, mapping in [
+        ("prompts", "prompt_id", "prompt_ids"), ("responses", "prompt_id", "prompt_ids"),
+        ("responses", "response_id", "response_ids"), ("responses", "flag_near_duplicate_of", "response_ids"),
+        ("scores", "response_id", "response_ids"), ("pairs", "prompt_id", "prompt_ids"),
+        ("pairs", "chosen_id", "response_ids"), ("pairs", "rejected_id", "response_ids"),
+    ]:
+        con.execute(f"UPDATE {table} SET {column} = m.new FROM {mapping} m WHERE {table}.{column} = m.old")
+    spec = "CASE WHEN label_source = 'human' THEN 'human' ELSE CAST(params AS VARCHAR) END"
+    pair_id = content_ids.pair_id("coalesce(rm_id, 'human')", spec, "chosen_id", "rejected_id")
+    con.execute(f"UPDATE pairs SET pair_id = {pair_id}")
+    # bon_picks' key columns change: rewrite its rows rather than update a primary key
+    con.execute("""CREATE TEMP TABLE picks AS
+        SELECT coalesce(p.new, b.prompt_id) AS prompt_id, b.rm_id, b.run_id, coalesce(r.new, b.response_id) AS response_id,
+               b.score, b.created_at
+        FROM bon_picks b LEFT JOIN prompt_ids p ON p.old = b.prompt_id LEFT JOIN response_ids r ON r.old = b.response_id""")
+    con.execute("DELETE FROM bon_picks")
+    con.execute("INSERT INTO bon_picks SELECT * FROM picks")
+    con.execute("DROP TABLE picks; DROP TABLE response_ids; DROP TABLE prompt_ids")
+
+
 def _sql(script: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def apply(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(script)
@@ -135,6 +174,7 @@ def _sql(script: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
 MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, "m001_initial", _sql(M001_INITIAL)),
     (2, "m002_response_signals", _sql(M002_RESPONSE_SIGNALS)),
+    (3, "m003_content_ids", _m003_content_ids),
 ]
 
 LATEST = MIGRATIONS[-1][0]

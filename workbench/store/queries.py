@@ -129,56 +129,115 @@ def list_reward_models(con) -> list[dict]:
 
 # --- pair building ---------------------------------------------------------------------
 
-# Candidates: one prompt's scored responses, identical texts collapsed to one (the lowest id).
-# Ranking tie rules: among equal best scores the shorter reply is chosen, among equal worst
-# scores the longer reply is rejected (both counter length bias), then the lower id.
+# Candidates: one prompt's replies scored by the reward model, identical texts collapsed to one
+# (the lowest id). Two imported replies of a prompt never share a text (their id is a hash of
+# prompt and text), so only prompts with a generated reply can hold duplicates; there a 64-bit
+# hash finds the replies that may repeat a text, and only those are compared in full.
 _CANDIDATES = """
-WITH cand AS (
-    SELECT r.prompt_id, r.response_id, r.text, r.n_chars, r.n_tokens, s.score
+WITH scored AS (
+    SELECT r.prompt_id, r.response_id, r.n_chars, r.n_tokens, s.score, r.origin
     FROM responses r
     JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
-    JOIN prompts p ON p.prompt_id = r.prompt_id
-    WHERE ($source IS NULL OR p.source = $source)
-      AND ($run IS NULL OR r.run_id = $run)
-    QUALIFY row_number() OVER (PARTITION BY r.prompt_id, r.text ORDER BY r.response_id) = 1
-), ranked AS (
+    WHERE {where}
+), mixed AS (
+    SELECT c.prompt_id, c.response_id, r.text FROM scored c JOIN responses r USING (response_id)
+    WHERE c.prompt_id IN (SELECT prompt_id FROM scored WHERE origin = 'generated')
+), repeated AS (
+    SELECT hash(prompt_id, text) AS h FROM mixed GROUP BY 1 HAVING count(*) > 1
+), shadowed AS (
+    SELECT response_id FROM mixed WHERE hash(prompt_id, text) IN (SELECT h FROM repeated)
+    QUALIFY row_number() OVER (PARTITION BY prompt_id, text ORDER BY response_id) > 1
+), cand AS (
+    SELECT * EXCLUDE (origin) FROM scored ANTI JOIN shadowed USING (response_id)
+)
+"""
+_SOURCE = "r.prompt_id IN (SELECT prompt_id FROM prompts WHERE source = $source)"
+_RUN = "r.run_id = $run"
+
+# Tie rules: among equal best scores the shorter reply is chosen, among equal worst scores the
+# longer reply is rejected (both counter length bias), then the lower id. As sort keys:
+_BEST_KEY = "{'s': -score, 'c': n_chars, 'i': response_id}"
+_WORST_KEY = "{'s': score, 'c': -n_chars, 'i': response_id}"
+
+_MARGIN_OK = """margin > 0 AND margin >= $min_margin
+    AND ($ratio IS NULL OR greatest(chosen_tokens, rejected_tokens) <= $ratio * least(chosen_tokens, rejected_tokens))"""
+
+# best-vs-worst: one aggregate per prompt (no window, no self-join).
+_BEST_VS_WORST = f"""
+, ends AS (
+    SELECT prompt_id, arg_min({{'id': response_id, 'score': score, 'tokens': n_tokens}}, {_BEST_KEY}) AS b,
+           arg_min({{'id': response_id, 'score': score, 'tokens': n_tokens}}, {_WORST_KEY}) AS w
+    FROM cand GROUP BY prompt_id
+), found AS (
+    SELECT prompt_id, b.id AS chosen_id, w.id AS rejected_id, b.score AS score_chosen, w.score AS score_rejected,
+           b.score - w.score AS margin, b.tokens AS chosen_tokens, w.tokens AS rejected_tokens
+    FROM ends
+)
+SELECT * EXCLUDE (chosen_tokens, rejected_tokens) FROM found WHERE {_MARGIN_OK}
+"""
+
+_RANKED = f"""
+, ranked AS (
     SELECT *,
         row_number() OVER (PARTITION BY prompt_id ORDER BY score DESC, n_chars ASC, response_id) AS best_rank,
         row_number() OVER (PARTITION BY prompt_id ORDER BY score ASC, n_chars DESC, response_id) AS worst_rank
     FROM cand
+), found AS (
+    SELECT c.prompt_id, c.response_id AS chosen_id, r.response_id AS rejected_id, c.score AS score_chosen,
+           r.score AS score_rejected, c.score - r.score AS margin, c.n_tokens AS chosen_tokens,
+           r.n_tokens AS rejected_tokens, c.best_rank, r.worst_rank
+    FROM ranked c JOIN ranked r ON c.prompt_id = r.prompt_id AND c.response_id <> r.response_id
 )
+SELECT prompt_id, chosen_id, rejected_id, score_chosen, score_rejected, margin FROM found WHERE {_MARGIN_OK}
 """
-
-_PAIR_CONDITIONS = """
-    c.prompt_id = r.prompt_id AND c.response_id <> r.response_id
-    AND c.score - r.score > 0 AND c.score - r.score >= $min_margin
-    AND ($ratio IS NULL OR greatest(c.n_tokens, r.n_tokens) <= $ratio * least(c.n_tokens, r.n_tokens))
-"""
-
-_PAIR_SELECT = """
-SELECT c.prompt_id, c.response_id AS chosen_id, r.response_id AS rejected_id,
-       c.score AS score_chosen, r.score AS score_rejected, c.score - r.score AS margin
-FROM ranked c JOIN ranked r ON """ + _PAIR_CONDITIONS
 
 PAIR_STRATEGY_SQL = {
-    "best-vs-worst": _CANDIDATES + _PAIR_SELECT + " AND c.best_rank = 1 AND r.worst_rank = 1",
-    "top-k": _CANDIDATES + _PAIR_SELECT + " AND c.best_rank <= $k AND r.worst_rank <= $k",
-    "all-above-margin": _CANDIDATES + _PAIR_SELECT,
+    "best-vs-worst": _BEST_VS_WORST,
+    "top-k": _RANKED + " AND best_rank <= $k AND worst_rank <= $k",
+    "all-above-margin": _RANKED,
     # The rejected reply is drawn among those the margin allows, by a seeded hash of its id.
-    "best-vs-random": _CANDIDATES + _PAIR_SELECT + """ AND c.best_rank = 1
-        QUALIFY row_number() OVER (PARTITION BY c.prompt_id ORDER BY md5($seed || ':' || r.response_id)) = 1""",
+    "best-vs-random": _RANKED + """ AND best_rank = 1
+        QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY md5($seed || ':' || rejected_id)) = 1""",
 }
 
 
-def candidate_pairs(con, strategy: str, params: dict) -> pa.Table:
-    sql = PAIR_STRATEGY_SQL[strategy] + " ORDER BY 1, 2, 3"
-    named = {"rm": params["rm_id"], "source": params.get("source"), "run": params.get("run"),
-             "min_margin": params.get("min_margin", 0.0), "ratio": params.get("max_length_ratio")}
+def _pairs_sql(strategy: str, params: dict) -> tuple[str, dict]:
+    where = [f for f, key in ((_SOURCE, "source"), (_RUN, "run")) if params.get(key) is not None] or ["true"]
+    sql = _CANDIDATES.format(where=" AND ".join(where)) + PAIR_STRATEGY_SQL[strategy]
+    named = {"rm": params["rm_id"], "min_margin": params.get("min_margin", 0.0),
+             "ratio": params.get("max_length_ratio")}
+    named.update({k: params[k] for k in ("source", "run") if params.get(k) is not None})
     if "$k" in sql:
         named["k"] = params["k"]
     if "$seed" in sql:
         named["seed"] = str(params["seed"])
-    return con.sql(sql, params=named).to_arrow_table()
+    return sql, named
+
+
+def candidate_pairs(con, strategy: str, params: dict) -> pa.Table:
+    """The pairs a strategy finds: prompt_id, chosen_id, rejected_id, both scores, margin."""
+    sql, named = _pairs_sql(strategy, params)
+    return con.sql(sql + " ORDER BY 1, 2, 3", params=named).to_arrow_table()
+
+
+def insert_pairs(con, strategy: str, params: dict, *, spec: str, run_id: str) -> tuple[int, int]:
+    """Build the strategy's pairs and store the new ones, ids computed here; (found, new)."""
+    from workbench.store import content_ids
+
+    sql, named = _pairs_sql(strategy, params)
+    pair_id = content_ids.pair_id("$rm", "$spec", "chosen_id", "rejected_id")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE found_pairs AS SELECT {pair_id} AS pair_id, * FROM ({sql})",
+                named | {"spec": spec})
+    found = value(con, "SELECT count(*) FROM found_pairs")
+    new = _changed(con, """
+        INSERT INTO pairs (pair_id, prompt_id, chosen_id, rejected_id, label_source, rm_id, strategy, params,
+                           score_chosen, score_rejected, margin, run_id, created_at)
+        SELECT pair_id, prompt_id, chosen_id, rejected_id, 'rm', $rm, $strategy, $spec, score_chosen,
+               score_rejected, margin, $run, current_timestamp
+        FROM found_pairs f WHERE NOT EXISTS (SELECT 1 FROM pairs t WHERE t.pair_id = f.pair_id)""",
+                   {"rm": params["rm_id"], "strategy": strategy, "spec": spec, "run": run_id})
+    con.execute("DROP TABLE found_pairs")
+    return int(found), new
 
 
 def responses_missing_tokens(con, rm_id: str, source: str | None, run: str | None) -> pa.Table:
@@ -228,7 +287,8 @@ WITH selected AS (
       AND (NOT $exclude_flagged OR NOT (
             coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
             OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)))
-    QUALIFY row_number() OVER (PARTITION BY pr.prompt_id, c.text, r.text
+    -- the 64-bit hash first: partitions split on it, and the texts only break its (rare) collisions
+    QUALIFY row_number() OVER (PARTITION BY hash(pr.prompt_id, c.text, r.text), pr.prompt_id, c.text, r.text
                                ORDER BY pr.margin DESC NULLS LAST, pr.pair_id) = 1
 )
 """
@@ -260,39 +320,48 @@ def export_filter_params(spec: dict) -> dict:
     return params
 
 
-def export_rows_sql(column_sets: list[str], as_json_lines: bool, limit: int | None) -> str:
-    """The export query: typed columns, or one JSON text per row (`line`) for JSON Lines."""
+def export_rows_sql(column_sets: list[str], limit: int | None, with_labeler: bool = False) -> str:
+    """The export query: its typed columns (and the labeler, for counting), ordered by pair id."""
     columns = [(name, expr) for key in column_sets for name, expr in EXPORT_COLUMNS[key]]
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
+    if with_labeler:
+        select += ", labeler AS export_labeler"
     sql = _EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
     if limit is not None:
         sql += " LIMIT $limit"
-    if as_json_lines:
-        struct = ", ".join(f"'{name}': {name}" for name, _ in columns)
-        sql = f"SELECT to_json({{{struct}}}) AS line FROM ({sql})"
     return sql
 
 
-def export_reader(con, spec: dict, column_sets: list[str], as_json_lines: bool, limit: int | None,
-                  batch_rows: int = 16384):
+def _export_params(spec: dict, limit: int | None) -> dict:
     params = export_filter_params(spec)
     if limit is not None:
         params["limit"] = int(limit)
-    return con.sql(export_rows_sql(column_sets, as_json_lines, limit), params=params).to_arrow_reader(batch_rows)
+    return params
+
+
+def export_reader(con, spec: dict, column_sets: list[str], limit: int | None, batch_rows: int = 16384):
+    """The export's rows as Arrow record batches."""
+    return con.sql(export_rows_sql(column_sets, limit), params=_export_params(spec, limit)).to_arrow_reader(batch_rows)
+
+
+def stage_export(con, spec: dict, column_sets: list[str], limit: int | None) -> dict:
+    """Run the export query once into the temporary table `export_rows`; rows per labeler."""
+    con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + export_rows_sql(column_sets, limit, True),
+                _export_params(spec, limit))
+    return dict(rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
+
+
+def write_staged_export_jsonl(con, path: str) -> None:
+    """`export_rows` as JSON Lines (DuckDB's writer: compact, keys in column order), in pair-id order."""
+    con.execute("COPY (SELECT * EXCLUDE (export_labeler) FROM export_rows) TO $path (FORMAT json)", {"path": path})
+
+
+def staged_export_table(con) -> pa.Table:
+    return con.sql("SELECT * EXCLUDE (export_labeler) FROM export_rows").to_arrow_table()
 
 
 def count_export_pairs(con, spec: dict) -> int:
     return value(con, _EXPORT_SELECTED + "SELECT count(*) FROM selected", export_filter_params(spec))
-
-
-def export_labelers(con, spec: dict, limit: int | None) -> dict:
-    """How many exported rows each labeler ('human' or NAME@VERSION) contributed."""
-    params = export_filter_params(spec)
-    sql = _EXPORT_SELECTED + "SELECT labeler FROM selected ORDER BY pair_id"
-    if limit is not None:
-        sql += " LIMIT $limit"
-        params["limit"] = int(limit)
-    return dict(rows(con, f"SELECT labeler, count(*) FROM ({sql}) GROUP BY 1 ORDER BY 1", params))
 
 
 def insert_export(con, export_id: str, run_id: str, path: str, fmt: str, schema: str, spec: dict,

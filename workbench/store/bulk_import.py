@@ -1,0 +1,156 @@
+"""SQL of the import's bulk lane: DuckDB reads Best-of-N JSON Lines, checks them, inserts them.
+
+The exact lane (`workbench.formats`, row by row in Python) defines what an import means; this
+lane does the same work inside DuckDB for the shape large files have (a string prompt, string
+responses, optional numeric scores and tags) and gives up on anything else. `stage()` parses
+each file once into a temporary table and reports how many records break a rule the exact lane
+enforces; the importer falls back to the exact lane when any does, so errors are always reported
+there, by file, line and field. `insert()` then writes prompts, responses and scores with the
+exact lane's rules: content ids (`content_ids`), the first line holding an id wins, rows the
+store already has are left alone.
+
+The checks read DuckDB's re-serialised JSON of each field (compact, strings escaped), so they
+can be exact regular expressions: a list of strings is `["...","..."]`, and a blank text is one
+made only of the characters Python's `str.isspace` accepts.
+"""
+
+from __future__ import annotations
+
+from workbench.store import content_ids
+
+# Every character for which Python's str.isspace() is true (checked by a test over all code points).
+_SPACE = r"\x{9}-\x{d}\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+BLANK = f"[{_SPACE}]*"
+# Control characters that DuckDB's to_json escapes as \u000B where orjson writes \u000b: a prompt
+# holding one goes to the exact lane, so both lanes store the same messages JSON.
+JSON_HEX_ESCAPED = r"[\x{b}\x{e}\x{f}\x{1a}-\x{1f}]"
+
+
+def _all(values: str, test: str, empty: str = "false") -> str:
+    return f"coalesce(list_bool_and(list_transform({values}, lambda x: {test})), {empty})"
+
+
+def _any(values: str, test: str) -> str:
+    return f"coalesce(list_bool_or(list_transform({values}, lambda x: {test})), false)"
+
+
+_STAGE_TABLE = """
+CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, line BIGINT, prompt_is_text BOOLEAN, prompt VARCHAR,
+    prompt_id VARCHAR, responses VARCHAR[], scores DOUBLE[], tags VARCHAR[])
+"""
+
+_READ = ("read_json($path, format = 'newline_delimited', records = true, maximum_object_size = $max_object, "
+         "columns = {columns})")
+
+# The typed values of a file. DuckDB converts any JSON value to the declared type (1 -> '1'),
+# so the element types are checked from the JSON itself, by _TYPE_ERRORS.
+_STAGE_FILE = f"""
+INSERT INTO bulk_records
+SELECT $file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")}, responses, scores, tags
+FROM (SELECT ordinality AS line, coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
+             prompt ->> '$' AS prompt, responses, scores, tags
+      FROM {_READ.format(columns="{prompt: 'JSON', responses: 'VARCHAR[]', scores: 'DOUBLE[]', tags: 'VARCHAR[]'}")}
+      WITH ORDINALITY)
+"""
+
+# A second, streaming read of the same file: records whose lists hold anything but strings
+# (responses, tags) or numbers and nulls (scores).
+_TYPE_ERRORS = f"""
+SELECT count(*) FILTER (WHERE NOT (
+    {_all("json_type(responses, '$[*]')", "x = 'VARCHAR'")}
+    AND (scores IS NULL OR {_all("json_type(scores, '$[*]')", "x IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'NULL')", "true")})
+    AND (tags IS NULL OR {_all("json_type(tags, '$[*]')", "x = 'VARCHAR'", "true")})))
+FROM {_READ.format(columns="{responses: 'JSON', scores: 'JSON', tags: 'JSON'}")}
+"""
+
+# Records breaking a value rule (blank text, empty tag, non-finite score, one score per reply),
+# whether any id occurs twice (a prompt in several records, a reply twice in one record), and
+# whether any score is given.
+_COUNT = f"""
+SELECT count(*),
+       count(*) FILTER (WHERE NOT coalesce(prompt_is_text AND NOT regexp_full_match(prompt, '{BLANK}')
+           AND len(responses) > 0 AND NOT {_any("responses", f"x IS NULL OR regexp_full_match(x, '{BLANK}')")}
+           AND (scores IS NULL OR (len(scores) = len(responses) AND {_all("scores", "x IS NULL OR isfinite(x)", "true")}))
+           AND (tags IS NULL OR NOT {_any("tags", "x IS NULL OR x = ''")}), false)),
+       count(DISTINCT prompt_id) < count(*) OR bool_or(len(list_distinct(responses)) < len(responses)),
+       coalesce(bool_or({_any("scores", "x IS NOT NULL")}), false)
+FROM bulk_records
+"""
+
+
+def stage(con, files: list[tuple[str, int]]) -> tuple[int, int, bool, bool]:
+    """Parse (path, max object bytes) files into `bulk_records`.
+
+    Returns (records, records breaking a rule, whether some id repeats, whether any score is
+    given); raises duckdb.Error when DuckDB cannot read a file as records.
+    """
+    con.execute(_STAGE_TABLE)
+    type_errors = 0
+    for number, (path, max_object) in enumerate(files):
+        con.execute(_STAGE_FILE, {"file": number, "path": path, "max_object": max_object})
+        type_errors += con.execute(_TYPE_ERRORS, {"path": path, "max_object": max_object}).fetchall()[0][0]
+    records, bad, repeats, scored = con.execute(_COUNT).fetchall()[0]
+    return int(records), int(bad) + int(type_errors), bool(repeats), bool(scored)
+
+
+# Within the import the first occurrence of an id wins (file, line, index), as in the exact lane;
+# the window only runs when `stage` saw an id repeat.
+_FIRST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY file, line{more}) = 1"
+
+_INSERT_PROMPTS = """
+INSERT INTO prompts (prompt_id, messages, text, source, tags, run_id, source_line, created_at)
+SELECT prompt_id, '[{{"content":' || to_json(prompt) || ',"role":"user"}}]', prompt, $source,
+       CASE WHEN len(coalesce(tags, [])) = 0 THEN $tags ELSE list_sort(list_distinct(list_concat($tags, tags))) END,
+       $run, line, current_timestamp
+FROM bulk_records s
+WHERE NOT EXISTS (SELECT 1 FROM prompts t WHERE t.prompt_id = s.prompt_id)
+{first}
+"""
+
+_REPLIES = f"""
+CREATE OR REPLACE TEMP TABLE bulk_replies AS
+SELECT file, line, prompt_id, {content_ids.imported_response_id("prompt_id", "text")} AS response_id, text, score,
+       sample_index
+FROM (SELECT file, line, prompt_id, unnest(responses) AS text, unnest(scores) AS score,
+             unnest(range(len(responses))) AS sample_index FROM bulk_records)
+"""
+
+_INSERT_RESPONSES = """
+INSERT INTO responses (response_id, prompt_id, text, origin, run_id, sample_index, n_chars, source_line, created_at)
+SELECT response_id, prompt_id, text, 'imported', $run, sample_index, length(text), line, current_timestamp
+FROM bulk_replies s
+WHERE NOT EXISTS (SELECT 1 FROM responses t WHERE t.response_id = s.response_id)
+{first}
+"""
+
+_INSERT_SCORES = """
+INSERT INTO scores (response_id, rm_id, score, run_id, created_at)
+SELECT response_id, $rm, score, $run, current_timestamp
+FROM bulk_replies s
+WHERE score IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM scores t WHERE t.response_id = s.response_id AND t.rm_id = $rm)
+{first}
+"""
+
+
+def insert(con, *, run_id: str, source: str, tags: list[str], rm_id: str | None, repeats: bool) -> dict[str, int]:
+    """Write the staged records into the store; how many new prompts, responses and scores."""
+    def first(key: str, more: str = "") -> str:
+        return _FIRST.format(key=key, more=more) if repeats else ""
+
+    con.execute(_REPLIES)
+    counts = {
+        "prompts": _count(con, _INSERT_PROMPTS.format(first=first("prompt_id")),
+                          {"source": source, "tags": tags, "run": run_id}),
+        "responses": _count(con, _INSERT_RESPONSES.format(first=first("response_id", ", sample_index")),
+                            {"run": run_id}),
+        "scores": _count(con, _INSERT_SCORES.format(first=first("response_id", ", sample_index")),
+                         {"rm": rm_id, "run": run_id}) if rm_id else 0,
+    }
+    con.execute("DROP TABLE bulk_replies; DROP TABLE bulk_records")
+    return counts
+
+
+def _count(con, sql: str, params: dict) -> int:
+    result = con.execute(sql, params).fetchall()
+    return int(result[0][0]) if result else 0
