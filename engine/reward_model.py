@@ -120,17 +120,20 @@ class RewardModel:
     @classmethod
     def from_base(cls, base_path: str | os.PathLike, *, reward_token: str = DEFAULT_REWARD_TOKEN,
                   reward_token_id: int | None = None, lora: LoraSettings | None = None, qlora: bool = False,
-                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RewardModel:
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                  num_layers: int | None = None) -> RewardModel:
         """A fresh reward model on a backbone directory (value head randomly initialised).
 
         `reward_token_id` uses a token the backbone already has (one it reserves) instead of
         adding `reward_token`. `qlora` loads the backbone in 4-bit NF4 and needs `lora`.
+        `num_layers` keeps only the lowest decoder layers (a shallower, faster model; the saved
+        config says so, so it reloads as such).
         """
         if qlora and lora is None:
             raise EngineError("QLoRA trains LoRA adapters on a 4-bit backbone: pass lora=LoraSettings() too")
         base_path = str(Path(base_path).resolve())
         tokenizer = AutoTokenizer.from_pretrained(base_path)
-        model = _load_classifier(base_path, tokenizer, dtype=dtype, device=device, qlora=qlora)
+        model = _load_classifier(base_path, tokenizer, dtype=dtype, device=device, qlora=qlora, num_layers=num_layers)
         _install_reward_token(model, tokenizer, reward_token, reward_token_id)
         if lora:
             model = _add_lora(model, lora)
@@ -168,7 +171,8 @@ class RewardModel:
             raise EngineError(f"the adapter in {path} needs its base model at {base_path}, which is missing")
         qlora = meta["qlora"] if qlora is None else qlora
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = _load_classifier(base_path, tokenizer, dtype=dtype, device=device, qlora=qlora)
+        model = _load_classifier(base_path, tokenizer, dtype=dtype, device=device, qlora=qlora,
+                                 num_layers=meta.get("num_layers"))
         _install_reward_token(model, tokenizer, meta["reward_token"], meta["reward_token_id"])
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         return cls(model, tokenizer, base_path=base_path, lora=LoraSettings(**meta["lora"]), qlora=qlora)
@@ -238,16 +242,24 @@ class RewardModel:
         self.tokenizer.save_pretrained(path)
         _write_metadata(path, {"format": "adapter", "base_model": self.base_path, "qlora": self.qlora,
                                "reward_token": self.reward_token, "reward_token_id": self.reward_token_id,
-                               "lora": asdict(self.lora)})
+                               "num_layers": self.seqcls.config.num_hidden_layers, "lora": asdict(self.lora)})
         return path
 
 
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def _load_classifier(path: str, tokenizer, *, dtype, device, qlora: bool, head_required: bool = False):
+def _load_classifier(path: str, tokenizer, *, dtype, device, qlora: bool, head_required: bool = False,
+                     num_layers: int | None = None):
     """The sequence classifier on `path`, value head freshly initialised unless the checkpoint has one."""
     kwargs = {"quantization_config": _nf4_config(device)} if qlora else {}
+    if num_layers is not None:
+        from transformers import AutoConfig
+
+        depth = AutoConfig.from_pretrained(path).num_hidden_layers
+        if not 1 <= num_layers <= depth:
+            raise EngineError(f"num_layers={num_layers}: {path} has {depth} decoder layers")
+        kwargs["num_hidden_layers"] = num_layers  # the upper layers' weights are left unread
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a backbone lacks the value head by design; we check what is missing below
     try:
@@ -267,7 +279,24 @@ def _load_classifier(path: str, tokenizer, *, dtype, device, qlora: bool, head_r
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     model.set_attn_implementation(select_attention_implementation(device))
+    if qlora:
+        _keep_cpu_kernels_to_their_shapes(model)
     return model
+
+
+def _keep_cpu_kernels_to_their_shapes(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit layer for its fast inference
+    kernel the first time it runs without grad, and the repacking fails unless the output size is
+    a multiple of 32 and the input size a multiple of the quantisation block (64): small layers,
+    such as the tests' tiny models have, keep the generic kernel."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            state = getattr(module.weight, "quant_state", None)
+            block = state.blocksize if state is not None else 64
+            if module.out_features % 32 or module.in_features % block:
+                module.support_avx512bf16_for_cpu = False
 
 
 def _nf4_config(device):
@@ -275,8 +304,9 @@ def _nf4_config(device):
         raise EngineError("QLoRA needs bitsandbytes: pip install 'dpo-workbench[qlora]'")
     from transformers import BitsAndBytesConfig
 
-    # bf16 compute on GPUs; fp32 on CPUs, many of which (AVX2-only, like this project's CI machines)
-    # run bf16 matmuls two orders of magnitude slower than fp32.
+    # bf16 compute on GPUs; fp32 on CPUs: bitsandbytes 0.50's CPU inference kernel for bf16 compute
+    # refuses shapes that are not multiples of its block size (tests/engine/test_reward_model.py's
+    # tiny model hits it), and many CPUs (AVX2-only) emulate bf16 far slower anyway.
     compute = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     return BitsAndBytesConfig(
         load_in_4bit=True,

@@ -7,7 +7,6 @@ the scores in input order. `score_one_by_one` is the naive baseline for benchmar
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 
@@ -17,6 +16,7 @@ from engine.data import ScoringItem
 from engine.errors import EngineError
 from engine.attention import PACKED_SDPA
 from engine.packing import group_by_token_budget, pack_sequences, pack_shared_prefixes, pad_sequences
+from engine.precision import autocast, resolve_precision
 from engine.reward_model import RewardModel
 
 Progress = Callable[[int, int], None]  # (items done, items total)
@@ -35,11 +35,11 @@ class Scorer:
     per prompt it removes up to (N-1)/N of the prompt work.
     """
 
-    def __init__(self, reward_model: RewardModel, max_length: int = 2048, bf16: bool = False,
+    def __init__(self, reward_model: RewardModel, max_length: int = 2048, precision: str = "fp32",
                  share_prefixes: bool | None = None):
         self.reward_model = reward_model.eval()
         self.encoder = reward_model.encoder(max_length)
-        self.bf16 = bf16
+        self.precision = resolve_precision(precision, reward_model.device)
         kernel = reward_model.decoder.config._attn_implementation
         self.share_prefixes = kernel == PACKED_SDPA if share_prefixes is None else share_prefixes
         if self.share_prefixes and kernel != PACKED_SDPA:
@@ -81,13 +81,8 @@ class Scorer:
     @torch.no_grad()
     def _run(self, batch) -> list[float]:
         rm = self.reward_model
-        with self._autocast():
+        with autocast(self.precision, rm.device):
             return rm.forward_packed(batch.to(rm.device)).float().tolist()
-
-    def _autocast(self):
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.reward_model.device.type, dtype=torch.bfloat16)
 
 
 def plan_units(items: Sequence[ScoringItem], encoded: list[list[int]], budget: int):

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from engine.errors import EngineError
 from engine.losses import LossSettings
+from engine.precision import PRECISIONS
 
 
 @dataclass
@@ -32,11 +33,15 @@ class TrainConfig:
     max_length: int = field(default=1024, metadata={"help": "tokens per conversation; longer ones keep their end"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation and data order"})
-    bf16: bool = field(default=False, metadata={
-        "help": "bf16 autocast: for GPUs and CPUs with AVX512-BF16/AMX (AVX2-only CPUs run it far slower)"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto, fp32 or bf16 (autocast); auto = bf16 on GPUs and CPUs with AVX512-BF16/AMX, else fp32"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    num_layers: int | None = field(default=None, metadata={
+        "help": "keep only the lowest N decoder layers of the backbone (a shallower, faster reward model)"})
     freeze_layers: int = field(default=0, metadata={
         "help": "full fine-tuning: freeze the embeddings and the lowest N decoder layers (faster on CPU)"})
+    head_init: str = field(default="random", metadata={
+        "help": "random, or probe: fit the value head on the frozen backbone before fine-tuning (LP-FT)"})
     checkpoint_every: int = field(default=50, metadata={"help": "save the full training state every N steps"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
     eval_every: int = field(default=0, metadata={"help": "evaluate on held-out pairs every N steps (0: at the end)"})
@@ -71,6 +76,11 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.sp_size >= 1, "sp_size must be >= 1"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.head_init in ("random", "probe"), "head_init must be random or probe"),
+            (self.num_layers is None or self.num_layers >= 1, "num_layers must be >= 1"),
+            (self.head_init == "random" or (self.sp_size == 1 and not self.fsdp),
+             "head_init=probe needs every rank to hold whole conversations and weights: not with sp_size > 1 or fsdp"),
             (self.freeze_layers >= 0 and not (self.freeze_layers and self.lora),
              "freeze_layers applies to full fine-tuning only (LoRA already freezes the backbone)"),
         ]

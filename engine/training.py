@@ -49,6 +49,7 @@ from engine.distributed import DistContext, all_reduce_sum, barrier, compute_ini
 from engine.errors import EngineError
 from engine.losses import reward_loss
 from engine.packing import group_pairs, pack_pairs
+from engine.precision import autocast, describe_cpu, resolve_precision
 from engine.reward_model import LoraSettings, RewardModel
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
@@ -66,6 +67,7 @@ class TrainResult:
     seconds: float
     tokens_per_s: float
     resumed_from: int | None
+    precision: str = "fp32"  # what `config.precision` resolved to on this machine
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +110,8 @@ def lr_lambda(config: TrainConfig, steps: int) -> Callable[[int], float]:
 def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel:
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout) if config.lora else None
     rm = RewardModel.from_base(resolve_model_path(config.base), reward_token=config.reward_token,
-                               reward_token_id=config.reward_token_id, lora=lora, qlora=config.qlora, device=device)
+                               reward_token_id=config.reward_token_id, lora=lora, qlora=config.qlora, device=device,
+                               num_layers=config.num_layers)
     if config.freeze_layers:
         layers = getattr(rm.decoder, "layers", None)
         if layers is None or config.freeze_layers > len(layers):
@@ -179,6 +182,7 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, self.steps))
         self.losses = config.loss_settings()
+        self.precision = resolve_precision(config.precision, ctx.device)
 
     @property
     def sharded(self) -> bool:
@@ -219,9 +223,7 @@ class _Trainer:
         return local, groups, weights
 
     def _autocast(self):
-        if not self.config.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.ctx.device.type, dtype=torch.bfloat16)
+        return autocast(self.precision, self.ctx.device)
 
     def run_step(self, step: int) -> dict:
         config, ctx = self.config, self.ctx
@@ -303,7 +305,7 @@ class _Trainer:
 
         live_sp = self.sp_scorer is not None and model is self.rm
         with self.sp_scorer.own_attention() if live_sp else contextlib.nullcontext():
-            result = evaluate_pairs(Scorer(model, max_length=self.config.max_length, bf16=self.config.bf16),
+            result = evaluate_pairs(Scorer(model, max_length=self.config.max_length, precision=self.precision),
                                     self.eval_pairs)
         self.rm.train()
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
@@ -337,10 +339,19 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         trainer.scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         start = resumed_from = saved["state"]["step"]
+    if resumed_from is None and config.head_init == "probe":
+        from engine.head_probe import probe_value_head
+
+        probe = probe_value_head(trainer.rm, trainer.train, config.max_packed_length, trainer.precision,
+                                 ctx.rank, ctx.world_size)
+        if ctx.is_main:
+            (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"
     if ctx.is_main:
         _truncate_metrics(metrics_path, start)
         (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
+        (out / "precision.json").write_text(json.dumps({"requested": config.precision, "resolved": trainer.precision,
+                                                        "cpu": describe_cpu()}) + "\n")
 
     bar = None
     if progress and ctx.is_main:
@@ -385,7 +396,8 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         if evaluation is not None:
             (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     result = TrainResult(str(out), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,
-                         round(seconds, 2), round(tokens_done / seconds, 1) if seconds > 0 else 0.0, resumed_from)
+                         round(seconds, 2), round(tokens_done / seconds, 1) if seconds > 0 else 0.0, resumed_from,
+                         trainer.precision)
     if ctx.is_main:
         (out / COMPLETE_MARKER).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     barrier()

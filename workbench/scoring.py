@@ -38,23 +38,28 @@ class ScoreResult:
         return asdict(self)
 
 
-def load_scorer(path: str, max_length: int = 2048, bf16: bool = False, device: str = "auto"):
-    """A Scorer on `device`; auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available."""
+def scoring_device(device: str = "auto") -> str:
+    """auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
     import os
 
     import torch
 
+    if device == "auto":
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto"):
+    """A Scorer for the reward model at `path` (see `scoring_device` and `engine.precision`)."""
     from engine.reward_model import RewardModel
     from engine.scoring import Scorer
 
-    if device == "auto":
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    return Scorer(RewardModel.load(path, device=device), max_length=max_length, bf16=bf16)
+    return Scorer(RewardModel.load(path, device=scoring_device(device)), max_length=max_length, precision=precision)
 
 
 def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
                     generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
-                    max_length: int = 2048, bf16: bool = False, shard: tuple[int, int] = (0, 1),
+                    max_length: int = 2048, precision: str = "auto", shard: tuple[int, int] = (0, 1),
                     scorer=None, progress: bool = True) -> ScoreResult:
     """Score every selected response the reward model has not scored yet."""
     selection = selection or PromptSelection()
@@ -64,8 +69,12 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    from engine.precision import resolve_precision
+
+    precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
     config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
-              "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length}
+              "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length,
+              "precision": precision}
     run_id = ids.run_id("scoring", config)
     start_run(store, run_id, "scoring", config | {"shards": world})
     with store.connect() as con:
@@ -81,7 +90,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
                                                    (rank, world), chunk_size)
             if not chunk.num_rows:
                 break
-            scorer = scorer or load_scorer(model["path"], max_length=max_length, bf16=bf16)  # only with work
+            scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
             values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)

@@ -73,7 +73,8 @@ def _assert_complete_and_correct(store: Store, rm_dir) -> None:
 
 
 def _score_command(store: Store, *args: str) -> list[str]:
-    return [sys.executable, "-m", "workbench", "--db", str(store.path), "-q", "score", "--rm", "rm", *args]
+    return [sys.executable, "-m", "workbench", "--db", str(store.path), "-q", "score", "--rm", "rm",
+            "--precision", "fp32", *args]
 
 
 def test_two_processes_score_their_shards_at_once_completely_and_without_duplicates(store, rm_dir):
@@ -89,7 +90,7 @@ def test_two_processes_score_their_shards_at_once_completely_and_without_duplica
 _SCORE_SHARD_1 = """
 from workbench.scoring import score_responses
 from workbench.store import Store
-score_responses(Store(sys.argv[1]), "rm", shard=(1, 2), chunk_size=4, progress=False)
+score_responses(Store(sys.argv[1]), "rm", shard=(1, 2), chunk_size=4, precision="fp32", progress=False)
 """
 
 
@@ -99,15 +100,16 @@ def test_a_shard_killed_mid_write_is_rerun_to_completion_without_duplicates(stor
     # chunk 1 is committed, chunk 2 is inside its open transaction
     kill_when_printed(python(stall_after_insert("scores", 2, _SCORE_SHARD_1), str(store.path)), env=env(), cwd=ROOT)
     assert len(_stored_scores(store)) == 4  # the first chunk survived, the second was rolled back
-    rerun = score_responses(store, "rm", shard=(1, 2), progress=False)
-    other = score_responses(store, "rm", shard=(0, 2), progress=False)
+    rerun = score_responses(store, "rm", shard=(1, 2), precision="fp32", progress=False)
+    other = score_responses(store, "rm", shard=(0, 2), precision="fp32", progress=False)
     assert rerun.already_scored == 4 and rerun.scored > 0 and other.scored > 0
     assert 4 + rerun.scored + other.scored == N_PROMPTS * N_REPLIES
     _assert_complete_and_correct(store, rm_dir)
 
 
 def test_torchrun_processes_take_the_shard_of_their_rank(store, rm_dir):
-    output = torchrun(["-m", "workbench", "--db", str(store.path), "-q", "score", "--rm", "rm"])
+    output = torchrun(["-m", "workbench", "--db", str(store.path), "-q", "score", "--rm", "rm",
+                       "--precision", "fp32"])
     counts = {}
     for line in output.splitlines():
         if line.startswith("Scored ") and "(shard " in line:

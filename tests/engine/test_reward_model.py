@@ -214,3 +214,35 @@ def test_smollm2_packed_scores_equal_each_conversation_alone(pairs):
         packed = rm.forward_packed(pack_sequences(conversations))
         alone = torch.cat([rm.forward_packed(pack_sequences([c])) for c in conversations])
     assert (packed - alone).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_num_layers_keeps_the_lowest_layers_and_reloads_as_such(tiny_dir, pairs, tmp_path, lora):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    settings = LoraSettings(r=4, dropout=0.0) if lora else None
+    rm = RewardModel.from_base(tiny_dir, num_layers=1, lora=settings).eval()
+    full = RewardModel.from_base(tiny_dir)
+    assert len(rm.decoder.layers) == 1 and len(full.decoder.layers) == 2
+    # the kept layer is the backbone's own first layer
+    torch.testing.assert_close(rm.decoder.layers[0].mlp.up_proj.weight if not lora else
+                               rm.decoder.layers[0].mlp.up_proj.base_layer.weight,
+                               full.decoder.layers[0].mlp.up_proj.weight)
+    batch = pack_pairs(encoded(rm, pairs))
+    with torch.no_grad():
+        expected = rm.forward_packed(batch)
+    rm.save(tmp_path / "full")
+    stock = AutoModelForSequenceClassification.from_pretrained(tmp_path / "full").eval()
+    assert stock.config.num_hidden_layers == 1
+    reloaded = RewardModel.load(tmp_path / "full")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.forward_packed(batch), expected, atol=1e-5, rtol=0)
+    if lora:
+        rm.save_adapter(tmp_path / "adapter")
+        again = RewardModel.load(tmp_path / "adapter")
+        assert len(again.decoder.layers) == 1
+        with torch.no_grad():
+            torch.testing.assert_close(again.forward_packed(batch), expected, atol=1e-5, rtol=0)
+    with pytest.raises(EngineError, match="num_layers=3"):
+        RewardModel.from_base(tiny_dir, num_layers=3)

@@ -32,7 +32,7 @@ def test_scorer_matches_one_by_one_in_input_order(tiny_dir, items):
 def test_scorer_bf16_autocast_stays_close(tiny_dir, items):
     rm = sharpen_value_head(RewardModel.from_base(tiny_dir))
     fp32 = Scorer(rm, max_length=256).score(items)
-    bf16 = Scorer(rm, max_length=256, bf16=True).score(items)
+    bf16 = Scorer(rm, max_length=256, precision="bf16").score(items)
     assert bf16 == pytest.approx(fp32, abs=0.1)
     assert bf16 != fp32  # autocast really ran in bf16
 

@@ -27,7 +27,7 @@ def make_pairs(n: int) -> list[PreferencePair]:
 
 def config(tiny_dir, out, **overrides) -> TrainConfig:
     settings = dict(base=str(tiny_dir), out_dir=str(out), pairs_per_step=8, epochs=1, lr=1e-3, max_length=96,
-                    max_packed_length=4096, checkpoint_every=100, warmup_ratio=0.0)
+                    max_packed_length=4096, checkpoint_every=100, warmup_ratio=0.0, precision="fp32")
     settings.update(overrides)
     return TrainConfig(**settings)
 

@@ -7,6 +7,7 @@ import os
 import click
 
 from engine.data import SamplingParams
+from engine.precision import PRECISIONS
 from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
 
 
@@ -63,7 +64,8 @@ def scoring_options(command):
                      help="Tokens per conversation; longer ones keep their end."),
         click.option("--max-tokens-per-batch", type=int, default=8192, show_default=True,
                      help="Tokens packed into one forward pass."),
-        click.option("--bf16", is_flag=True, help="bf16 autocast (faster on recent CPUs and GPUs)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="bf16 autocast or fp32; auto = bf16 on GPUs and CPUs with AVX512-BF16/AMX, else fp32."),
     ]):
         command = option(command)
     return command
@@ -78,7 +80,7 @@ def scoring_options(command):
                              "Default: RANK/WORLD_SIZE under torchrun, else 0/1.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, bf16, shard,
+def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, precision, shard,
                   as_json) -> None:
     """Score stored responses with a reward model (batched, length-sorted, packed; resumable).
 
@@ -92,7 +94,7 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
 
     rank, world = _shard(shard)
     result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
-                             max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, bf16=bf16,
+                             max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
                              shard=(rank, world), progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
@@ -125,7 +127,7 @@ def _shard(shard: str | None) -> tuple[int, int]:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, rm,
-                selection, max_length, max_tokens_per_batch, bf16, as_json) -> None:
+                selection, max_length, max_tokens_per_batch, precision, as_json) -> None:
     """Best-of-N: sample N responses per prompt, score them, mark each prompt's best.
 
     \b
@@ -136,7 +138,7 @@ def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, see
 
     result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
                        selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
-                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, bf16=bf16)
+                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision)
     if as_json:
         emit_json(result.as_dict())
     else:
