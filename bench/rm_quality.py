@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--head-lr-multiplier", type=float, default=1.0)
     parser.add_argument("--warmup-ratio", type=float, default=0.05)
     parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--head-init", default="random", choices=("random", "probe"))
     parser.add_argument("--num-layers", type=int)
@@ -97,6 +99,7 @@ def main() -> None:
     config = TrainConfig(base="smollm2", out_dir=args.out, epochs=args.epochs, max_steps=args.max_steps,
                          lr=args.lr, pairs_per_step=args.pairs_per_step, max_length=args.max_length,
                          max_packed_length=max(4096, 2 * args.max_length), lora=args.lora,
+                         lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=args.lora_dropout,
                          freeze_layers=0 if args.lora else args.freeze_layers, seed=args.seed,
                          head_lr_multiplier=args.head_lr_multiplier, warmup_ratio=args.warmup_ratio,
                          min_lr_ratio=0.1, checkpoint_every=25, precision=args.precision,
@@ -117,7 +120,7 @@ def main() -> None:
         "split": {"pairs": len(pairs), "train": len(train), "heldout": len(test),
                   "rule": f"prompts whose hash (seed 0) falls below {args.heldout} are held out"},
         "config": {k: getattr(config, k) for k in ("lr", "epochs", "max_steps", "pairs_per_step", "max_length",
-                                                  "freeze_layers", "lora", "head_lr_multiplier", "ranking_loss", "penalty",
+                                                  "freeze_layers", "lora", "lora_r", "lora_dropout", "head_lr_multiplier", "ranking_loss", "penalty",
                                                   "head_init", "num_layers")},
         "precision": result.precision,
         "training_minutes": round(minutes, 1), "train_seconds_in_loop": result.seconds,
