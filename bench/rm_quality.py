@@ -42,10 +42,6 @@ def tfidf_margins(train, test) -> list[float]:
     return list(model.decision_function(test_diff))
 
 
-def correct(margins) -> list[float]:
-    return [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins]
-
-
 def wilson_interval(hits: float, n: int, z: float = 1.96) -> list[float]:
     """95% interval of an accuracy measured on n pairs."""
     p = hits / n
@@ -90,6 +86,7 @@ def main() -> None:
         raise SystemExit(f"{HH} is missing")
     sys.path.insert(0, str(ROOT))
     from engine.data import ScoringItem
+    from engine.evaluation import pair_outcomes
     from engine.train_config import TrainConfig
     from engine.training import train_reward_model
     from workbench.training import pairs_from_files, split_heldout
@@ -113,9 +110,10 @@ def main() -> None:
 
     scores = Scorer(RewardModel.load(args.out), max_length=args.max_length, precision=result.precision).score(
         [ScoringItem(p.prompt, reply) for p in test for reply in (p.chosen, p.rejected)])
-    model_right = correct([c - r for c, r in zip(scores[0::2], scores[1::2])])
-    tfidf_right = correct(tfidf_margins(train, test))
-    shorter_right = correct([len(p.rejected) - len(p.chosen) for p in test])
+    model_right = pair_outcomes(scores[0::2], scores[1::2])
+    tfidf_margin = tfidf_margins(train, test)
+    tfidf_right = pair_outcomes(tfidf_margin, [0.0] * len(tfidf_margin))
+    shorter_right = pair_outcomes([-len(p.chosen) for p in test], [-len(p.rejected) for p in test])
     report = {
         "split": {"pairs": len(pairs), "train": len(train), "heldout": len(test),
                   "rule": f"prompts whose hash (seed 0) falls below {args.heldout} are held out"},

@@ -14,12 +14,16 @@ from engine.data import PreferencePair, ScoringItem
 from engine.errors import EngineError
 
 
-def pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
-    """Fraction of pairs with chosen > rejected, ties counting half."""
+def pair_outcomes(chosen: Sequence[float], rejected: Sequence[float]) -> list[float]:
+    """Per pair: 1 when chosen > rejected, 0.5 on a tie, else 0."""
     if len(chosen) != len(rejected) or not chosen:
         raise EngineError("pairwise accuracy needs the same, non-zero number of chosen and rejected values")
-    wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected))
-    return wins / len(chosen)
+    return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+
+
+def pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
+    """Fraction of pairs with chosen > rejected, ties counting half."""
+    return sum(pair_outcomes(chosen, rejected)) / len(chosen)
 
 
 def evaluate_pairs(scorer, pairs: Sequence[PreferencePair], progress: Callable[[int, int], None] | None = None,

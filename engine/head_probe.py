@@ -39,10 +39,7 @@ def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_lengt
     for group in group_pairs([pairs[i] for i in mine], max_packed_length):
         batch = pack_pairs([pairs[mine[j]] for j in group], pad_token_id=rm.tokenizer.pad_token_id).to(rm.device)
         with autocast(precision, rm.device):
-            out = rm.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
-                             cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
-                             max_length_q=batch.max_seqlen, max_length_k=batch.max_seqlen).last_hidden_state[0]
-        rows = out[batch.reward_positions].float()  # (2 * pairs in group, H): chosen, rejected, ...
+            rows = rm.batch_scorer.reward_hidden(batch).float()  # (2 * pairs in group, H): chosen, rejected, ...
         for k, j in enumerate(group):
             states[2 * mine[j]] = rows[2 * k]
             states[2 * mine[j] + 1] = rows[2 * k + 1]

@@ -71,6 +71,12 @@ class BatchScorer(torch.nn.Module):
         self.value_head = value_head
 
     def forward(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
+        reward_hidden = self.reward_hidden(batch)
+        head_dtype = next(self.value_head.parameters()).dtype  # QLoRA: bf16 hidden states, fp32 head
+        return self.value_head(reward_hidden.to(head_dtype)).squeeze(-1)  # (N,)
+
+    def reward_hidden(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
+        """The decoder's final hidden states at each conversation's reward token, (N, hidden)."""
         if isinstance(batch, PackedBatch):
             extra = {}
             if batch.segment_prefix is not None:
@@ -88,14 +94,11 @@ class BatchScorer(torch.nn.Module):
                 max_length_k=batch.max_seqlen,
                 **extra,
             ).last_hidden_state[0]  # (T, hidden)
-            reward_hidden = hidden[batch.reward_positions]  # (N, hidden)
-        else:
-            # right padding: real tokens never attend to the padding after them
-            hidden = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                  use_cache=False).last_hidden_state  # (N, L, hidden)
-            reward_hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.reward_positions]
-        head_dtype = next(self.value_head.parameters()).dtype  # QLoRA: bf16 hidden states, fp32 head
-        return self.value_head(reward_hidden.to(head_dtype)).squeeze(-1)  # (N,)
+            return hidden[batch.reward_positions]
+        # right padding: real tokens never attend to the padding after them
+        hidden = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                              use_cache=False).last_hidden_state  # (N, L, hidden)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.reward_positions]
 
 
 class RewardModel:

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
+from workbench import ids
 from workbench.formats import detect_format
 from workbench.store import bulk_import
 
@@ -46,7 +47,7 @@ def scan(path: Path, fmt: str, max_record_bytes: int) -> ScannedFile:
     """Hash a file (for the run's provenance) and, on the way, see whether the bulk lane fits it."""
     digest = hashlib.sha256()
     if not path.is_file():
-        return ScannedFile(path, _dir_hash(path), 0, None)
+        return ScannedFile(path, ids.tree_hash(path), 0, None)
     # The exact lane refuses a line whose bytes, newline included, exceed the limit (CR LF: one
     # more). Lines stay below it if every stretch of `window` bytes holds a newline.
     window = max(1, (max_record_bytes - 2) // 2)
@@ -83,13 +84,6 @@ def _first_format(line: bytes, fmt: str) -> str | None:
     except orjson.JSONDecodeError:
         return None
     return fmt if fmt != "auto" else detect_format(value)
-
-
-def _dir_hash(path: Path) -> str:
-    from workbench import ids
-
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return ids._digest(*(f"{p.relative_to(path)}:{ids.sha256_file(p)}" for p in files))
 
 
 def stage_and_insert(con, files: list[ScannedFile], max_record_bytes: int, *, run_id: str, source: str,

@@ -160,8 +160,7 @@ def _reward_models(con, labelers: dict) -> list[dict]:
     for label in sorted(labelers):
         if label == "human":
             continue
-        name, _, version = label.rpartition("@")
-        model = next(m for m in queries.find_reward_models(con, name) if str(m["version"]) == version)
+        model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"]})
     return models

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -84,3 +85,9 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def tree_hash(path: Path) -> str:
+    """The hash of a directory's files (relative names and contents), e.g. a `save_to_disk` dataset."""
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return _digest(*(f"{p.relative_to(path)}:{sha256_file(p)}" for p in files))

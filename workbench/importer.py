@@ -128,9 +128,8 @@ def import_files(
         if existing is not None and existing["status"] == "completed":
             result.already_imported = True
             return
-        if tables["rm"] is not None and queries.get_reward_model(con, tables["rm"]["rm_id"]) is None:
-            rm = tables["rm"]
-            queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], run_id)
+        if tables["rm"] is not None:
+            _register_scorer(con, tables["rm"], run_id)
         result.new_prompts = queries.insert_new(con, "prompts", tables["prompts"])
         result.new_responses = queries.insert_new(con, "responses", tables["responses"])
         if tables["scores"].num_rows:
@@ -139,10 +138,7 @@ def import_files(
             result.new_pairs = queries.insert_new(con, "pairs", tables["pairs"])
         summary.update(new_prompts=result.new_prompts, new_responses=result.new_responses,
                        new_pairs=result.new_pairs, new_scores=result.new_scores)
-        if existing is None:
-            queries.insert_run(con, run_id, "import", "completed", config, environment(), summary)
-        else:  # an earlier attempt was recorded but not completed
-            queries.finish_run(con, run_id, "completed", summary)
+        _complete_run(con, existing, run_id, config, summary)
 
     store.write(write)
     return result
@@ -151,14 +147,10 @@ def import_files(
 def _import_bulk(store: Store, scanned, result: ImportResult, config: dict, source: str, tags: list[str],
                  score_name: str, max_record_bytes: int, progress: bool) -> ImportResult:
     """The bulk lane (`workbench.bulk_import`) in one transaction; raises Declined to hand over."""
-    rm = {"rm_id": ids._digest("external-scorer", score_name), "name": score_name,
-          "config": {"external": True, "source": source}}
     result.formats = {str(f.path): f.bulk_format for f in scanned}
 
     def register_scorer(con) -> str:
-        if queries.get_reward_model(con, rm["rm_id"]) is None:
-            queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], result.run_id)
-        return rm["rm_id"]
+        return _register_scorer(con, _external_scorer(score_name, source), result.run_id)
 
     def write(con) -> None:
         existing = queries.get_run(con, result.run_id)
@@ -178,13 +170,29 @@ def _import_bulk(store: Store, scanned, result: ImportResult, config: dict, sour
         result.new_prompts, result.new_responses, result.new_scores = new["prompts"], new["responses"], new["scores"]
         summary = {k: v for k, v in result.as_dict().items() if k not in {"errors", "run_id"}}
         summary["lane"] = "bulk"
-        if existing is None:
-            queries.insert_run(con, result.run_id, "import", "completed", config, environment(), summary)
-        else:
-            queries.finish_run(con, result.run_id, "completed", summary)
+        _complete_run(con, existing, result.run_id, config, summary)
 
     store.write(write)
     return result
+
+
+def _external_scorer(score_name: str, source: str) -> dict:
+    """The reward-model row that imported scores are filed under."""
+    return {"rm_id": ids._digest("external-scorer", score_name), "name": score_name,
+            "config": {"external": True, "source": source}}
+
+
+def _register_scorer(con, rm: dict, run_id: str) -> str:
+    if queries.get_reward_model(con, rm["rm_id"]) is None:
+        queries.insert_reward_model(con, rm["rm_id"], rm["name"], None, rm["config"], run_id)
+    return rm["rm_id"]
+
+
+def _complete_run(con, existing: dict | None, run_id: str, config: dict, summary: dict) -> None:
+    if existing is None:
+        queries.insert_run(con, run_id, "import", "completed", config, environment(), summary)
+    else:  # an earlier attempt was recorded but not completed
+        queries.finish_run(con, run_id, "completed", summary)
 
 
 @contextmanager
@@ -322,7 +330,8 @@ def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str
                 for name, v in zip(("pair_id", "prompt_id", "chosen_id", "rejected_id", "source_line"),
                                    (key, pid, chosen, rejected, line)):
                     pair_cols[name].append(v)
-    rm_id = ids._digest("external-scorer", score_name)
+    scorer = _external_scorer(score_name, source)
+    rm_id = scorer["rm_id"]
     n_prompts, n_responses, n_pairs = (len(prompt_cols["prompt_id"]), len(response_cols["response_id"]),
                                        len(pair_cols["pair_id"]))
     return {
@@ -336,8 +345,7 @@ def _build_tables(good: list[_Located], run_id: str, source: str, tags: list[str
         }),
         "pairs": _table(pair_cols, label_source=(HUMAN, n_pairs), strategy=(HUMAN, n_pairs),
                         params=("{}", n_pairs), run_id=(run_id, n_pairs)),
-        "rm": {"rm_id": rm_id, "name": score_name, "config": {"external": True, "source": source}}
-        if score_ids else None,
+        "rm": scorer if score_ids else None,
     }
 
 

@@ -39,15 +39,9 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
 def resolve_reward_model(store: Store, ref: str) -> dict:
     """Find a reward model by name, name@version, id, or directory (which gets registered)."""
     with store.connect() as con:
-        found = queries.get_reward_model(con, ref)
+        found = queries.lookup_reward_model(con, ref)
         if found:
             return found
-        name, _, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
-        candidates = queries.find_reward_models(con, name)
-        if version:
-            candidates = [c for c in candidates if str(c["version"]) == version]
-        if candidates:
-            return candidates[0]
         known = [f"{m['name']}@{m['version']}" for m in queries.list_reward_models(con)]
     if Path(ref).is_dir():
         return register_reward_model(store, ref)

@@ -1,7 +1,7 @@
 """`workbench.ids`' content ids as DuckDB expressions, for work done in bulk inside the store.
 
 Each function takes SQL expressions (column names or `$parameters`, never user text) and returns
-the expression of the id; `tests/workbench/test_content_ids.py` checks every one against its
+the expression of the id; `tests/workbench/test_bulk_import.py` checks every one against its
 Python twin on adversarial text (newlines, NUL, combining marks, astral characters).
 """
 

@@ -106,6 +106,15 @@ def find_reward_models(con, name: str) -> list[dict]:
     return dicts(con, "SELECT * FROM reward_models WHERE name = ? ORDER BY version DESC", [name])
 
 
+def lookup_reward_model(con, ref: str) -> dict | None:
+    """A reward model given as its id, NAME (newest version) or NAME@VERSION; None if there is none."""
+    found = get_reward_model(con, ref)
+    if found:
+        return found
+    name, _, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
+    return next((m for m in find_reward_models(con, name) if not version or str(m["version"]) == version), None)
+
+
 def reward_models_at_path(con, path: str) -> list[dict]:
     return dicts(con, "SELECT * FROM reward_models WHERE path = ? ORDER BY created_at DESC", [path])
 

@@ -11,20 +11,16 @@ import duckdb
 import pyarrow as pa
 
 from workbench.errors import NotFound
-from workbench.store.queries import dicts, find_reward_models, get_reward_model, rows, value
+from workbench.store.queries import dicts, lookup_reward_model, rows, value
 
 # --- overview ------------------------------------------------------------------------------
 
 def rm_id_for(con, ref: str) -> str:
     """The id of a reward model given as id, NAME (newest version) or NAME@VERSION, in one connection."""
-    found = get_reward_model(con, ref)
-    if found:
-        return found["rm_id"]
-    name, _, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
-    for model in find_reward_models(con, name):
-        if not version or str(model["version"]) == version:
-            return model["rm_id"]
-    raise NotFound(f"reward model '{ref}' not found")
+    found = lookup_reward_model(con, ref)
+    if found is None:
+        raise NotFound(f"reward model '{ref}' not found")
+    return found["rm_id"]
 
 
 def overview_counts(con) -> dict:
