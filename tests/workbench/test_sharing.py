@@ -19,19 +19,33 @@ print(json.dumps({"waited_s": time.monotonic() - t}))
 """
 
 
-def _hammer(store, stop, errors):
+class _Relay:
+    """Counts connections opened by the hammering threads."""
+
+    def __init__(self):
+        self.cond, self.opened = threading.Condition(), 0
+
+
+def _hammer(store, stop, errors, relay):
+    """Overlapping reads from two threads that hand over: each keeps its connection until the other
+    has opened its next one, so the file never closes on its own. Only a SharedStore pause, which
+    holds the next open back, makes the holder let go (after at most 1 s)."""
     while not stop.is_set():
         try:
-            with store.connect() as con:  # overlapping reads from two threads: the file never closes
+            with store.connect() as con:
                 con.execute("SELECT count(*) FROM runs").fetchall()
-                time.sleep(0.05)
+                with relay.cond:
+                    relay.opened += 1
+                    mine = relay.opened
+                    relay.cond.notify_all()
+                    relay.cond.wait_for(lambda: relay.opened > mine or stop.is_set(), timeout=1.0)
         except Exception as error:  # noqa: BLE001
             errors.append(error)
 
 
 def _other_process_while_busy(store, timeout_s: float) -> subprocess.CompletedProcess:
-    stop, errors = threading.Event(), []
-    threads = [threading.Thread(target=_hammer, args=(store, stop, errors)) for _ in range(2)]
+    stop, errors, relay = threading.Event(), [], _Relay()
+    threads = [threading.Thread(target=_hammer, args=(store, stop, errors, relay)) for _ in range(2)]
     for thread in threads:
         thread.start()
     try:
@@ -40,6 +54,8 @@ def _other_process_while_busy(store, timeout_s: float) -> subprocess.CompletedPr
                               text=True, timeout=120)
     finally:
         stop.set()
+        with relay.cond:
+            relay.cond.notify_all()
         for thread in threads:
             thread.join()
         assert not errors
