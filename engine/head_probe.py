@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from engine.packing import group_pairs, pack_pairs
 from engine.precision import autocast
+from engine.progress import progress_bar
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
@@ -29,13 +30,14 @@ FOLDS = 5
 
 @torch.no_grad()
 def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_length: int, precision: str,
-                  rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                  rank: int = 0, world_size: int = 1, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) final hidden states at the reward token, (N, H) float32 each, on the CPU."""
     was_training = rm.model.training
     rm.eval()
     n, hidden = len(pairs), rm.decoder.config.hidden_size
     states = torch.zeros(2 * n, hidden, dtype=torch.float32, device=rm.device)
     mine = list(range(rank, n, world_size))
+    bar = progress_bar(len(mine), "head probe: backbone pass", unit=" pairs", enabled=progress and rank == 0)
     for group in group_pairs([pairs[i] for i in mine], max_packed_length):
         batch = pack_pairs([pairs[mine[j]] for j in group], pad_token_id=rm.tokenizer.pad_token_id).to(rm.device)
         with autocast(precision, rm.device):
@@ -43,6 +45,8 @@ def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_lengt
         for k, j in enumerate(group):
             states[2 * mine[j]] = rows[2 * k]
             states[2 * mine[j] + 1] = rows[2 * k + 1]
+        bar.update(len(group))
+    bar.close()
     if world_size > 1:
         dist.all_reduce(states)  # each row was filled by exactly one rank
     rm.train(was_training)
@@ -82,10 +86,17 @@ def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS) -> dict
     return results
 
 
-def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: int = 0, world_size: int = 1) -> dict:
+def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: int = 0, world_size: int = 1,
+                     progress: bool = True) -> dict:
     """Fit `rm`'s value head (Linear(H, 1), no bias) on the frozen backbone; returns what it found."""
     started = time.perf_counter()
-    chosen, rejected = reward_states(rm, pairs, max_packed_length, precision, rank, world_size)
+    chosen, rejected = reward_states(rm, pairs, max_packed_length, precision, rank, world_size, progress)
+    return probe_from_states(rm, chosen, rejected, started)
+
+
+def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started: float | None = None) -> dict:
+    """Fit `rm`'s value head to (chosen, rejected) reward-token states (N, H); returns what it found."""
+    started = time.perf_counter() if started is None else started
     diff = chosen - rejected
     scores = cross_validate(diff)
     l2 = max(scores, key=lambda k: (scores[k], k))  # ties: the stronger regularisation
@@ -96,7 +107,7 @@ def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: in
     with torch.no_grad():
         head.copy_(w.to(head.dtype).view_as(head))
     margin = diff.double() @ w
-    return {"pairs": len(pairs), "l2": l2, "cv_accuracy": {str(k): round(v, 4) for k, v in scores.items()},
+    return {"pairs": len(chosen), "l2": l2, "cv_accuracy": {str(k): round(v, 4) for k, v in scores.items()},
             "train_accuracy": round(float((margin > 0).double().mean()), 4),
             "score_std": round(float(torch.cat([chosen, rejected]).double().matmul(w).std()), 4),
             "seconds": round(time.perf_counter() - started, 1)}

@@ -42,6 +42,13 @@ class TrainConfig:
         "help": "full fine-tuning: freeze the embeddings and the lowest N decoder layers (faster on CPU)"})
     head_init: str = field(default="random", metadata={
         "help": "random, or probe: fit the value head on the frozen backbone before fine-tuning (LP-FT)"})
+    head_only: bool = field(default=False, metadata={
+        "help": "frozen backbone: train only the final norm and value head, from backbone features computed "
+                "once per conversation and cached on disk (seconds per retrain once cached)"})
+    feature_cache: str | None = field(default=None, metadata={
+        "help": "directory of the frozen-backbone feature cache (default $WORKBENCH_HOME/features)"})
+    feature_cache_gb: float = field(default=2.0, metadata={
+        "help": "size bound of the feature cache; least recently used features are dropped beyond it"})
     checkpoint_every: int = field(default=50, metadata={"help": "save the full training state every N steps"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
     eval_every: int = field(default=0, metadata={"help": "evaluate on held-out pairs every N steps (0: at the end)"})
@@ -81,6 +88,8 @@ class TrainConfig:
             (self.num_layers is None or self.num_layers >= 1, "num_layers must be >= 1"),
             (self.head_init == "random" or (self.sp_size == 1 and not self.fsdp),
              "head_init=probe needs every rank to hold whole conversations and weights: not with sp_size > 1 or fsdp"),
+            (not (self.head_only and self.lora), "head_only trains on a frozen backbone: not with lora or qlora"),
+            (self.feature_cache_gb > 0, "feature_cache_gb must be > 0"),
             (self.freeze_layers >= 0 and not (self.freeze_layers and self.lora),
              "freeze_layers applies to full fine-tuning only (LoRA already freezes the backbone)"),
         ]

@@ -50,6 +50,7 @@ from engine.errors import EngineError
 from engine.losses import reward_loss
 from engine.packing import group_pairs, pack_pairs
 from engine.precision import autocast, describe_cpu, resolve_precision
+from engine.progress import epoch_label, phase, progress_bar
 from engine.reward_model import LoraSettings, RewardModel
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
@@ -160,7 +161,8 @@ class _Trainer:
         self.out = Path(config.out_dir)
         self.rm = build_reward_model(config, ctx.device)
         encoder = self.rm.encoder(config.max_length)
-        self.train = encoder.encode_pairs(train_pairs)
+        with phase(f"tokenizing {len(train_pairs)} pairs", progress and ctx.is_main):
+            self.train = encoder.encode_pairs(train_pairs)
         self.eval_pairs = list(eval_pairs or [])
         self.steps = total_steps(config, len(self.train))
         self.layout = parallel_layout(ctx, config.sp_size)
@@ -305,8 +307,11 @@ class _Trainer:
 
         live_sp = self.sp_scorer is not None and model is self.rm
         with self.sp_scorer.own_attention() if live_sp else contextlib.nullcontext():
+            bar = progress_bar(2 * len(self.eval_pairs), f"evaluating on {len(self.eval_pairs)} held-out pairs",
+                               unit=" conv", enabled=self.progress)
             result = evaluate_pairs(Scorer(model, max_length=self.config.max_length, precision=self.precision),
-                                    self.eval_pairs)
+                                    self.eval_pairs, progress=lambda done, total: bar.update(done - bar.n))
+            bar.close()
         self.rm.train()
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
 
@@ -343,7 +348,7 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         from engine.head_probe import probe_value_head
 
         probe = probe_value_head(trainer.rm, trainer.train, config.max_packed_length, trainer.precision,
-                                 ctx.rank, ctx.world_size)
+                                 ctx.rank, ctx.world_size, progress)
         if ctx.is_main:
             (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"
@@ -355,13 +360,14 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
 
     bar = None
     if progress and ctx.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=trainer.steps, initial=start, unit=" steps", desc="training reward model")
+        bar = progress_bar(trainer.steps, "training reward model", unit=" steps", initial=start)
     trainer.rm.train()
     started = time.perf_counter()
     tokens_done, last = 0, None
     for step in range(start, trainer.steps):
+        if bar is not None:
+            per_epoch = steps_per_epoch(len(trainer.train), config.pairs_per_step)
+            bar.set_description(epoch_label(step, trainer.steps, per_epoch), refresh=False)
         t0 = time.perf_counter()
         metrics = trainer.run_step(step)
         metrics["tokens_per_s"] = round(metrics["tokens"] / (time.perf_counter() - t0), 1)
@@ -392,7 +398,8 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     final = trainer.plain_model()  # collective under FSDP
     evaluation = trainer.evaluate_model(final)
     if ctx.is_main:
-        _save_model(final, out)
+        with phase(f"saving the model to {out}", progress):
+            _save_model(final, out)
         if evaluation is not None:
             (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     result = TrainResult(str(out), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,

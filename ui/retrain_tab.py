@@ -27,10 +27,11 @@ def build(ctx: AppContext, filters: list) -> dict:
     with gr.Row():
         name = gr.Textbox(label="New model name", value="rm-curated")
         base = gr.Textbox(label="Base model", value="smollm2", info="A model directory or smollm2.")
-        lora = gr.Checkbox(label="LoRA (faster, smaller)", value=True)
+        recipe = gr.Dropdown(label="Recipe", choices=commands.TRAIN_RECIPES, value=commands.TrainRequest.recipe,
+                             info="head-only: frozen backbone, cached features, seconds per retrain (best on CPU)")
     with gr.Row():
         epochs = gr.Number(label="Epochs", value=1.0)
-        lr = gr.Textbox(label="Learning rate", placeholder="default: 2e-4 LoRA, 2e-5 full")
+        lr = gr.Textbox(label="Learning rate", placeholder="default: the recipe's")
         max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0)
         pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0)
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
@@ -58,10 +59,10 @@ def build(ctx: AppContext, filters: list) -> dict:
     outcome = gr.Markdown()
     job = gr.State(None)        # {"id": ..., "kind": ..., "dir": ..., "names": [...]}
     timer = gr.Timer(1.0, active=False)
-    settings = [name, base, lora, epochs, lr, max_length, pairs_per_step, max_steps, eval_fraction, seed]
+    settings = [name, base, recipe, epochs, lr, max_length, pairs_per_step, max_steps, eval_fraction, seed]
 
-    def request(name_v, base_v, lora_v, epochs_v, lr_v, length_v, pps_v, steps_v, frac_v, seed_v):
-        return commands.TrainRequest(name=(name_v or "").strip(), base=base_v or "", lora=bool(lora_v),
+    def request(name_v, base_v, recipe_v, epochs_v, lr_v, length_v, pps_v, steps_v, frac_v, seed_v):
+        return commands.TrainRequest(name=(name_v or "").strip(), base=base_v or "", recipe=recipe_v or "",
                                      epochs=epochs_v or 0, lr=number(lr_v, "Learning rate"),
                                      max_length=int(length_v or 0), pairs_per_step=int(pps_v or 0),
                                      max_steps=number(steps_v, "Max steps", integer=True),

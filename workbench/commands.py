@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.recipes import RECIPES
 from workbench.curation import CurationFilter
 from workbench.errors import WorkbenchError
 from workbench.jobs import workbench_command
@@ -96,15 +97,18 @@ def parse_json_output(text: str) -> dict | None:
 
 # --- reward-model training ------------------------------------------------------------------
 
+TRAIN_RECIPES = list(RECIPES)
+
+
 @dataclass
 class TrainRequest:
     """Settings of `workbench rm train --from-store` (see its --help)."""
 
     name: str = "rm-curated"
     base: str = "smollm2"
-    lora: bool = True
+    recipe: str = "head-only"        # engine.recipes: head-only, lora, full, qlora
     epochs: float = 1.0
-    lr: float | None = None          # None: the trainer's default (2e-4 LoRA, 2e-5 full)
+    lr: float | None = None          # None: the recipe's
     max_length: int = 512
     pairs_per_step: int = 8
     max_steps: int | None = None
@@ -116,6 +120,8 @@ class TrainRequest:
             raise WorkbenchError("the model name takes letters, digits, '.', '-' and '_' (up to 64), e.g. rm-v2")
         if not (self.base or "").strip():
             raise WorkbenchError("give a base model: a directory or smollm2")
+        if self.recipe not in TRAIN_RECIPES:
+            raise WorkbenchError(f"unknown recipe {self.recipe!r}: pick one of {', '.join(TRAIN_RECIPES)}")
         _check_positive(epochs=self.epochs, max_length=self.max_length, pairs_per_step=self.pairs_per_step)
         if self.lr is not None and self.lr <= 0:
             raise WorkbenchError("learning rate must be a positive number (or empty for the default)")
@@ -148,8 +154,7 @@ def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_
              "--seed", request.seed]
     if request.lr is not None:
         args += ["--lr", request.lr]
-    if request.lora:
-        args.append("--lora")
+    args += ["--recipe", request.recipe]
     if request.max_steps:
         args += ["--max-steps", request.max_steps]
     return workbench_command(store, *args, "--json")

@@ -17,6 +17,7 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), sp
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True) -> dict:
     """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline."""
     from engine.evaluation import evaluate_pairs
+    from engine.progress import progress_bar
 
     if bool(data) == bool(spec):
         raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
@@ -30,5 +31,10 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), sp
         label, model_path = describe(model), model["path"]
     pairs = pairs_from_files(data, skip_invalid=skip_invalid, progress=progress) if data else \
         pairs_from_store(store, spec)
-    result = evaluate_pairs(load_scorer(model_path, max_length=max_length), pairs)
+    scorer = load_scorer(model_path, max_length=max_length)
+    bar = progress_bar(2 * len(pairs), f"evaluating {label} on {len(pairs)} pairs", unit=" conv", enabled=progress)
+    try:
+        result = evaluate_pairs(scorer, pairs, progress=lambda done, total: bar.update(done - bar.n))
+    finally:
+        bar.close()
     return {"rm": label, **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}

@@ -13,9 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from engine.data import ScoringItem
+from engine.progress import progress_bar
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.reward_models import describe, resolve_reward_model
@@ -81,8 +81,8 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
         selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
     started = time.perf_counter()
     scored = 0
-    bar = tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
-               disable=not progress, smoothing=0.1)
+    bar = progress_bar(selected, f"scoring with {describe(model)}", unit=" responses", enabled=progress,
+                       initial=already)
     try:
         while True:
             with store.connect() as con:
@@ -93,13 +93,15 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
             scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
-            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
+            reported = bar.n
+            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch,  # a bar update per batch
+                                  progress=lambda done, total, start=reported: bar.update(start + done - bar.n))
             table = pa.table({"response_id": chunk["response_id"],
                               "rm_id": pa.array([model["rm_id"]] * chunk.num_rows, pa.string()),
                               "score": pa.array(values, pa.float64()),
                               "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
             scored += store.write(lambda con, t=table: queries.insert_new(con, "scores", t))
-            bar.update(chunk.num_rows)
+            bar.update(reported + chunk.num_rows - bar.n)
     except BaseException as error:
         fail_run(store, run_id, error)
         raise

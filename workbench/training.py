@@ -81,6 +81,7 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
              eval_data: Sequence[str] = (), name: str | None = None, resume: bool = False,
              progress: bool = True) -> dict:
     """Gather pairs, train, register. Returns the training result plus data counts and the model row."""
+    from engine.head_training import frozen_backbone, train_head_only
     from engine.training import train_reward_model
 
     ctx = compute_init(config.device)
@@ -108,7 +109,10 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
         payload = (train, heldout)
     train, heldout = broadcast_object(payload)
     try:
-        result = train_reward_model(config, train, heldout or None, resume=resume, progress=progress, ctx=ctx)
+        if frozen_backbone(config, ctx.world_size):
+            result = train_head_only(config, train, heldout or None, resume=resume, progress=progress)
+        else:
+            result = train_reward_model(config, train, heldout or None, resume=resume, progress=progress, ctx=ctx)
     except BaseException as error:
         if ctx.is_main and store is not None:
             fail_run(store, run_id, error)

@@ -63,7 +63,7 @@ def test_count_selected_prompts(store):
 def test_train_command_maps_the_curation_filter(store, tmp_path):
     flt = CurationFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
                          exclude_flagged=True, max_chars=300, strategy="top-k")
-    request = commands.TrainRequest(name="rm-v2", base="/models/base", lora=True, epochs=2, lr=1e-4, max_steps=5)
+    request = commands.TrainRequest(name="rm-v2", base="/models/base", recipe="lora", epochs=2, lr=1e-4, max_steps=5)
     argv = commands.train_command(store, flt, request, tmp_path / "rm-v2")
     ctx = parse(argv)
     assert ctx.command.name == "train" and ctx.params["from_store"] and ctx.params["as_json"]
@@ -73,10 +73,13 @@ def test_train_command_maps_the_curation_filter(store, tmp_path):
         "exclude_flagged": True, "max_chars": 300, "strategy": "top-k"}
     assert (ctx.params["base"], ctx.params["out_dir"], ctx.params["name"]) == ("/models/base", str(tmp_path / "rm-v2"),
                                                                              "rm-v2")
-    assert (ctx.params["lora"], ctx.params["epochs"], ctx.params["lr"], ctx.params["max_steps"]) == (True, 2.0, 1e-4, 5)
-    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(lora=False), tmp_path / "x")
+    assert (ctx.params["recipe"], ctx.params["epochs"], ctx.params["lr"], ctx.params["max_steps"]) == (
+        "lora", 2.0, 1e-4, 5)
+    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(), tmp_path / "x")
     ctx = parse(argv)
-    assert ctx.params["lr"] is None and not ctx.params["lora"] and ctx.params["source"] is None
+    assert ctx.params["lr"] is None and ctx.params["recipe"] == "head-only" and ctx.params["source"] is None
+    with pytest.raises(WorkbenchError, match="unknown recipe"):
+        commands.train_command(store, CurationFilter(), commands.TrainRequest(recipe="fast"), tmp_path / "x")
 
 
 @pytest.mark.parametrize("changes,message", [

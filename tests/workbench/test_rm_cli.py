@@ -19,7 +19,7 @@ def test_train_from_store_register_eval_score_export(tmp_path, tiny_model_dir):
     out = tmp_path / "rm"
     result = runner.invoke(cli, ["--db", db, "-q", "rm", "train", "--from-store", "--label", "human",
                                  "--base", str(tiny_model_dir), "--out", str(out), "--name", "mini",
-                                 "--max-steps", "2", "--pairs-per-step", "8", "--lr", "1e-3",
+                                 "--recipe", "full", "--max-steps", "2", "--pairs-per-step", "8", "--lr", "1e-3",
                                  "--max-length", "64", "--eval-fraction", "0.25", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -8,6 +8,7 @@ import typing
 
 import click
 
+from engine.recipes import RECIPES, recipe_settings
 from engine.train_config import TrainConfig
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
 
@@ -68,26 +69,32 @@ def rm_group() -> None:
 @click.option("--eval-data", multiple=True, type=click.Path(exists=True),
               help="Evaluate on these pairs instead of a held-out share.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
+              help="A measured recipe; explicit options override its settings. Default: head-only, unless "
+                   "--lora, --qlora, --freeze-layers or --head-only pick the mode themselves.")
 @config_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_dir, name, eval_fraction, eval_data,
-             resume, as_json, **overrides) -> None:
+             resume, recipe, as_json, **overrides) -> None:
     """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
 
+    Without recipe options it runs the best recipe measured on CPU (--recipe head-only: frozen
+    backbone, value head probed then trained, backbone features cached so retrains take seconds).
     Runs as a plain process, on one GPU, or under torchrun with several processes.
 
     \b
     Example:
       workbench rm train --data ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid \\
-          --base smollm2 --out runs/rm-hh --epochs 1 --lora
+          --base smollm2 --out runs/rm-hh
+      workbench rm train --data pairs.jsonl --recipe lora --epochs 2 --out runs/rm-lora
       workbench rm train --from-store --label rm --min-margin 0.5 --base smollm2 --out runs/rm-v2
       torchrun --nproc_per_node=2 -m workbench rm train --data pairs.jsonl --base smollm2 --out runs/rm
     """
     from workbench.training import train_rm
 
     spec = store_pairs(from_store, spec)
-    settings = {k: v for k, v in overrides.items() if v is not None}
+    settings = recipe_settings(recipe, {k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
