@@ -8,12 +8,15 @@ import json
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
+from ui import render
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY, number, or_none
 from workbench import curation, overview
 from workbench.browse import filter_choices
+from workbench.errors import WorkbenchError
 from workbench.pairs import STRATEGIES
 
 HUMAN = "human"
@@ -61,7 +64,7 @@ def build(ctx: AppContext) -> dict:
             breakdown = gr.Dataframe(label="By labeler and strategy", interactive=False, max_height=180)
             preview = gr.Dataframe(label="First rows of the export", interactive=False, wrap=True, max_height=420,
                                    elem_id="curate-preview",
-                                   column_widths=["21%", "22%", "22%", "7%", "7%", "8%", "6%", "7%"])
+                                   column_widths=["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"])
             with gr.Group():
                 gr.Markdown("**Export** (files go to the export directory: "
                             f"`{ctx.export_dir}`)", padding=True)
@@ -95,10 +98,19 @@ def build(ctx: AppContext) -> dict:
 
     @user_errors
     def update(*values):
-        result = curation.curation_preview(ctx.store, ctx.index, to_filter(*values))
+        try:
+            flt = to_filter(*values)
+            flt.validate()
+        except WorkbenchError as error:
+            # one toast, and the count says so: the last valid count must not stay as if it still held
+            gr.Warning(str(error))
+            return (f"### No count: fix the filter\n{error}", pd.DataFrame(columns=["labeler", "strategy", "pairs"]),
+                    pd.DataFrame(columns=curation.PREVIEW_COLUMNS))
+        result = curation.curation_preview(ctx.store, ctx.index, flt)
+        rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:10])
         if not result.store_pairs:
-            return NO_PAIRS, result.breakdown, result.rows
-        return result.summary(), result.breakdown, result.rows
+            return NO_PAIRS, result.breakdown, rows
+        return result.summary(), result.breakdown, rows
 
     @user_errors
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):

@@ -46,19 +46,20 @@ def build(ctx: AppContext) -> dict:
         refresh = gr.Button("Refresh", scale=1, size="sm")
     notice = gr.HTML()
     with gr.Row():
+        # slanted tick labels: bin centres with decimals collide when laid flat on a narrow plot
         hist = gr.BarPlot(x="score", y="count", title="Score histogram", x_title="score (bin centre)",
-                          y_title="replies", height=280)
+                          y_title="replies", height=280, x_label_angle=-45)
         scatter = gr.ScatterPlot(x="chars", y="score", title="Score vs. reply length", x_title="characters",
                                  y_title="score", height=280)
     bias = gr.Markdown()
     with gr.Row():
         margins = gr.BarPlot(x="margin", y="count", title="Pair margins (chosen − rejected score)",
-                             x_title="margin (bin centre)", y_title="pairs", height=280)
+                             x_title="margin (bin centre)", y_title="pairs", height=280, x_label_angle=-45)
         with gr.Column():
             ties_text = gr.Markdown()
             ties = gr.Dataframe(pd.DataFrame(columns=overview.TIE_COLUMNS), label="Prompts whose replies all tie",
                                 interactive=False, max_height=260,
-                                wrap=True, column_widths=["45%", "15%", "10%", "10%", "20%"])
+                                wrap=True, column_widths=["41%", "15%", "12%", "10%", "22%"])
 
     @user_errors
     def load_counts(selected):
@@ -83,7 +84,8 @@ def build(ctx: AppContext) -> dict:
         notice_html = "" if len(margin_frame) else render.empty(
             "This reward model has labelled no pairs yet: build some with `workbench pairs build --rm ...`.")
         return (notice_html, _bars(report["scores"]), render.plot_value(length["points"]),
-                _bias_text(length), _bars(margin_frame), ties_md, tied["prompts"])
+                _bias_text(length), _bars(margin_frame), ties_md,
+                render.fixed_decimals(tied["prompts"], ["score"]))
 
     model_outputs = [notice, hist, scatter, bias, margins, ties_text, ties]
 

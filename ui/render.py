@@ -36,6 +36,7 @@ CSS = """
 .wb-badge.good {background: #dcfce7; color: #166534; border-color: #22c55e;}
 .wb-badge.info {background: #e0e7ff; color: #3730a3; border-color: #818cf8;}
 .wb-progress {width: 100%; height: 14px;}
+#curate-preview td:nth-child(n+4), #curate-preview th:nth-child(n+4) {white-space: nowrap; word-break: keep-all;}
 .wb-empty {color: var(--body-text-color-subdued); padding: 12px; border: 1px dashed var(--border-color-primary);
            border-radius: 8px;}
 """
@@ -57,8 +58,36 @@ def _badge(text: str, kind: str = "") -> str:
     return f'<span class="wb-badge {kind}">{escape(text)}</span>'
 
 
+SCORE_DECIMALS = 3
+
+
 def _score(value: float) -> str:
-    return f"{value:.4g}"
+    return decimals(value)
+
+
+def decimals(value, digits: int = SCORE_DECIMALS) -> str:
+    """A score, margin or accuracy with a fixed number of decimals ('' for none), so columns line up."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def fixed_decimals(frame: pd.DataFrame, columns: list[str], digits: int = SCORE_DECIMALS) -> pd.DataFrame:
+    """A copy of `frame` with `columns` shown as text with `digits` decimals."""
+    shown = frame.copy()
+    for column in columns:
+        if column in shown:
+            shown[column] = [decimals(v, digits) for v in shown[column]]
+    return shown
+
+
+def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The held-out comparison with 3 decimals everywhere but the pair count."""
+    shown = table.astype(object)
+    for column in shown.columns[1:]:
+        shown[column] = [("" if v is None or v != v else f"{int(v):,}") if metric == "n" else decimals(v)
+                         for metric, v in zip(shown["metric"], table[column])]
+    return shown
 
 
 def prompt_detail(detail: dict) -> str:

@@ -92,7 +92,7 @@ def build(ctx: AppContext, filters: list) -> dict:
         choices = overview.reward_model_choices(ctx.store, with_weights=True)
         ids = [v for _, v in choices]
         new = current_new if current_new in ids else (ids[-1] if ids else None)
-        old = current_old if current_old in ids else next((i for i in ids if i != new), new)
+        old = current_old if current_old in ids and current_old != new else next((i for i in ids if i != new), None)
         hint = "Its held-out pairs are the test set." if ids else "No reward model with weights yet: train one above."
         return gr.Dropdown(choices=choices, value=new, info=hint), gr.Dropdown(choices=choices, value=old)
 
@@ -143,7 +143,8 @@ def build(ctx: AppContext, filters: list) -> dict:
             return render.job_progress(status), status.log, curve_v, *[gr.skip()] * 4, gr.skip()
         table, text, models = gr.skip(), "", (gr.skip(), gr.skip())
         if status.state == "completed" and current["kind"] == "eval":
-            table = commands.compare_evaluations(current["names"], [running.output(0), running.output(1)])
+            table = render.comparison_table(
+                commands.compare_evaluations(current["names"], [running.output(0), running.output(1)]))
             text = "Evaluated both models on the same held-out pairs."
         elif status.state == "completed" and current["kind"] == "score":
             result = commands.parse_json_output(running.output(0)) or {}

@@ -88,8 +88,11 @@ def test_endpoints_over_http(app_store):
         assert f"Wrote **{expected:,} pairs**" in result and download["label"] == "Download api-test.jsonl"
         with pytest.raises(AppError, match="'..' is not allowed"):
             client.predict("../escape", "jsonl", "trl", False, False, *filters, api_name="/export")
-        with pytest.raises(AppError, match="Minimum margin must be a number"):
-            client.predict(*[*NO_FILTER[:4], "1; DROP TABLE pairs", *NO_FILTER[5:]], api_name="/curate_preview")
+        # an invalid bound: the count says so (the last valid count must not stay) and the tables empty
+        count, breakdown, preview = client.predict(*[*NO_FILTER[:4], "1; DROP TABLE pairs", *NO_FILTER[5:]],
+                                                   api_name="/curate_preview")
+        assert "fix the filter" in count and "Minimum margin must be a number" in count
+        assert breakdown["data"] in ([], [[None] * 3]) and preview["data"] in ([], [[None] * 8])
         with pytest.raises(AppError, match="not in the store"):
             client.predict("0" * 32, api_name="/prompt_detail")
 

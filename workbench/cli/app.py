@@ -50,5 +50,33 @@ def ui_command(ctx: Context, host, port, auth, export_dir, runs_dir) -> None:
     if not _is_loopback(host) and not auth:
         click.echo(f"Warning: listening on {host} without --auth: anyone who can reach this machine can use the app.",
                    err=True)
+    if not _port_is_free(host, port):
+        raise click.ClickException(_busy(host, port))
     click.echo(f"Opening the app on {ctx.store.path} at http://{host}:{port} (Ctrl+C to stop).", err=True)
-    launch(ctx.store, host=host, port=port, auth=auth, export_dir=export_dir, runs_dir=runs_dir, quiet=True)
+    try:
+        launch(ctx.store, host=host, port=port, auth=auth, export_dir=export_dir, runs_dir=runs_dir, quiet=True)
+    except OSError as error:  # taken between the check and Gradio's bind
+        if _port_is_free(host, port):
+            raise
+        raise click.ClickException(_busy(host, port)) from error
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return True  # not ours to judge: Gradio reports an unknown host itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def _busy(host: str, port: int) -> str:
+    return (f"port {port} on {host} is busy (is the app already open at http://{host}:{port}?): "
+            f"open it there, stop that process, or pass another, e.g. --port {port + 1}")
