@@ -126,3 +126,24 @@ def test_exported_jsonl_trains_one_step_of_trl_dpo(filled, tmp_path, tiny_model_
     assert loss == loss and loss > 0  # finite
     changed = [n for n, p in model.named_parameters() if not p.detach().equal(before[n])]
     assert changed, "one DPO step changed no weight"
+
+
+def test_readme_dpo_snippet_trains_on_an_export(filled, tmp_path, tiny_model_dir, monkeypatch):
+    """The README's DPOTrainer snippet, as printed, on an export with score columns (tiny policy)."""
+    pytest.importorskip("trl")
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "DPOTrainer(" in block)
+    out = tmp_path / "dpo.jsonl"
+    export_pairs(filled, out, with_scores=True)
+    lines = [f"DATA = {str(out)!r}" if line.startswith("DATA = ") else
+             f"POLICY = {str(tiny_model_dir)!r}" if line.startswith("POLICY = ") else line
+             for line in snippet.splitlines()]
+    assert sum(line.startswith(("DATA = ", "POLICY = ")) for line in lines) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec("\n".join(lines), namespace)  # noqa: S102 - the README's own code
+    history = namespace["trainer"].state.log_history
+    assert history and namespace["trainer"].state.global_step == 3  # 9 pairs, batch 4, one epoch
