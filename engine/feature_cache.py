@@ -24,6 +24,7 @@ bounded (`max_gb`): the least recently used rows go first.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -43,9 +44,10 @@ _SQL_CHUNK = 500
 
 
 def default_cache_dir() -> Path:
+    """$WORKBENCH_FEATURE_CACHE, else $WORKBENCH_HOME/features (~/.cache/dpo-workbench/features)."""
     from engine.backbone import cache_home
 
-    return cache_home() / "features"
+    return Path(os.environ.get("WORKBENCH_FEATURE_CACHE") or cache_home() / "features")
 
 
 class FeatureCache:
@@ -65,7 +67,7 @@ class FeatureCache:
 
     @classmethod
     def open(cls, directory: str | None, max_gb: float = DEFAULT_MAX_GB) -> FeatureCache:
-        """The cache in `directory` (default: $WORKBENCH_HOME/features)."""
+        """The cache in `directory` (default: `default_cache_dir()`)."""
         return cls(directory or default_cache_dir(), int(max_gb * 1024**3))
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:

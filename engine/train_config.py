@@ -46,7 +46,8 @@ class TrainConfig:
         "help": "frozen backbone: train only the final norm and value head, from backbone features computed "
                 "once per conversation and cached on disk (seconds per retrain once cached)"})
     feature_cache: str | None = field(default=None, metadata={
-        "help": "directory of the frozen-backbone feature cache (default $WORKBENCH_HOME/features)"})
+        "help": "directory of the frozen-backbone feature cache (default $WORKBENCH_FEATURE_CACHE, else "
+                "$WORKBENCH_HOME/features)"})
     feature_cache_gb: float = field(default=2.0, metadata={
         "help": "size bound of the feature cache; least recently used features are dropped beyond it"})
     checkpoint_every: int = field(default=50, metadata={"help": "save the full training state every N steps"})

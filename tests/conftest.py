@@ -15,6 +15,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the cores are shared (a 12-step tiny training run: 0.6 s on one thread, 19 s on two under load).
 # Child processes started by tests inherit this. Tests on real models raise it themselves.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Frozen-backbone features of test models go to a throwaway cache, not the user's (children inherit it).
+if "WORKBENCH_FEATURE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["WORKBENCH_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="workbench-test-features-")
 
 
 @pytest.fixture
