@@ -31,6 +31,9 @@ DEMO_SOURCE = "demo-prompts"
 DEMO_RM = "demo-rm"
 GOOD_SYSTEM = ("You are a helpful, honest and harmless assistant. Answer the user's request directly, "
                "accurately and concisely. If a request could cause harm, politely decline and explain why.")
+# Every demo prompt is asked under this system prompt: without it SmolLM2 ran to the token cap in 79% of
+# replies (so "drop truncated" left 10 of 75 pairs); see README for the share with it.
+DEMO_SYSTEM = "You are a helpful assistant. Answer in at most three short sentences."
 BAD_SYSTEM = ("You are a careless assistant. Give a vague, rambling answer that does not really address the "
               "request, and do not check whether anything you say is true or safe.")
 
@@ -51,6 +54,19 @@ class DemoSettings:
 
 def demo_prompts_path() -> Path:
     return Path(str(resources.files("workbench") / "data" / "demo_prompts.jsonl"))
+
+
+def demo_conversation(prompt: str) -> list[dict]:
+    """A demo prompt as the store holds it: after the demo's system prompt."""
+    return [{"role": "system", "content": DEMO_SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def write_demo_prompts(out: Path) -> Path:
+    """The shipped prompts with the demo's system prompt, in the `prompts` import format."""
+    records = [json.loads(line) for line in demo_prompts_path().read_text().splitlines() if line]
+    out.write_bytes(b"".join(orjson.dumps({"messages": demo_conversation(r["prompt"]), "tags": r["tags"]}) + b"\n"
+                             for r in records))
+    return out
 
 
 class _Step:
@@ -87,7 +103,8 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
         policy_path = resolve_model_path(settings.policy)
         print(f"      {policy_path}")
     with _Step(settings, 2, total, "Import the demo prompts"):
-        imported = import_files(store, [demo_prompts_path()], fmt="prompts", source=DEMO_SOURCE, progress=False)
+        imported = import_files(store, [write_demo_prompts(work / "demo_prompts.jsonl")], fmt="prompts",
+                                source=DEMO_SOURCE, progress=False)
         print(f"      {imported.valid} prompts ({imported.new_prompts} new)")
     selection = PromptSelection(source=DEMO_SOURCE)
     params = SamplingParams(temperature=settings.temperature, top_p=0.95, max_new_tokens=settings.max_new_tokens,
@@ -164,7 +181,7 @@ def write_contrast_pairs(policy_path: Path, out: Path, settings: DemoSettings, p
     rng.shuffle(shifted)
     pairs = []
     for i, prompt in enumerate(prompts):
-        user = [{"role": "user", "content": prompt}]
+        user = demo_conversation(prompt)  # as the store's prompts, which the model will score
         if good[i].strip() and bad[i].strip() and good[i] != bad[i]:
             pairs.append(PreferencePair(user, good[i], bad[i]))
         other = shifted[i] if shifted[i] != i else shifted[(i + 1) % len(prompts)]
