@@ -87,11 +87,33 @@ def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS) -> dict
 
 
 def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: int = 0, world_size: int = 1,
-                     progress: bool = True) -> dict:
-    """Fit `rm`'s value head (Linear(H, 1), no bias) on the frozen backbone; returns what it found."""
+                     progress: bool = True, cache=None) -> dict:
+    """Fit `rm`'s value head (Linear(H, 1), no bias) on the frozen backbone; returns what it found.
+
+    With a `FeatureCache` (one process only), the states come from it where an earlier run on the
+    same backbone left them, and the rest are computed once and added (engine.feature_cache)."""
     started = time.perf_counter()
-    chosen, rejected = reward_states(rm, pairs, max_packed_length, precision, rank, world_size, progress)
+    if cache is not None and world_size == 1:
+        from engine.feature_cache import FrozenFeatures, final_norm
+
+        features = FrozenFeatures(rm, precision, cache, progress=progress)
+        x = features.compute([s for pair in pairs for s in pair], "head probe: backbone features")
+        with torch.no_grad():
+            states = final_norm(rm)(x.to(rm.device)).float().cpu()
+        chosen, rejected = states[0::2], states[1::2]
+    else:
+        chosen, rejected = reward_states(rm, pairs, max_packed_length, precision, rank, world_size, progress)
     return probe_from_states(rm, chosen, rejected, started)
+
+
+def probe_cache(config, world_size: int):
+    """The feature cache a run's probe reads, or None where states are not cacheable (several
+    processes, a 4-bit backbone)."""
+    if world_size > 1 or config.qlora:
+        return None
+    from engine.feature_cache import FeatureCache
+
+    return FeatureCache.open(config.feature_cache, config.feature_cache_gb)
 
 
 def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started: float | None = None) -> dict:

@@ -345,10 +345,10 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         set_rng_state(saved["rng"])
         start = resumed_from = saved["state"]["step"]
     if resumed_from is None and config.head_init == "probe":
-        from engine.head_probe import probe_value_head
+        from engine.head_probe import probe_cache, probe_value_head
 
         probe = probe_value_head(trainer.rm, trainer.train, config.max_packed_length, trainer.precision,
-                                 ctx.rank, ctx.world_size, progress)
+                                 ctx.rank, ctx.world_size, progress, cache=probe_cache(config, ctx.world_size))
         if ctx.is_main:
             (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"

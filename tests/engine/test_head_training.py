@@ -106,3 +106,16 @@ def test_recipes_default_to_head_only_and_yield_to_explicit_flags():
         from engine.train_config import TrainConfig
 
         TrainConfig(**recipe_settings("head-only", {"lora": True}))
+
+
+def test_the_lp_ft_probe_reads_the_features_a_head_only_run_cached(tiny_dir, tmp_path, capsys):
+    train = make_pairs(32)
+    cache_dir = tmp_path / "cache"
+    train_head_only(config(tiny_dir, tmp_path / "head", head_only=True, head_init="probe", max_steps=1,
+                           feature_cache=str(cache_dir)), train, progress=False)
+    capsys.readouterr()
+    train_reward_model(config(tiny_dir, tmp_path / "full", head_init="probe", max_steps=1,
+                              feature_cache=str(cache_dir)), train, progress=True)
+    assert "head probe: backbone" not in capsys.readouterr().err  # every state came from the cache
+    first, second = (json.loads((tmp_path / d / "head_probe.json").read_text()) for d in ("head", "full"))
+    assert first["l2"] == second["l2"] and first["cv_accuracy"] == second["cv_accuracy"]

@@ -49,11 +49,12 @@ def test_each_phase_reports_its_count(tmp_path, tiny_model_dir):
     assert any(name.startswith("saving the model") for name in bars)
 
     # the full trainer: tokenizing, the probe's backbone pass, each epoch, evaluation, saving
+    # (a cache of its own: the first run's cache holds every feature its probe needs, and it would show no pass)
     result = _run(runner, ["--db", db, "rm", "train", "--data", data, "--out", str(tmp_path / "b"), "--recipe", "full",
-                           "--epochs", "2", "--lr", "1e-3", *common])
+                           "--epochs", "2", "--lr", "1e-3", *common, "--feature-cache", str(tmp_path / "cache-b")])
     bars = _bars(result.stderr)
     assert bars[f"tokenizing {n_train} pairs"] == (1, 1)
-    assert bars["head probe: backbone pass"] == (n_train, n_train)
+    assert bars["head probe: backbone features"] == (2 * n_train, 2 * n_train)
     steps = 2 * (n_train // 8)
     assert bars["epoch 2/2"] == (steps, steps) and "epoch 1/2" in result.stderr
     assert bars[f"evaluating on {n_held} held-out pairs"] == (2 * n_held, 2 * n_held)
