@@ -163,7 +163,7 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
         with open(metrics_path, "a") as f:
             f.write(json.dumps(last) + "\n")
         bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.2f}")
+        bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.2f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - train_started
     rm.eval()

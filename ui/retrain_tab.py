@@ -32,7 +32,7 @@ def build(ctx: AppContext, filters: list) -> dict:
     with gr.Row():
         epochs = gr.Number(label="Epochs", value=1.0)
         lr = gr.Textbox(label="Learning rate", placeholder="default: the recipe's")
-        max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0)
+        max_length = gr.Number(label="Max tokens per conversation", value=commands.TrainRequest.max_length, precision=0)
         pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0)
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
         eval_fraction = gr.Number(label="Held-out fraction", value=0.1)

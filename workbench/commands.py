@@ -109,7 +109,7 @@ class TrainRequest:
     recipe: str = "head-only"        # engine.recipes: head-only, lora, full, qlora
     epochs: float = 1.0
     lr: float | None = None          # None: the recipe's
-    max_length: int = 512
+    max_length: int = 1024           # as `rm train`: the same truncation reuses the CLI's cached features
     pairs_per_step: int = 8
     max_steps: int | None = None
     eval_fraction: float = 0.1
