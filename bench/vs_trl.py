@@ -7,7 +7,8 @@ since TRL drops them too), held-out prompts split off by hash (`workbench.traini
 - `trl`: TRL `RewardTrainer` as a typical user runs it: SmolLM2-135M-Instruct as
   `AutoModelForSequenceClassification`, peft `LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
   target_modules="all-linear", modules_to_save=["score"])`, batch 8, max length 512, bf16 where the
-  hardware runs it natively, its default collator (pads each batch to its longest sequence);
+  hardware runs it natively, its default collator (pads each batch to its longest sequence) and its
+  other defaults (RewardConfig turns gradient checkpointing on: less memory, about a third more compute);
 - `workbench`: the engine with the same backbone, LoRA settings, batch (8 pairs per step), lr and
   pairs: packed micro-batches, no padding;
 - `head_only`: the default recipe (frozen backbone, features computed once, head probed then
@@ -114,7 +115,8 @@ def worker_trl(args) -> dict:
     return {"steps": counts["steps"], "train_seconds": round(seconds, 1), "setup_seconds": round(setup, 1),
             "real_tokens_per_s": round(real / seconds, 1),
             "padding_share": round(1 - counts["real"] / max(1, counts["slots"]), 3),
-            "precision": "bf16" if bf16 else "fp32", "peak_rss_mb": _peak_rss_mb(), "outcomes": outcomes}
+            "precision": "bf16" if bf16 else "fp32", "gradient_checkpointing": bool(config.gradient_checkpointing),
+            "peak_rss_mb": _peak_rss_mb(), "outcomes": outcomes}
 
 
 def _trl_outcomes(model, tokenizer, pairs, max_length: int, bf16: bool) -> list[float]:
@@ -217,8 +219,9 @@ def prepare(args, work: Path) -> tuple[str, str, dict]:
                                                      return_dict=True)["input_ids"]) + 1 <= args.max_length
                    for r in (p.chosen, p.rejected))
 
-    kept_train = [p for p in train if fits(p)][:args.train_pairs]
-    kept_heldout = [p for p in heldout if fits(p)][:args.heldout_pairs]
+    fitting_train, fitting_heldout = [p for p in train if fits(p)], [p for p in heldout if fits(p)]
+    dropped = len(train) + len(heldout) - len(fitting_train) - len(fitting_heldout)
+    kept_train, kept_heldout = fitting_train[:args.train_pairs], fitting_heldout[:args.heldout_pairs]
     write_pairs(kept_train, work / "train.jsonl")
     write_pairs(kept_heldout, work / "heldout.jsonl")
     for name in ("train.jsonl", "heldout.jsonl"):  # TRL's conversational schema: no extra columns
@@ -226,7 +229,7 @@ def prepare(args, work: Path) -> tuple[str, str, dict]:
         (work / name).write_text("".join(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}) + "\n"
                                          for r in lines))
     counts = {"pairs": len(pairs), "train": len(kept_train), "heldout": len(kept_heldout),
-              "dropped_longer_than_max_length": len(train) + len(heldout) - len(kept_train) - len(kept_heldout)}
+              "dropped_longer_than_max_length": dropped}
     return str(work / "train.jsonl"), str(work / "heldout.jsonl"), counts
 
 
