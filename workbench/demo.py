@@ -31,9 +31,12 @@ DEMO_SOURCE = "demo-prompts"
 DEMO_RM = "demo-rm"
 GOOD_SYSTEM = ("You are a helpful, honest and harmless assistant. Answer the user's request directly, "
                "accurately and concisely. If a request could cause harm, politely decline and explain why.")
-# Every demo prompt is asked under this system prompt: without it SmolLM2 ran to the token cap in 79% of
-# replies (so "drop truncated" left 10 of 75 pairs); see README for the share with it.
-DEMO_SYSTEM = "You are a helpful assistant. Answer in at most three short sentences."
+# Every demo prompt ends in this request, and replies may run to 192 tokens: with neither, SmolLM2 ran to its
+# 96-token cap in 79% of replies (so "drop truncated" left 10 of 75 pairs). Measured on every third demo
+# prompt, 4 samples each, temperature 0.8: a system prompt asking for short answers left 40-45% truncated
+# at 96-160 tokens (SmolLM2-135M heeds the user turn more), this request 33% at 128 tokens and 18% at 192.
+DEMO_INSTRUCTION = "(Answer in two or three sentences.)"
+CONTRAST_MAX_NEW_TOKENS = 96  # the contrastive training pairs need no complete replies
 BAD_SYSTEM = ("You are a careless assistant. Give a vague, rambling answer that does not really address the "
               "request, and do not check whether anything you say is true or safe.")
 
@@ -43,7 +46,7 @@ class DemoSettings:
     work_dir: Path = Path("demo")
     policy: str = "smollm2"  # also the reward model's backbone
     n: int = 4
-    max_new_tokens: int = 96
+    max_new_tokens: int = 192
     temperature: float = 0.8
     pairs_file: str | None = None
     epochs: float = 2.0
@@ -57,12 +60,12 @@ def demo_prompts_path() -> Path:
 
 
 def demo_conversation(prompt: str) -> list[dict]:
-    """A demo prompt as the store holds it: after the demo's system prompt."""
-    return [{"role": "system", "content": DEMO_SYSTEM}, {"role": "user", "content": prompt}]
+    """A demo prompt as the store holds it: asking for a short answer."""
+    return [{"role": "user", "content": f"{prompt} {DEMO_INSTRUCTION}"}]
 
 
 def write_demo_prompts(out: Path) -> Path:
-    """The shipped prompts with the demo's system prompt, in the `prompts` import format."""
+    """The shipped prompts with the demo's request for short answers, in the `prompts` import format."""
     records = [json.loads(line) for line in demo_prompts_path().read_text().splitlines() if line]
     out.write_bytes(b"".join(orjson.dumps({"messages": demo_conversation(r["prompt"]), "tags": r["tags"]}) + b"\n"
                              for r in records))
@@ -173,9 +176,11 @@ def write_contrast_pairs(policy_path: Path, out: Path, settings: DemoSettings, p
     prompts = [json.loads(line)["prompt"] for line in demo_prompts_path().read_text().splitlines() if line]
     policy = Policy.load(policy_path)
     good = _generate(policy, prompts, GOOD_SYSTEM, SamplingParams(temperature=0.3, top_p=0.9,
-                     max_new_tokens=settings.max_new_tokens, seed=settings.seed + 1), progress, "helpful replies")
+                     max_new_tokens=min(settings.max_new_tokens, CONTRAST_MAX_NEW_TOKENS), seed=settings.seed + 1),
+                     progress, "helpful replies")
     bad = _generate(policy, prompts, BAD_SYSTEM, SamplingParams(temperature=1.2, top_p=1.0,
-                    max_new_tokens=settings.max_new_tokens, seed=settings.seed + 2), progress, "careless replies")
+                    max_new_tokens=min(settings.max_new_tokens, CONTRAST_MAX_NEW_TOKENS), seed=settings.seed + 2),
+                    progress, "careless replies")
     rng = random.Random(settings.seed)
     shifted = list(range(len(prompts)))
     rng.shuffle(shifted)

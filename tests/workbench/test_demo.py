@@ -3,7 +3,7 @@
 import json
 import time
 
-from workbench.demo import DEMO_RM, DEMO_SOURCE, DEMO_SYSTEM, DemoSettings, demo_prompts_path, run_demo
+from workbench.demo import DEMO_RM, DEMO_SOURCE, DEMO_INSTRUCTION, DemoSettings, demo_prompts_path, run_demo
 from workbench.stats import store_stats
 from workbench.store import Store, queries
 
@@ -33,9 +33,9 @@ def test_demo_builds_a_populated_store_and_a_second_run_reuses_it(tmp_path, tiny
         # every prompt asks for a short answer, so replies end before the token cap
         messages = [json.loads(m) for (m,) in queries.rows(con, "SELECT messages FROM prompts WHERE source = ?",
                                                             [DEMO_SOURCE])]
-    assert all(m[0] == {"role": "system", "content": DEMO_SYSTEM} and m[1]["role"] == "user" for m in messages)
+    assert all(len(m) == 1 and m[0]["role"] == "user" and m[0]["content"].endswith(DEMO_INSTRUCTION) for m in messages)
     pair = json.loads((tmp_path / "demo" / "contrast_pairs.jsonl").read_text().splitlines()[0])
-    assert pair["prompt"][0]["content"] == DEMO_SYSTEM  # the reward model learns on prompts as the store holds them
+    assert pair["prompt"][-1]["content"].endswith(DEMO_INSTRUCTION)  # the model learns on prompts as the store holds them
     with store.connect() as con:
         runs = dict(queries.rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1"))
     assert runs["generation"] == 1 and runs["training"] == 1 and runs["scoring"] == 1

@@ -13,7 +13,8 @@ from workbench.cli import Context, cli, pass_ctx
 @click.option("--work-dir", type=click.Path(file_okay=False), default="demo", show_default=True,
               help="Where the reward model, contrastive pairs and export go.")
 @click.option("--n", type=int, default=4, show_default=True, help="Samples per prompt.")
-@click.option("--max-new-tokens", type=int, default=96, show_default=True)
+@click.option("--max-new-tokens", type=int, default=192, show_default=True,
+              help="Cap on each sampled reply (the demo's prompts ask for two or three sentences).")
 @click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False),
               help="Train the first reward model on this preference file (e.g. hh-rlhf) instead of "
                    "contrastive pairs made by the policy.")
