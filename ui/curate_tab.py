@@ -107,7 +107,7 @@ def build(ctx: AppContext) -> dict:
             return (f"### No count: fix the filter\n{error}", pd.DataFrame(columns=["labeler", "strategy", "pairs"]),
                     pd.DataFrame(columns=curation.PREVIEW_COLUMNS))
         result = curation.curation_preview(ctx.store, ctx.index, flt)
-        rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:10])
+        rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
         if not result.store_pairs:
             return NO_PAIRS, result.breakdown, rows
         return result.summary(), result.breakdown, rows

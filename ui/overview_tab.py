@@ -59,7 +59,7 @@ def build(ctx: AppContext) -> dict:
             ties_text = gr.Markdown()
             ties = gr.Dataframe(pd.DataFrame(columns=overview.TIE_COLUMNS), label="Prompts whose replies all tie",
                                 interactive=False, max_height=260,
-                                wrap=True, column_widths=["41%", "15%", "12%", "10%", "22%"])
+                                wrap=True, column_widths=["34%", "16%", "14%", "12%", "24%"], elem_id="overview-ties")
 
     @user_errors
     def load_counts(selected):

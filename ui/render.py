@@ -36,7 +36,9 @@ CSS = """
 .wb-badge.good {background: #dcfce7; color: #166534; border-color: #22c55e;}
 .wb-badge.info {background: #e0e7ff; color: #3730a3; border-color: #818cf8;}
 .wb-progress {width: 100%; height: 14px;}
-#curate-preview td:nth-child(n+4), #curate-preview th:nth-child(n+4) {white-space: nowrap; word-break: keep-all;}
+#curate-preview td:nth-child(n+4), #curate-preview th:nth-child(n+4),
+#curate-preview td:nth-child(n+4) *, #curate-preview th:nth-child(n+4) *,
+#overview-ties th, #overview-ties th * {word-break: keep-all !important; overflow-wrap: normal !important;}
 .wb-empty {color: var(--body-text-color-subdued); padding: 12px; border: 1px dashed var(--border-color-primary);
            border-radius: 8px;}
 """
