@@ -18,8 +18,7 @@ from workbench.curation import CurationFilter
 from workbench.errors import WorkbenchError
 from workbench.jobs import workbench_command
 from workbench.selection import PromptSelection
-from workbench.store import Store
-from workbench.store import views
+from workbench.store import Store, queries
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 METRIC_COLUMNS = ["step", "loss", "accuracy", "chosen_score", "rejected_score", "lr", "tokens_per_s"]
@@ -61,8 +60,7 @@ class SampleRequest:
 def count_selected_prompts(store: Store, selection: PromptSelection) -> int:
     """How many prompts a selection picks (what `workbench sample` would work on)."""
     with store.connect() as con:
-        total = views.count_prompts(con, {"source": selection.source, "tag": selection.tag,
-                                          "search": selection.search})
+        total = queries.count_prompts(con, selection.as_dict())
     return total if selection.limit is None else min(total, selection.limit)
 
 

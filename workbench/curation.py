@@ -28,7 +28,6 @@ from workbench.browse import shorten
 from workbench.errors import WorkbenchError
 from workbench.export import LABELS, SCHEMAS, ExportSpec, export_pairs
 from workbench.store import Store, queries
-from workbench.store import views
 
 UI_FORMATS = ("jsonl", "parquet")
 UI_SCHEMAS = SCHEMAS
@@ -74,8 +73,8 @@ class CurationFilter:
 
 
 def _params(con, flt: CurationFilter) -> dict:
-    params = queries.export_filter_params(asdict(flt))
-    params["rm"] = views.rm_id_for(con, flt.rm) if flt.rm else None
+    params = queries.pair_filter_params(asdict(flt))
+    params["rm"] = queries.rm_id_for(con, flt.rm) if flt.rm else None
     return params
 
 
@@ -102,15 +101,15 @@ class PairIndex:
 
     def refresh(self, con) -> bool:
         """Rebuild from the open store connection `con` if the store changed; True if it did."""
-        version = views.store_version(con)
+        version = queries.store_version(con)
         if version == self._version:
             return False
         with self._rebuild_lock:
             if version == self._version:  # another thread rebuilt it meanwhile
                 return False
-            table = views.pair_index_rows(con)
+            table = queries.pair_index_rows(con)
             with self._cursor() as cursor:
-                views.load_pair_index(cursor, table)
+                queries.load_pair_index(cursor, table)
             self._version = version
             self.builds += 1
         return True
@@ -120,15 +119,15 @@ class PairIndex:
         if self._version is None:
             return 0
         with self._cursor() as cursor:
-            return queries.value(cursor, "SELECT count(*) FROM pair_index")
+            return queries.index_size(cursor)
 
     def breakdown(self, params: dict) -> list[tuple[str, str, int]]:
         with self._cursor() as cursor:
-            return views.index_breakdown(cursor, params)
+            return queries.index_breakdown(cursor, params)
 
     def page(self, params: dict, limit: int, offset: int) -> list[dict]:
         with self._cursor() as cursor:
-            return views.index_page(cursor, params, limit, offset)
+            return queries.index_page(cursor, params, limit, offset)
 
 
 @dataclass
@@ -170,11 +169,11 @@ def curation_preview(store: Store, index: PairIndex, flt: CurationFilter, page: 
 def _texts(con, found: list[dict]) -> tuple[dict, dict]:
     response_ids = [r[k] for r in found for k in ("chosen_id", "rejected_id")]
     prompt_ids = [r["prompt_id"] for r in found]
-    responses, prompts = views.texts_by_row(con, [r[k] for r in found for k in ("chosen_row", "rejected_row")],
+    responses, prompts = queries.texts_by_row(con, [r[k] for r in found for k in ("chosen_row", "rejected_row")],
                                             [r["prompt_row"] for r in found])
     if set(response_ids) <= responses.keys() and set(prompt_ids) <= prompts.keys():
         return responses, prompts
-    return views.texts_by_id(con, response_ids, prompt_ids)  # rows moved since the index was built
+    return queries.texts_by_id(con, response_ids, prompt_ids)  # rows moved since the index was built
 
 
 def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:

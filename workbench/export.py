@@ -143,7 +143,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "export", "completed", config, environment(),
                                {"rows": rows, "content_sha256": content_hash})
-        queries.insert_export(con, ids._digest("export", str(out.resolve()), content_hash), run_id,
+        queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
                               str(out.resolve()), fmt, schema, asdict(spec), rows, content_hash, fingerprint)
         return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
 

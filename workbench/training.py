@@ -55,7 +55,7 @@ def pairs_from_store(store: Store, spec: ExportSpec) -> list[PreferencePair]:
 
 def heldout_share(pair: PreferencePair, seed: int) -> float:
     """A stable number in [0, 1) per prompt: the same prompt always falls on the same side."""
-    digest = ids._digest("heldout", str(seed), ids.canonical_messages(pair.prompt))
+    digest = ids.digest("heldout", str(seed), ids.canonical_messages(pair.prompt))
     return int(digest[:8], 16) / 16**8
 
 

@@ -50,7 +50,7 @@ def test_index_count_equals_export_count(store, fields):
 
 def test_dedupe_is_exercised(store):
     with store.connect() as con:
-        stored = queries.value(con, "SELECT count(*) FROM pairs")
+        stored = queries.fetch_value(con, "SELECT count(*) FROM pairs")
     assert count_pairs(store, CurationFilter().export_spec()) < stored  # same texts from several strategies
 
 
