@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows, fetch_value
-from workbench.store.queries.pair_filter import PAIR_COLUMNS, PAIR_FILTER, PAIR_JOINS
+from workbench.store.queries.pair_filter import PAIR_COLUMNS, PAIR_FILTER, PAIR_JOINS, pair_filter_params
 
 
 def store_version(con) -> tuple:
@@ -73,18 +73,18 @@ selected AS (
 """
 
 
-def index_breakdown(mem, params: dict) -> list[tuple[str, str, int]]:
-    """(labeler, strategy, pairs) of the selection; `params` from `pair_filter_params`."""
+def index_breakdown(mem, values: dict) -> list[tuple[str, str, int]]:
+    """(labeler, strategy, pairs) of the pairs a filter's values select."""
     return fetch_rows(mem, _INDEX_SELECTED + "SELECT labeler, strategy, count(*) FROM selected GROUP BY ALL "
-                                             "ORDER BY ALL", params)
+                                             "ORDER BY ALL", pair_filter_params(values))
 
 
-def index_page(mem, params: dict, limit: int, offset: int) -> list[dict]:
+def index_page(mem, values: dict, limit: int, offset: int) -> list[dict]:
     """The selection's rows in export order (by pair id)."""
     return fetch_dicts(mem, _INDEX_SELECTED + """
         SELECT pair_id, prompt_id, chosen_id, rejected_id, labeler, strategy, score_chosen, score_rejected,
                margin, chosen_chars, rejected_chars, flagged, prompt_row, chosen_row, rejected_row
-        FROM selected ORDER BY pair_id LIMIT $limit OFFSET $offset""", params | {"limit": limit, "offset": offset})
+        FROM selected ORDER BY pair_id LIMIT $limit OFFSET $offset""", pair_filter_params(values) | {"limit": limit, "offset": offset})
 
 
 def texts_by_id(con, response_ids: list[str], prompt_ids: list[str]) -> tuple[dict, dict]:
