@@ -134,3 +134,17 @@ def score_one_by_one(reward_model: RewardModel, items: Sequence[ScoringItem], ma
         batch = pad_sequences([encoder.encode(item.prompt, item.response)], reward_model.tokenizer.pad_token_id)
         scores.append(reward_model.forward_padded(batch.to(reward_model.device)).item())
     return scores
+
+
+def scoring_device(device: str = "auto") -> str:
+    """auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
+    import os
+
+    if device == "auto":
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto") -> Scorer:
+    """A Scorer for the reward model at `path` on `scoring_device(device)` (precision: see `engine.precision`)."""
+    return Scorer(RewardModel.load(path, device=scoring_device(device)), max_length=max_length, precision=precision)

@@ -8,7 +8,6 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 from workbench.pair_filter import PairFilter
 from workbench.reward_models import describe, resolve_reward_model
-from workbench.scoring import load_scorer
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
@@ -17,6 +16,7 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pa
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True) -> dict:
     """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline."""
     from engine.evaluation import evaluate_pairs
+    from engine.scoring import load_scorer
 
     if bool(data) == bool(pair_filter):
         raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")

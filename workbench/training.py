@@ -23,12 +23,13 @@ from workbench.export import query_values
 from workbench.importer import parse_files
 from workbench.pair_filter import PairFilter
 from workbench.reward_models import register_reward_model
-from workbench.runs import fail_run, finish_run, start_run
+from workbench.runs import recorded_run
 from workbench.store import Store, queries
 
 
 def pairs_from_files(paths: Sequence[str | Path], fmt: str = "auto", skip_invalid: bool = False,
                      progress: bool = True) -> list[PreferencePair]:
+    """The chosen/rejected pairs in files any `workbench import` format reads."""
     good, bad, _ = parse_files([Path(p) for p in paths], fmt, progress=progress)
     if bad and not skip_invalid:
         raise InputError(f"{len(bad)} invalid record(s); first: {bad[0].describe()}. "
@@ -77,8 +78,8 @@ def write_pairs(pairs: Sequence[PreferencePair], path: Path) -> None:
                                   "rejected": [{"role": "assistant", "content": p.rejected}], "id": p.id}) + b"\n")
 
 
-def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
-             fmt: str = "auto", skip_invalid: bool = False, eval_fraction: float = 0.1,
+def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (),
+             pair_filter: PairFilter | None = None, fmt: str = "auto", skip_invalid: bool = False, eval_fraction: float = 0.1,
              eval_data: Sequence[str] = (), name: str | None = None, resume: bool = False,
              progress: bool = True) -> dict:
     """Gather pairs, train, register. Returns the training result plus data counts and the model row."""
@@ -90,33 +91,37 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
     run_id = ids.run_id("training", {"config": config.as_dict(), "selection": selection})
     payload = None
     if ctx.is_main:
-        if bool(data) == bool(pair_filter):
-            raise WorkbenchError("give the training pairs with --data FILE... or --from-store (not both)")
-        pairs = pairs_from_files(data, fmt, skip_invalid, progress) if data else pairs_from_store(store, pair_filter)
-        if eval_data:
-            train, heldout = pairs, pairs_from_files(eval_data, "auto", skip_invalid, progress)
-        else:
-            train, heldout = split_heldout(pairs, eval_fraction, config.seed)
-        if not train:
-            raise WorkbenchError("every pair fell into the held-out share: lower --eval-fraction")
-        out = Path(config.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if heldout:
-            write_pairs(heldout, out / "heldout_pairs.jsonl")
-        if store is not None:
-            start_run(store, run_id, "training", {"config": config.as_dict(), "selection": selection,
-                                                  "train_pairs": len(train), "heldout_pairs": len(heldout)})
-        payload = (train, heldout)
+        payload = _gather_pairs(store, config, data, pair_filter, fmt, skip_invalid, eval_fraction, eval_data,
+                                progress)
     train, heldout = broadcast_object(payload)
-    try:
+    record = {"config": config.as_dict(), "selection": selection, "train_pairs": len(train),
+              "heldout_pairs": len(heldout)}
+    with recorded_run(store if ctx.is_main else None, run_id, "training", record) as run:
         result = train_reward_model(config, train, heldout or None, resume=resume, progress=progress, ctx=ctx)
-    except BaseException as error:
+        summary = result.as_dict() | {"train_pairs": len(train), "heldout_pairs": len(heldout), "run_id": run_id}
         if ctx.is_main and store is not None:
-            fail_run(store, run_id, error)
-        raise
-    summary = result.as_dict() | {"train_pairs": len(train), "heldout_pairs": len(heldout), "run_id": run_id}
-    if ctx.is_main and store is not None:
-        model = register_reward_model(store, config.out_dir, name=name or Path(config.out_dir).name, run_id=run_id)
-        summary["reward_model"] = {"name": model["name"], "version": model["version"], "rm_id": model["rm_id"]}
-        finish_run(store, run_id, summary)
+            model = register_reward_model(store, config.out_dir, name=name or Path(config.out_dir).name,
+                                          run_id=run_id)
+            summary["reward_model"] = {"name": model["name"], "version": model["version"], "rm_id": model["rm_id"]}
+        run.summary = summary
     return summary
+
+
+def _gather_pairs(store: Store | None, config: TrainConfig, data: Sequence[str], pair_filter: PairFilter | None,
+                  fmt: str, skip_invalid: bool, eval_fraction: float, eval_data: Sequence[str],
+                  progress: bool) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held out) pairs from files or the store; the held-out ones are written to OUT."""
+    if bool(data) == bool(pair_filter):
+        raise WorkbenchError("give the training pairs with --data FILE... or --from-store (not both)")
+    pairs = pairs_from_files(data, fmt, skip_invalid, progress) if data else pairs_from_store(store, pair_filter)
+    if eval_data:
+        train, heldout = pairs, pairs_from_files(eval_data, "auto", skip_invalid, progress)
+    else:
+        train, heldout = split_heldout(pairs, eval_fraction, config.seed)
+    if not train:
+        raise WorkbenchError("every pair fell into the held-out share: lower --eval-fraction")
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if heldout:
+        write_pairs(heldout, out / "heldout_pairs.jsonl")
+    return train, heldout
