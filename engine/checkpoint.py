@@ -17,6 +17,7 @@ import torch
 
 from engine.distributed import barrier
 from engine.errors import EngineError
+from engine.reward_model import RewardModel
 
 PREFIX = "step-"
 
@@ -90,3 +91,33 @@ def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
         "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
         "rng": torch.load(path / f"rng-rank{rank}.pt", map_location="cpu", weights_only=False),
     }
+
+
+def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
+    """The trainable tensors in full, on CPU. FSDP shards are gathered: then every rank must call it."""
+    from torch.distributed.tensor import DTensor
+
+    state = {}
+    for name, p in rm.model.named_parameters():
+        if p.requires_grad:
+            value = p.detach()
+            state[name] = (value.full_tensor() if isinstance(value, DTensor) else value).cpu().clone()
+    return state
+
+
+def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's trainable tensors into the model (under FSDP, each rank keeps its shard)."""
+    params = dict(rm.model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
+                          "it was written with another configuration")
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with torch.no_grad():
+        for name, value in state.items():
+            param = params[name]
+            if isinstance(param, DTensor):  # FSDP: every rank read the full tensor; keep this rank's shard
+                value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                                          src_data_rank=None)
+            param.copy_(value)

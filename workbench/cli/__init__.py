@@ -13,8 +13,7 @@ import sys
 
 import click
 
-from engine.errors import EngineError
-from workbench.errors import WorkbenchError
+from workbench.errors import USER_ERRORS
 from workbench.store import Store, default_db_path
 
 
@@ -24,7 +23,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (WorkbenchError, EngineError) as error:
+        except USER_ERRORS as error:
             raise click.ClickException(" ".join(str(error).split())) from None
 
 
