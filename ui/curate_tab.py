@@ -10,11 +10,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from ui.choices import kept, source_and_tag_dropdowns
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY, number, or_none
 from workbench import curation, overview
-from workbench.browse import filter_choices
 from workbench.pair_filter import PairFilter, field_type
 from workbench.pairs import STRATEGIES
 
@@ -121,13 +121,9 @@ def build(ctx: AppContext) -> dict:
 
     @user_errors
     def load_choices(current_source, current_tag, current_labeler):
-        found = filter_choices(ctx.store)
-        sources, tags = [ANY, *found["sources"]], [ANY, *found["tags"]]
         labelers = [(ANY, ANY), ("human labels", HUMAN), *overview.reward_model_choices(ctx.store)]
-        values = [v for _, v in labelers]
-        return (gr.Dropdown(choices=sources, value=current_source if current_source in sources else ANY),
-                gr.Dropdown(choices=tags, value=current_tag if current_tag in tags else ANY),
-                gr.Dropdown(choices=labelers, value=current_labeler if current_labeler in values else ANY))
+        return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
+                gr.Dropdown(choices=labelers, value=kept(current_labeler, [v for _, v in labelers], ANY)))
 
     @user_errors
     def update(*values):
