@@ -23,10 +23,12 @@ PREFIX = "step-"
 
 
 def checkpoint_root(out_dir: str | Path) -> Path:
+    """The directory that holds a run's checkpoints."""
     return Path(out_dir) / "checkpoints"
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, or None."""
     root = checkpoint_root(out_dir)
     if not root.is_dir():
         return None
@@ -36,6 +38,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def rng_state() -> dict:
+    """This process's Python, torch (and CUDA) random states, for a checkpoint."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -43,6 +46,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the random states `rng_state` saved."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -80,6 +84,7 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
 
 
 def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
+    """A checkpoint's trainable weights, optimizer, scheduler, this rank's RNG and its state.json."""
     state = json.loads((path / "state.json").read_text())
     if state["world_size"] != world_size:
         raise EngineError(f"{path} was saved by {state['world_size']} rank(s); resume it with the same number "

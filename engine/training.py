@@ -75,6 +75,8 @@ class TrainResult:
 
 
 def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel:
+    """The reward model a config describes: backbone, reward token, LoRA/QLoRA, frozen layers and
+    gradient checkpointing."""
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout) if config.lora else None
     rm = RewardModel.from_base(resolve_model_path(config.base), reward_token=config.reward_token,
                                reward_token_id=config.reward_token_id, lora=lora, qlora=config.qlora, device=device,
@@ -164,6 +166,7 @@ class _Trainer:
         return autocast(self.precision, self.ctx.device)
 
     def run_step(self, step: int) -> dict:
+        """One optimizer step over the step's pairs (packed micro-batches, accumulated); its metrics."""
         config, ctx = self.config, self.ctx
         indices = step_pair_indices(len(self.train), config.pairs_per_step, config.seed, step)
         local, groups, weights = self._micro_batches(indices)
@@ -225,6 +228,7 @@ class _Trainer:
         return fsdp.full_optimizer_state(self.module, self.optimizer)
 
     def load_optimizer_state(self, state: dict) -> None:
+        """Restore the optimizer from a checkpoint (full or FSDP-sharded state)."""
         if self.sharded:
             fsdp.load_full_optimizer_state(self.module, self.optimizer, state)
         else:

@@ -17,6 +17,7 @@ log = logging.getLogger("workbench.ui")
 
 
 def one_line(error: BaseException) -> str:
+    """The error's message on one line."""
     return " ".join(str(error).split())
 
 

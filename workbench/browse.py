@@ -33,12 +33,14 @@ class PromptQuery:
     page_size: int = PAGE_SIZE
 
     def validate(self) -> None:
+        """Refuse a page size or sort order the browser does not offer."""
         if self.sort not in queries.PROMPT_SORTS:
             raise WorkbenchError(f"unknown sort '{self.sort}'; choose one of {', '.join(SORTS)}")
         if self.page < 1 or not 1 <= self.page_size <= 500:
             raise WorkbenchError("page must be >= 1 and page size between 1 and 500")
 
     def filters(self) -> dict:
+        """The query's prompt filter (source, tag, search) for the store."""
         return {"search": (self.search or "").strip() or None, "source": self.source or None,
                 "tag": self.tag or None}
 
@@ -51,12 +53,14 @@ class PromptPage:
     pages: int
 
     def caption(self) -> str:
+        """'Page P of N · T prompts', or that none match."""
         if not self.total:
             return "No prompts match."
         return f"Page {self.page} of {self.pages} · {self.total:,} prompt{'s' if self.total != 1 else ''}"
 
 
 def shorten(text: str, limit: int = TEXT_SHOWN) -> str:
+    """One line of at most `limit` characters (whitespace collapsed, an ellipsis where cut)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -142,6 +142,7 @@ def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir:
 
 
 def training_dir(runs_dir: str | Path, name: str) -> Path:
+    """Where the app trains a model called `name` (a checked name inside the runs directory)."""
     if not _NAME.match(name or ""):
         raise WorkbenchError("the model name takes letters, digits, '.', '-' and '_' (up to 64), e.g. rm-v2")
     return Path(runs_dir) / "reward-models" / name
@@ -176,6 +177,7 @@ def loss_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 # --- evaluation and re-scoring --------------------------------------------------------------
 
 def heldout_path(out_dir: str | Path) -> Path:
+    """The held-out pairs a training run wrote into its output directory."""
     return Path(out_dir) / "heldout_pairs.jsonl"
 
 
@@ -205,6 +207,7 @@ def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:
 
 
 def rescore_command(store: Store, rm: str) -> list[str]:
+    """argv of `workbench score --json` with the reward model."""
     if not rm:
         raise WorkbenchError("pick the reward model to score the store with")
     return workbench_command(store, "score", "--rm", rm, "--json")

@@ -50,6 +50,7 @@ class DemoSettings:
 
 
 def demo_prompts_path() -> Path:
+    """The 75 demo prompts shipped with the package."""
     return Path(str(resources.files("workbench") / "data" / "demo_prompts.jsonl"))
 
 
@@ -70,6 +71,7 @@ class _Step:
 
 
 def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dict:
+    """Build the demo store: import the prompts, sample, train a first reward model, score, pick, pair, export."""
     from engine.backbone import resolve_model_path
     from workbench.importer import import_files
     from workbench.pairs import build_pairs

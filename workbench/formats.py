@@ -62,6 +62,7 @@ def detect_format(value: Any) -> str | None:
 
 
 def parse_record(value: Any, fmt: str) -> ParsedRecord:
+    """One record of a format as a `ParsedRecord`; raises InputError naming the field."""
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object, got {type(value).__name__}")
     parser = _PARSERS.get(fmt)

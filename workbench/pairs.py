@@ -46,6 +46,8 @@ class PairBuildResult:
 def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, min_margin: float = 0.0,
                 max_length_ratio: float | None = None, seed: int = 0, source: str | None = None,
                 generation_run: str | None = None, progress: bool = True) -> PairBuildResult:
+    """Pair each prompt's responses scored by the reward model by one strategy and store the new
+    pairs (a recorded 'pairs' run)."""
     if strategy not in STRATEGIES:
         raise WorkbenchError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
     if strategy == "top-k" and (k is None or k < 1):

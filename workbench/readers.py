@@ -34,6 +34,8 @@ class RawRecord:
 
 
 def iter_records(path: str | Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRecord | InputError]:
+    """Every record of a JSONL, JSON or Parquet file (gzipped too) or a `datasets` directory, each
+    as a RawRecord located by line or row, or an InputError for a record that cannot be read."""
     path = Path(path)
     name = str(path)
     if path.is_dir():

@@ -79,7 +79,8 @@ def write_pairs(pairs: Sequence[PreferencePair], path: Path) -> None:
 
 
 def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (),
-             pair_filter: PairFilter | None = None, fmt: str = "auto", skip_invalid: bool = False, eval_fraction: float = 0.1,
+             pair_filter: PairFilter | None = None, fmt: str = "auto", skip_invalid: bool = False,
+             eval_fraction: float = 0.1,
              eval_data: Sequence[str] = (), name: str | None = None, resume: bool = False,
              progress: bool = True) -> dict:
     """Gather pairs, train, register. Returns the training result plus data counts and the model row."""

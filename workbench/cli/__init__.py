@@ -47,6 +47,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def emit_json(value) -> None:
+    """Print a value as indented JSON (dates and paths as strings)."""
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
@@ -127,6 +128,7 @@ def load_commands() -> click.Group:
 
 
 def main() -> None:
+    """The `workbench` console script."""
     load_commands()(prog_name="workbench")
 
 
