@@ -10,6 +10,7 @@ import click
 
 from engine.train_config import TrainConfig
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
+from workbench.formats import FORMATS as IMPORT_FORMATS
 
 _EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
 
@@ -110,24 +111,36 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
 @rm_group.command("eval")
 @click.option("--rm", "rm_ref", required=True, help="Reward model: directory, NAME, NAME@VERSION or id.")
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Labelled pairs to evaluate on.")
+@click.option("--format", "fmt", type=click.Choice(("auto", *IMPORT_FORMATS, "rewardbench")), default="auto",
+              show_default=True, help="Format of --data: any `workbench import` pair format, or rewardbench (prompt, chosen, "
+                   "rejected [a list for best-of-k], subset: accuracy per subset, section and overall).")
 @click.option("--skip-invalid", is_flag=True)
 @click.option("--from-store", is_flag=True, help="Evaluate on the store's pairs, selected like `workbench export`.")
 @pair_filter_options("--pairs-rm")
 @click.option("--max-length", type=int, default=1024, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, spec, max_length, as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, spec, max_length, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
 
     \b
     Example:
       workbench rm eval --rm runs/rm-hh --data runs/rm-hh/heldout_pairs.jsonl --json
+      workbench rm eval --rm demo-rm --data workbench/data/rewardbench_sample.jsonl --format rewardbench
     """
-    from workbench.evaluation import evaluate_reward_model
+    from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
     spec = store_pairs(from_store, spec)
+    if fmt == "rewardbench":
+        if spec is not None:
+            raise click.UsageError("--format rewardbench reads --data files, not --from-store")
+        from workbench.rewardbench import format_report
+
+        report = evaluate_rewardbench(ctx.store, rm_ref, data, skip_invalid=skip_invalid, max_length=max_length)
+        emit_json(report) if as_json else click.echo(format_report(report))
+        return
     result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
-                                   max_length=max_length, progress=ctx.progress)
+                                   max_length=max_length, progress=ctx.progress, fmt=fmt)
     if as_json:
         emit_json(result)
     else:
