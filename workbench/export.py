@@ -9,6 +9,8 @@ Schemas:
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
 - `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
   as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+- `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
+  `messages` rows (rejection sampling; see `workbench.sft`).
 
 Same store and same arguments give a byte-identical file: rows are ordered by pair id and
 nothing time-dependent is written into the data file (the manifest carries the time).
@@ -35,7 +37,7 @@ from workbench.reward_models import resolve_reward_model
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
 LABELS = ("human", "rm")
 
 
@@ -102,9 +104,13 @@ def count_pairs(store: Store, spec: ExportSpec) -> int:
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
                  spec: ExportSpec | None = None, with_scores: bool = False,
-                 with_provenance: bool = False) -> ExportResult:
+                 with_provenance: bool = False, top: int | None = None) -> ExportResult:
     spec = spec or ExportSpec()
     spec.validate()
+    if schema == "sft" or top is not None:
+        from workbench.sft import check_sft_export
+
+        labeler, top = check_sft_export(store, schema, spec, top)
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
@@ -115,16 +121,21 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     out.parent.mkdir(parents=True, exist_ok=True)
     query = _query_spec(store, spec)
 
-    column_sets = ["standard" if schema == "trl-standard" else "conversational"]
+    column_sets = ["standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"]
     column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": asdict(spec),
-              "with_scores": with_scores, "with_provenance": with_provenance}
+              "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
     manifest_path = _manifest_path(out, fmt)
 
     def work(con) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
-        labelers = queries.stage_export(con, query, column_sets, spec.limit)
+        if schema == "sft":
+            from workbench.store.sft import stage_sft_export
+
+            labelers = stage_sft_export(con, query, labeler, top, column_sets, spec.limit)
+        else:
+            labelers = queries.stage_export(con, query, column_sets, spec.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
             content_hash = _write_jsonl(con, out)
@@ -134,6 +145,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         manifest = {
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": asdict(spec), "columns": {"scores": with_scores, "provenance": with_provenance},
+            **_top_field(top),
             "labelers": labelers, "reward_models": _reward_models(con, labelers),
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
@@ -148,6 +160,10 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
 
     return store.write(work)
+
+
+def _top_field(top: int | None) -> dict:
+    return {"top": top} if top else {}
 
 
 def _manifest_path(out: Path, fmt: str) -> Path:

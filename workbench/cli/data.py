@@ -122,28 +122,35 @@ def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, see
 @click.argument("out", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
 @click.option("--schema", type=click.Choice(SCHEMAS), default="trl", show_default=True,
-              help="trl/xtuner: message lists; trl-standard: strings.")
+              help="trl/xtuner: message lists; trl-standard: strings; sft: each prompt's best reply by --rm "
+                   "as `messages` rows (rejection sampling).")
 @pair_filter_options()
 @click.option("--limit", type=int, help="At most this many rows.")
+@click.option("--top", type=int, help="For --schema sft: the best N replies per prompt [default: 1].")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, spec, limit, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, spec, limit, top, with_scores, with_provenance, as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
+
+    With --schema sft: each prompt's best reply (or --top N) by the --rm model, as the
+    `messages` rows TRL's SFTTrainer reads (rejection sampling); the reply filters apply.
 
     \b
     Example:
       workbench --db t.duckdb export dpo.jsonl --schema trl
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
+      workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
     """
     spec.limit = limit
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
-                          with_provenance=with_provenance)
+                          with_provenance=with_provenance, top=top)
     if as_json:
         emit_json(result.as_dict())
     else:
-        click.echo(f"Wrote {result.rows} pairs to {result.path} (manifest {result.manifest_path}).")
+        what = "rows" if schema == "sft" else "pairs"
+        click.echo(f"Wrote {result.rows} {what} to {result.path} (manifest {result.manifest_path}).")
 
 
 @cli.group("runs")
