@@ -179,6 +179,9 @@ def _reward_models(con, labelers: dict) -> list[dict]:
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"]})
+        config = json.loads(model["config"]) if isinstance(model["config"], str) else model["config"] or {}
+        if "combine" in config:  # a combination of reward models (`workbench.combine`): name its members
+            models[-1] |= {"combine": config["combine"], "members": config["members"]}
     return models
 
 

@@ -34,8 +34,10 @@ def check_sft_export(store: Store, schema: str, spec, top: int | None) -> tuple[
     given = [option for field, option in PAIR_ONLY.items() if getattr(spec, field) is not None]
     if given:
         raise WorkbenchError(f"{', '.join(given)} select pairs and do not apply to --schema sft")
+    from workbench.combine import combined_config
+
     model = resolve_reward_model(store, spec.rm)
-    if (model.get("config") or "").find('"combine"') >= 0:
+    if combined_config(model):
         raise WorkbenchError(f"{describe(model)} labels combined pairs and has no scores of its own; "
                              "export the best replies of one of its member models")
     return describe(model), top

@@ -9,6 +9,8 @@ from workbench.export import FORMATS as EXPORT_FORMATS
 from workbench.export import SCHEMAS, export_pairs
 from workbench.formats import FORMATS as IMPORT_FORMATS
 from workbench.importer import import_files
+from workbench.combine import RULES as COMBINE_RULES
+from workbench.combine import build_combined_pairs
 from workbench.pairs import STRATEGIES, build_pairs
 from workbench.readers import DEFAULT_MAX_RECORD_BYTES
 from workbench.stats import store_stats
@@ -88,29 +90,47 @@ def pairs_group() -> None:
 
 
 @pairs_group.command("build")
-@click.option("--rm", required=True, help="Reward model: NAME, NAME@VERSION, id, or directory.")
+@click.option("--rm", "rms", required=True, multiple=True,
+              help="Reward model: NAME, NAME@VERSION, id, or directory. Repeat it with --combine.")
+@click.option("--combine", type=click.Choice(COMBINE_RULES),
+              help="With several --rm: mean-z (average of each model's z-scores) or agree (pairs every model "
+                   "orders the same way).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="best-vs-worst", show_default=True)
 @click.option("--k", type=int, help="For top-k: replies taken from each end of the ranking.")
-@click.option("--min-margin", type=float, default=0.0, show_default=True,
-              help="Smallest score difference kept; ties (margin 0) are always dropped.")
+@click.option("--min-margin", "min_margins", type=float, multiple=True,
+              help="Smallest score difference kept; ties (margin 0) are always dropped [default: 0]. With "
+                   "--combine agree: once for every model or once per --rm.")
 @click.option("--max-length-ratio", type=float, help="Keep pairs whose token lengths are within this ratio.")
 @click.option("--seed", type=int, default=0, show_default=True, help="For best-vs-random.")
 @click.option("--source", help="Only prompts from this source.")
 @click.option("--generation-run", help="Only responses from this generation run.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, seed, source, generation_run,
-                as_json) -> None:
+def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length_ratio, seed, source,
+                generation_run, as_json) -> None:
     """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
+
+    With several --rm and --combine, pairs come from all the models together, labelled by the
+    combination (e.g. mean-z(A,B)): see the README.
 
     \b
     Example:
       workbench pairs build --rm demo-rm --strategy best-vs-worst --min-margin 0.5
       workbench pairs build --rm demo-rm --strategy top-k --k 2 --max-length-ratio 1.5
+      workbench pairs build --rm rm-a --rm rm-b --combine agree --min-margin 0.5 --min-margin 1.0
     """
-    result = build_pairs(ctx.store, rm, strategy, k=k, min_margin=min_margin,
-                         max_length_ratio=max_length_ratio, seed=seed, source=source,
-                         generation_run=generation_run, progress=ctx.progress)
+    if len(rms) > 1 or combine:
+        if not combine:
+            raise click.UsageError("several --rm need --combine mean-z or --combine agree")
+        result = build_combined_pairs(ctx.store, list(rms), combine, strategy, k=k, min_margins=list(min_margins),
+                                      max_length_ratio=max_length_ratio, seed=seed, source=source,
+                                      generation_run=generation_run, progress=ctx.progress)
+    else:
+        if len(min_margins) > 1:
+            raise click.UsageError("one --rm takes one --min-margin")
+        result = build_pairs(ctx.store, rms[0], strategy, k=k, min_margin=min_margins[0] if min_margins else 0.0,
+                             max_length_ratio=max_length_ratio, seed=seed, source=source,
+                             generation_run=generation_run, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:

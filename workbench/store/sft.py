@@ -32,7 +32,7 @@ SFT_COLUMNS = {
 def sft_rows_sql(column_sets: list[str], limit: int | None) -> str:
     columns = [(name, expr) for key in column_sets for name, expr in SFT_COLUMNS[key]]
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
-    sql = _CANDIDATES.format(where=_WHERE) + f"""
+    sql = _CANDIDATES.format(where=_WHERE, scores="scores") + f"""
 , ranked AS (SELECT *, row_number() OVER (PARTITION BY prompt_id ORDER BY {_BEST_KEY}) AS sft_rank FROM cand)
 SELECT {select}, $labeler AS export_labeler
 FROM ranked k JOIN responses r ON r.response_id = k.response_id JOIN prompts p ON p.prompt_id = k.prompt_id
