@@ -204,3 +204,35 @@ def rm_register(ctx: Context, path, name) -> None:
     click.echo(f"{describe(model)} -> {model['path']}")
 
 
+
+
+@rm_group.command("compare")
+@click.argument("rm_a")
+@click.argument("rm_b")
+@click.option("--source", help="Only responses to prompts from this source.")
+@click.option("--top", type=int, default=10, show_default=True, help="How many most-disagreeing pairs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def rm_compare(ctx: Context, rm_a, rm_b, source, top, as_json) -> None:
+    """Compare two reward models on the responses both scored: rank correlations overall and per
+    prompt, same-prompt pairs ordered alike, length correlations, the most-disagreeing pairs.
+
+    \b
+    Example:
+      workbench rm compare demo-rm demo-rm-v2 --top 5
+      workbench rm compare demo-rm@1 demo-rm@2 --source demo-prompts --json
+    """
+    from workbench.browse import shorten
+    from workbench.compare import compare_reward_models, summary_table
+
+    result = compare_reward_models(ctx.store, rm_a, rm_b, source=source, top=top)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"A = {result['a']}, B = {result['b']}")
+    for measure, value in summary_table(result).itertuples(index=False):
+        click.echo(f"{measure:<44}{'n/a' if value is None else value}")
+    for n, d in enumerate(result["disagreements"], 1):
+        click.echo(f"\n#{n} prompt {d['prompt_id']} (firmness {d['firmness']:.3f}): {shorten(d['prompt'], 100)}")
+        click.echo(f"  A prefers ({d['a_scores'][0]:.4g} > {d['a_scores'][1]:.4g}): {shorten(d['a_prefers_text'], 100)}")
+        click.echo(f"  B prefers ({d['b_scores'][1]:.4g} > {d['b_scores'][0]:.4g}): {shorten(d['b_prefers_text'], 100)}")
