@@ -96,6 +96,7 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
             raise WorkbenchError(f"{describe(m)} is itself a combination; list its members instead")
     combined_margin, member_margins = _margins(rule, list(min_margins), len(models))
     params = strategy_params(strategy, k, combined_margin, max_length_ratio, seed, source, generation_run)
+    _check_spread(store, models, source, generation_run)  # before anything is written
     labeler = combined_labeler(store, models, rule)
     params["combine"] = rule
     # sorted, so the same models in another order make the same pairs (both rules are symmetric)
@@ -106,7 +107,6 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
     spec = ids.canonical_json(params)
     run_id = ids.run_id("pairs", {"rm_id": labeler["rm_id"], **params})
     member_ids = [m["rm_id"] for m in models]
-    _check_spread(store, models, source, generation_run)
     if max_length_ratio is not None:
         ensure_token_counts(store, member_ids[0], source, generation_run, progress)
 

@@ -11,8 +11,9 @@
   firmly both do: min(|dz_A|, |dz_B|), with z each model's score standardised over the common
   responses. Each comes with both texts and all four scores, and the prompt id to open in Browse.
 
-Everything but the overall Kendall tau is computed in vectorised numpy/pandas over all pairs of
-replies within a prompt (N(N-1)/2 per prompt), so a million Best-of-8 responses take seconds.
+Everything but the overall coefficients (scipy) is computed in vectorised numpy/pandas over all
+pairs of replies within a prompt (N(N-1)/2 per prompt), not prompt by prompt: `bench/rm_compare.py`
+measures it against a scipy call per prompt.
 """
 
 from __future__ import annotations

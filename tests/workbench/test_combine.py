@@ -101,6 +101,8 @@ def test_refusals(two_models, tmp_path):
         build_combined_pairs(two_models, ["flat", "other"], "mean-z", "best-vs-worst", source="flat", progress=False)
     with pytest.raises(WorkbenchError, match="no selected response is scored by all"):
         build_combined_pairs(two_models, ["a", "flat"], "mean-z", "best-vs-worst", progress=False)
+    with two_models.connect() as con:  # the refusals registered no combined labeler
+        assert queries.value(con, "SELECT count(*) FROM reward_models WHERE name LIKE 'mean-z(%'") == 0
 
 
 def test_cli_combine(two_models):

@@ -137,7 +137,10 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, spec, max
         from workbench.rewardbench import format_report
 
         report = evaluate_rewardbench(ctx.store, rm_ref, data, skip_invalid=skip_invalid, max_length=max_length)
-        emit_json(report) if as_json else click.echo(format_report(report))
+        if as_json:
+            emit_json(report)
+        else:
+            click.echo(format_report(report))
         return
     result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
                                    max_length=max_length, progress=ctx.progress, fmt=fmt)
