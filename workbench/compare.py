@@ -27,7 +27,7 @@ from workbench.errors import WorkbenchError
 from workbench.reward_models import describe, resolve_reward_model
 from workbench.store import Store
 from workbench.store import compare as sql
-from workbench.store import views
+from workbench.store import queries
 
 TOP_PAIRS = 10
 
@@ -144,7 +144,7 @@ def compare_reward_models(store: Store, a: str, b: str, *, source: str | None = 
                             common["score_b"], top=top)
     found = result["disagreements"]
     with store.connect() as con:
-        responses, prompts = views.texts_by_id(con, [d[k] for d in found for k in ("a_prefers", "b_prefers")],
+        responses, prompts = queries.texts_by_id(con, [d[k] for d in found for k in ("a_prefers", "b_prefers")],
                                                [d["prompt_id"] for d in found])
     for d in found:
         d.update(prompt=prompts[d["prompt_id"]], a_prefers_text=responses[d["a_prefers"]],

@@ -6,24 +6,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.export import ExportSpec
+from workbench.pair_filter import PairFilter
 from workbench.reward_models import describe, resolve_reward_model
 from workbench.scoring import load_scorer
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
 
-def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), spec: ExportSpec | None = None,
+def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True,
                           fmt: str = "auto") -> dict:
     """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline."""
     from engine.evaluation import evaluate_pairs
 
-    if bool(data) == bool(spec):
+    if bool(data) == bool(pair_filter):
         raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
     label, model_path = model_for_eval(store, rm)
     pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
-        pairs_from_store(store, spec)
+        pairs_from_store(store, pair_filter)
     result = evaluate_pairs(load_scorer(model_path, max_length=max_length), pairs)
     return {"rm": label, **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}
 

@@ -178,7 +178,7 @@ def _import_bulk(store: Store, scanned, result: ImportResult, config: dict, sour
 
 def _external_scorer(score_name: str, source: str) -> dict:
     """The reward-model row that imported scores are filed under."""
-    return {"rm_id": ids._digest("external-scorer", score_name), "name": score_name,
+    return {"rm_id": ids.external_scorer_id(score_name), "name": score_name,
             "config": {"external": True, "source": source}}
 
 

@@ -22,21 +22,21 @@ from workbench.store import Store
 PAIR_ONLY = {"label": "--label", "strategy": "--strategy", "min_margin": "--min-margin"}
 
 
-def check_sft_export(store: Store, schema: str, spec, top: int | None) -> tuple[str, int]:
+def check_sft_export(store: Store, schema: str, pair_filter, top: int | None) -> tuple[str, int]:
     """(labeler NAME@VERSION, top) for an SFT export, or a WorkbenchError saying what to fix."""
     if schema != "sft":
         raise WorkbenchError("--top applies to --schema sft only")
     top = 1 if top is None else top
     if top < 1:
         raise WorkbenchError("--top must be at least 1")
-    if not spec.rm:
+    if not pair_filter.rm:
         raise WorkbenchError("--schema sft needs --rm NAME: the reward model whose best replies are exported")
-    given = [option for field, option in PAIR_ONLY.items() if getattr(spec, field) is not None]
+    given = [option for field, option in PAIR_ONLY.items() if getattr(pair_filter, field) is not None]
     if given:
         raise WorkbenchError(f"{', '.join(given)} select pairs and do not apply to --schema sft")
     from workbench.combine import combined_config
 
-    model = resolve_reward_model(store, spec.rm)
+    model = resolve_reward_model(store, pair_filter.rm)
     if combined_config(model):
         raise WorkbenchError(f"{describe(model)} labels combined pairs and has no scores of its own; "
                              "export the best replies of one of its member models")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import orjson
@@ -20,8 +19,9 @@ from engine.distributed import broadcast_object, compute_init
 from engine.train_config import TrainConfig
 from workbench import ids
 from workbench.errors import InputError, WorkbenchError
-from workbench.export import ExportSpec, _query_spec
+from workbench.export import query_values
 from workbench.importer import parse_files
+from workbench.pair_filter import PairFilter
 from workbench.reward_models import register_reward_model
 from workbench.runs import fail_run, finish_run, start_run
 from workbench.store import Store, queries
@@ -41,12 +41,13 @@ def pairs_from_files(paths: Sequence[str | Path], fmt: str = "auto", skip_invali
     return pairs
 
 
-def pairs_from_store(store: Store, spec: ExportSpec) -> list[PreferencePair]:
-    spec.validate()
+def pairs_from_store(store: Store, pair_filter: PairFilter) -> list[PreferencePair]:
+    """The pairs an export with this filter would write, in the same order."""
+    values = query_values(store, pair_filter)
     with store.connect() as con:
-        found = queries.selected_pairs(con, _query_spec(store, spec))
-    if spec.limit is not None:
-        found = found[:spec.limit]
+        found = queries.selected_pairs(con, values)
+    if pair_filter.limit is not None:
+        found = found[:pair_filter.limit]
     if not found:
         raise WorkbenchError("no pairs match the selection: import pairs or build them with `workbench pairs build`")
     return [PreferencePair(json.loads(messages), chosen, rejected, id=pair_id)
@@ -55,7 +56,7 @@ def pairs_from_store(store: Store, spec: ExportSpec) -> list[PreferencePair]:
 
 def heldout_share(pair: PreferencePair, seed: int) -> float:
     """A stable number in [0, 1) per prompt: the same prompt always falls on the same side."""
-    digest = ids._digest("heldout", str(seed), ids.canonical_messages(pair.prompt))
+    digest = ids.digest("heldout", str(seed), ids.canonical_messages(pair.prompt))
     return int(digest[:8], 16) / 16**8
 
 
@@ -76,7 +77,7 @@ def write_pairs(pairs: Sequence[PreferencePair], path: Path) -> None:
                                   "rejected": [{"role": "assistant", "content": p.rejected}], "id": p.id}) + b"\n")
 
 
-def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (), spec: ExportSpec | None = None,
+def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
              fmt: str = "auto", skip_invalid: bool = False, eval_fraction: float = 0.1,
              eval_data: Sequence[str] = (), name: str | None = None, resume: bool = False,
              progress: bool = True) -> dict:
@@ -84,14 +85,14 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
     from engine.training import train_reward_model
 
     ctx = compute_init(config.device)
-    selection = {"data": [str(d) for d in data], "store_filter": asdict(spec) if spec else None,
+    selection = {"data": [str(d) for d in data], "store_filter": pair_filter.as_dict() if pair_filter else None,
                  "eval_fraction": eval_fraction, "eval_data": [str(d) for d in eval_data]}
     run_id = ids.run_id("training", {"config": config.as_dict(), "selection": selection})
     payload = None
     if ctx.is_main:
-        if bool(data) == bool(spec):
+        if bool(data) == bool(pair_filter):
             raise WorkbenchError("give the training pairs with --data FILE... or --from-store (not both)")
-        pairs = pairs_from_files(data, fmt, skip_invalid, progress) if data else pairs_from_store(store, spec)
+        pairs = pairs_from_files(data, fmt, skip_invalid, progress) if data else pairs_from_store(store, pair_filter)
         if eval_data:
             train, heldout = pairs, pairs_from_files(eval_data, "auto", skip_invalid, progress)
         else:

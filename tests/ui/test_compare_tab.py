@@ -9,7 +9,8 @@ from gradio_client.exceptions import AppError
 from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
 from workbench.compare import compare_reward_models
-from workbench.export import ExportSpec, export_pairs
+from workbench.export import export_pairs
+from workbench.pair_filter import PairFilter
 from workbench.importer import import_files
 
 
@@ -46,12 +47,12 @@ def test_export_panel_offers_sft_and_writes_what_the_cli_writes(two_model_store,
     import gradio as gr
 
     from ui.app import build_app
-    from workbench.curation import CurationFilter, export_curated
+    from workbench.curation import export_curated
 
     demo = build_app(two_model_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Schema"]
     assert [choice[1] for choice in radios[0].choices][-1] == "sft"
-    done = export_curated(two_model_store, tmp_path / "e", "sft-rows", CurationFilter(rm="ext@1"), schema="sft")
-    reference = export_pairs(two_model_store, tmp_path / "ref.jsonl", schema="sft", spec=ExportSpec(rm="ext@1"))
+    done = export_curated(two_model_store, tmp_path / "e", "sft-rows", PairFilter(rm="ext@1"), schema="sft")
+    reference = export_pairs(two_model_store, tmp_path / "ref.jsonl", schema="sft", pair_filter=PairFilter(rm="ext@1"))
     assert done["rows"] == reference.rows > 0 and done["manifest"]["schema"] == "sft"
     assert (tmp_path / "ref.jsonl").read_text() == (tmp_path / "e" / "sft-rows.jsonl").read_text()

@@ -16,8 +16,9 @@ from gradio_client import Client
 
 from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
-from workbench.curation import CurationFilter, PairIndex, curation_preview
-from workbench.export import ExportSpec, count_pairs
+from workbench.curation import PairIndex, curation_preview
+from workbench.export import count_pairs
+from workbench.pair_filter import PairFilter
 from workbench.stats import store_stats
 
 FILES, PAIRS_PER_FILE = 2, 40
@@ -89,4 +90,4 @@ def test_cli_and_two_sessions_share_the_store(tmp_path):
     assert after["pairs"] == before["pairs"] + FILES * PAIRS_PER_FILE
     assert after["prompts"] == before["prompts"] + FILES * PAIRS_PER_FILE
     assert after["exports"] == before["exports"] + len(done["exports"])  # every export was recorded
-    assert curation_preview(store, PairIndex(store), CurationFilter()).total == count_pairs(store, ExportSpec())
+    assert curation_preview(store, PairIndex(store), PairFilter()).total == count_pairs(store, PairFilter())

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 from tests.workbench.conftest import write_jsonl
 from workbench.combine import build_combined_pairs
 from workbench.errors import WorkbenchError
-from workbench.export import ExportSpec, count_pairs, export_pairs
+from workbench.export import count_pairs, export_pairs
+from workbench.pair_filter import PairFilter
 from workbench.importer import import_files
 from workbench.store import queries
 
@@ -28,7 +29,7 @@ def two_models(store, tmp_path):
 
 def _pairs(store, labeler_id):
     with store.connect() as con:
-        return queries.dicts(con, """
+        return queries.fetch_dicts(con, """
             SELECT p.text AS prompt, c.text AS chosen, r.text AS rejected, pr.margin, pr.params, pr.strategy
             FROM pairs pr JOIN prompts p USING (prompt_id) JOIN responses c ON c.response_id = pr.chosen_id
             JOIN responses r ON r.response_id = pr.rejected_id WHERE pr.rm_id = ? ORDER BY 1, 2, 3""", [labeler_id])
@@ -72,17 +73,17 @@ def test_agree_keeps_only_pairs_every_model_orders_the_same_way(two_models):
 
 def test_export_filters_and_manifest_name_the_combination(two_models, tmp_path):
     build_combined_pairs(two_models, ["a", "b"], "mean-z", "best-vs-worst", progress=False)
-    assert count_pairs(two_models, ExportSpec(rm="mean-z(a,b)")) == 2
-    assert count_pairs(two_models, ExportSpec(rm="mean-z(a,b)@1")) == 2
-    assert count_pairs(two_models, ExportSpec(rm="a")) == 0  # --rm A: pairs A labelled on its own
+    assert count_pairs(two_models, PairFilter(rm="mean-z(a,b)")) == 2
+    assert count_pairs(two_models, PairFilter(rm="mean-z(a,b)@1")) == 2
+    assert count_pairs(two_models, PairFilter(rm="a")) == 0  # --rm A: pairs A labelled on its own
     out = tmp_path / "c.jsonl"
-    export_pairs(two_models, out, spec=ExportSpec(rm="mean-z(a,b)"), with_provenance=True)
+    export_pairs(two_models, out, pair_filter=PairFilter(rm="mean-z(a,b)"), with_provenance=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["labeler"] for r in rows} == {"mean-z(a,b)@1"}
     [model] = json.loads((tmp_path / "c.jsonl.manifest.json").read_text())["reward_models"]
     assert model["combine"] == "mean-z" and [m["name"] for m in model["members"]] == ["a", "b"]
     with pytest.raises(WorkbenchError, match="no scores of its own"):
-        export_pairs(two_models, tmp_path / "s.jsonl", schema="sft", spec=ExportSpec(rm="mean-z(a,b)"))
+        export_pairs(two_models, tmp_path / "s.jsonl", schema="sft", pair_filter=PairFilter(rm="mean-z(a,b)"))
 
 
 def test_refusals(two_models, tmp_path):
@@ -102,7 +103,7 @@ def test_refusals(two_models, tmp_path):
     with pytest.raises(WorkbenchError, match="no selected response is scored by all"):
         build_combined_pairs(two_models, ["a", "flat"], "mean-z", "best-vs-worst", progress=False)
     with two_models.connect() as con:  # the refusals registered no combined labeler
-        assert queries.value(con, "SELECT count(*) FROM reward_models WHERE name LIKE 'mean-z(%'") == 0
+        assert queries.fetch_value(con, "SELECT count(*) FROM reward_models WHERE name LIKE 'mean-z(%'") == 0
 
 
 def test_cli_combine(two_models):

@@ -29,8 +29,8 @@ def test_demo_builds_a_populated_store_and_a_second_run_reuses_it(tmp_path, tiny
     assert (tmp_path / "demo" / "rm-v1" / "config.json").exists()
     assert 0 <= result["rm"]["eval"]["accuracy"] <= 1 and result["rm"]["eval"]["n"] > 0
     with store.connect() as con:
-        assert queries.value(con, "SELECT count(*) FROM bon_picks") == 75
-        runs = dict(queries.rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1"))
+        assert queries.fetch_value(con, "SELECT count(*) FROM bon_picks") == 75
+        runs = dict(queries.fetch_rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1"))
     assert runs["generation"] == 1 and runs["training"] == 1 and runs["scoring"] == 1
 
     started = time.perf_counter()
@@ -40,4 +40,4 @@ def test_demo_builds_a_populated_store_and_a_second_run_reuses_it(tmp_path, tiny
     assert store_stats(store)["responses"] == 150 and store_stats(store)["scores"] == stats["scores"]
     assert again["rm"]["rm_id"] == result["rm"]["rm_id"]
     with store.connect() as con:
-        assert queries.value(con, "SELECT count(*) FROM prompts WHERE source = ?", [DEMO_SOURCE]) == 75
+        assert queries.fetch_value(con, "SELECT count(*) FROM prompts WHERE source = ?", [DEMO_SOURCE]) == 75

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from tests.workbench.conftest import write_jsonl
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.export import ExportSpec, export_pairs
+from workbench.export import export_pairs
+from workbench.pair_filter import PairFilter
 from workbench.importer import import_files
 
 BON = [
@@ -44,7 +45,7 @@ def _lower_id_of(prompt, texts):
 
 def test_best_reply_per_prompt_with_the_pair_tie_rule(scored, tmp_path):
     out = tmp_path / "sft.jsonl"
-    result = export_pairs(scored, out, schema="sft", spec=ExportSpec(rm="ext"))
+    result = export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext"))
     rows = _lines(out)
     assert result.rows == len(rows) == 4
     assert _replies(rows) == {"p0": "short", "p1": _lower_id_of("p1", ["aa", "bb"]), "p2": "best two", "p3": "meh"}
@@ -59,7 +60,7 @@ def test_best_reply_per_prompt_with_the_pair_tie_rule(scored, tmp_path):
 
 def test_top_min_score_filters_scores_and_provenance(scored, tmp_path):
     out = tmp_path / "top.jsonl"
-    export_pairs(scored, out, schema="sft", spec=ExportSpec(rm="ext", min_score=0.0), top=2,
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", min_score=0.0), top=2,
                  with_scores=True, with_provenance=True)
     rows = _lines(out)
     by_prompt = {}
@@ -72,21 +73,21 @@ def test_top_min_score_filters_scores_and_provenance(scored, tmp_path):
     assert "p3" not in by_prompt
     assert all(row["labeler"] == "ext@1" and row["source"] == "bon" for row in rows)
     # --max-score picks the best reply at most that score; --max-chars the best short enough one
-    export_pairs(scored, out, schema="sft", spec=ExportSpec(rm="ext", max_score=1.5, source="bon"))
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", max_score=1.5, source="bon"))
     assert _replies(_lines(out))["p0"] == "middle one"
-    export_pairs(scored, out, schema="sft", spec=ExportSpec(rm="ext", min_chars=6))
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", min_chars=6))
     assert _replies(_lines(out))["p0"] == "a long reply here"
 
 
 def test_flagged_replies_are_skipped_and_output_is_reproducible(scored, tmp_path):
     with scored.connect() as con:
         con.execute("UPDATE responses SET flag_truncated = true WHERE text = 'short'")
-    export_pairs(scored, tmp_path / "f.jsonl", schema="sft", spec=ExportSpec(rm="ext", exclude_flagged=True))
+    export_pairs(scored, tmp_path / "f.jsonl", schema="sft", pair_filter=PairFilter(rm="ext", exclude_flagged=True))
     assert _replies(_lines(tmp_path / "f.jsonl"))["p0"] == "a long reply here"
     for fmt in ("jsonl", "parquet"):
         first, second = tmp_path / f"1.{fmt}", tmp_path / f"2.{fmt}"
         for path in (first, second):
-            export_pairs(scored, path, fmt=fmt, schema="sft", spec=ExportSpec(rm="ext"), top=3, with_scores=True)
+            export_pairs(scored, path, fmt=fmt, schema="sft", pair_filter=PairFilter(rm="ext"), top=3, with_scores=True)
         assert first.read_bytes() == second.read_bytes()
     assert pq.read_table(tmp_path / "1.parquet").column_names == ["messages", "score"]
 
@@ -94,17 +95,17 @@ def test_flagged_replies_are_skipped_and_output_is_reproducible(scored, tmp_path
 def test_hf_format_and_refusals(scored, tmp_path):
     from datasets import load_from_disk
 
-    export_pairs(scored, tmp_path / "hf", fmt="hf", schema="sft", spec=ExportSpec(rm="ext", limit=2))
+    export_pairs(scored, tmp_path / "hf", fmt="hf", schema="sft", pair_filter=PairFilter(rm="ext", limit=2))
     dataset = load_from_disk(str(tmp_path / "hf"))
     assert len(dataset) == 2 and dataset[0]["messages"][-1]["role"] == "assistant"
     with pytest.raises(WorkbenchError, match="needs --rm"):
         export_pairs(scored, tmp_path / "x.jsonl", schema="sft")
     with pytest.raises(WorkbenchError, match="--min-margin select pairs"):
-        export_pairs(scored, tmp_path / "x.jsonl", schema="sft", spec=ExportSpec(rm="ext", min_margin=1.0))
+        export_pairs(scored, tmp_path / "x.jsonl", schema="sft", pair_filter=PairFilter(rm="ext", min_margin=1.0))
     with pytest.raises(WorkbenchError, match="--top applies to --schema sft only"):
         export_pairs(scored, tmp_path / "x.jsonl", schema="trl", top=2)
     with pytest.raises(WorkbenchError, match="--top must be at least 1"):
-        export_pairs(scored, tmp_path / "x.jsonl", schema="sft", spec=ExportSpec(rm="ext"), top=0)
+        export_pairs(scored, tmp_path / "x.jsonl", schema="sft", pair_filter=PairFilter(rm="ext"), top=0)
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -128,7 +129,7 @@ def test_sft_jsonl_trains_one_step_of_trl_sft(scored, tmp_path, tiny_model_dir):
     from trl import SFTConfig, SFTTrainer
 
     out = tmp_path / "sft.jsonl"
-    export_pairs(scored, out, schema="sft", spec=ExportSpec(rm="ext"))
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext"))
     dataset = load_dataset("json", data_files=str(out), split="train")
     assert len(dataset) == 4 and dataset.column_names == ["messages"]
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -6,6 +6,7 @@ with a non-zero exit. Global options (`--db`, `--timeout`, `--quiet`) come befor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -51,32 +52,30 @@ def emit_json(value) -> None:
 
 
 def pair_filter_options(rm_flag: str = "--rm"):
-    """Options that select stored pairs, as `workbench export` does; the command receives `spec`
-    (an ExportSpec, no limit). `rm_flag` names the option for the labelling reward model."""
+    """One option per `PairFilter` field, with the field's help (the dataclass is the source of
+    truth); the command receives them as `pair_filter`. `rm_flag` names the option for the
+    labelling reward model (`rm eval` and `rm train` use `--rm` for another model)."""
     from functools import wraps
 
-    from workbench.export import LABELS, ExportSpec
+    from workbench.pair_filter import PairFilter, field_type, option_name
+
+    names = [f.name for f in dataclasses.fields(PairFilter)]
 
     def decorate(command):
-        @click.option("--source", help="Only pairs whose prompt came from this source.")
-        @click.option("--label", type=click.Choice(LABELS), help="Only human-labelled or only RM-labelled pairs.")
-        @click.option(rm_flag, "labeler", help="Only pairs labelled by this reward model (NAME, NAME@VERSION, id).")
-        @click.option("--strategy", help="Only pairs built with this strategy.")
-        @click.option("--tag", help="Only prompts with this tag.")
-        @click.option("--min-margin", type=float, help="Only pairs with at least this reward margin.")
-        @click.option("--min-score", type=float, help="Both replies scored at least this.")
-        @click.option("--max-score", type=float, help="Both replies scored at most this.")
-        @click.option("--min-chars", type=int, help="Both replies at least this many characters.")
-        @click.option("--max-chars", type=int, help="Both replies at most this many characters.")
-        @click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply.")
         @wraps(command)
-        def wrapper(*args, source, label, labeler, strategy, tag, min_margin, min_score, max_score, min_chars,
-                    max_chars, exclude_flagged, **kwargs):
-            spec = ExportSpec(source=source, label=label, rm=labeler, strategy=strategy, tag=tag,
-                              min_margin=min_margin, min_score=min_score, max_score=max_score,
-                              min_chars=min_chars, max_chars=max_chars, exclude_flagged=exclude_flagged)
-            return command(*args, spec=spec, **kwargs)
+        def wrapper(*args, **kwargs):
+            pair_filter = PairFilter(**{name: kwargs.pop(name) for name in names})
+            return command(*args, pair_filter=pair_filter, **kwargs)
 
+        for f in reversed(dataclasses.fields(PairFilter)):
+            flag = rm_flag if f.name == "rm" else option_name(f.name)
+            kind = field_type(f.name)
+            if kind is bool:
+                wrapper = click.option(flag, f.name, is_flag=True, help=f.metadata["help"])(wrapper)
+            else:
+                choices = f.metadata.get("choices")
+                wrapper = click.option(flag, f.name, type=click.Choice(choices) if choices else kind,
+                                       help=f.metadata["help"])(wrapper)
         return wrapper
 
     return decorate

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
+from workbench.combine import RULES as COMBINE_RULES
+from workbench.combine import build_combined_pairs
 from workbench.export import FORMATS as EXPORT_FORMATS
 from workbench.export import SCHEMAS, export_pairs
 from workbench.formats import FORMATS as IMPORT_FORMATS
 from workbench.importer import import_files
-from workbench.combine import RULES as COMBINE_RULES
-from workbench.combine import build_combined_pairs
 from workbench.pairs import STRATEGIES, build_pairs
 from workbench.readers import DEFAULT_MAX_RECORD_BYTES
 from workbench.stats import store_stats
@@ -145,13 +145,12 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
               help="trl/xtuner: message lists; trl-standard: strings; sft: each prompt's best reply by --rm "
                    "as `messages` rows (rejection sampling).")
 @pair_filter_options()
-@click.option("--limit", type=int, help="At most this many rows.")
 @click.option("--top", type=int, help="For --schema sft: the best N replies per prompt [default: 1].")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, spec, limit, top, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores, with_provenance, as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
 
     With --schema sft: each prompt's best reply (or --top N) by the --rm model, as the
@@ -163,8 +162,7 @@ def export_command(ctx: Context, out, fmt, schema, spec, limit, top, with_scores
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
       workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
     """
-    spec.limit = limit
-    result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
+    result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, pair_filter=pair_filter, with_scores=with_scores,
                           with_provenance=with_provenance, top=top)
     if as_json:
         emit_json(result.as_dict())

@@ -39,11 +39,11 @@ def config_options(command):
     return command
 
 
-def store_pairs(from_store: bool, spec):
+def store_pairs(from_store: bool, pair_filter):
     """The store filter when --from-store is given; filters without it are a usage error."""
     if from_store:
-        return spec
-    if spec != type(spec)():
+        return pair_filter
+    if pair_filter != type(pair_filter)():
         raise click.UsageError("pair filters (--source, --min-margin, ...) need --from-store")
     return None
 
@@ -72,7 +72,7 @@ def rm_group() -> None:
 @config_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_dir, name, eval_fraction, eval_data,
+def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, base, out_dir, name, eval_fraction, eval_data,
              resume, as_json, **overrides) -> None:
     """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
 
@@ -87,12 +87,12 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
     """
     from workbench.training import train_rm
 
-    spec = store_pairs(from_store, spec)
+    pair_filter = store_pairs(from_store, pair_filter)
     settings = {k: v for k, v in overrides.items() if v is not None}
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
-    summary = train_rm(store, config, data=data, spec=spec, fmt=fmt,
+    summary = train_rm(store, config, data=data, pair_filter=pair_filter, fmt=fmt,
                        skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
                        resume=resume, progress=ctx.progress)
     if store is None:
@@ -120,7 +120,7 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
 @click.option("--max-length", type=int, default=1024, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, spec, max_length, as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, max_length, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
 
     \b
@@ -130,9 +130,9 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, spec, max
     """
     from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
-    spec = store_pairs(from_store, spec)
+    pair_filter = store_pairs(from_store, pair_filter)
     if fmt == "rewardbench":
-        if spec is not None:
+        if pair_filter is not None:
             raise click.UsageError("--format rewardbench reads --data files, not --from-store")
         from workbench.rewardbench import format_report
 
@@ -142,7 +142,7 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, spec, max
         else:
             click.echo(format_report(report))
         return
-    result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
+    result = evaluate_reward_model(ctx.store, rm_ref, data=data, pair_filter=pair_filter, skip_invalid=skip_invalid,
                                    max_length=max_length, progress=ctx.progress, fmt=fmt)
     if as_json:
         emit_json(result)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from workbench.store import content_ids
-from workbench.store.queries import _changed, candidate_pairs, dicts, value
+from workbench.store.queries.fetch import count_changed, fetch_dicts, fetch_value
+from workbench.store.queries.pairs import candidate_pairs
 
 COMBINED_SCORES = "combined_scores"
 
@@ -32,7 +33,7 @@ WITH sel AS (
 
 def member_spread(con, members: list[str], source: str | None, run: str | None) -> list[dict]:
     """Per member: rm_id, n (responses all members scored), mean and population std of its scores there."""
-    return dicts(con, _MEMBER_SCORES + """
+    return fetch_dicts(con, _MEMBER_SCORES + """
         SELECT rm_id, count(*) AS n, avg(score) AS mean, stddev_pop(score) AS std FROM common GROUP BY 1""",
                  {"members": members, "source": source, "run": run})
 
@@ -44,7 +45,7 @@ def stage_combined_scores(con, members: list[str], combined_id: str, source: str
                 FROM common WINDOW w AS (PARTITION BY rm_id))
         SELECT response_id, $combined AS rm_id, avg(z) AS score FROM z GROUP BY response_id""",
                 {"members": members, "source": source, "run": run, "combined": combined_id})
-    return value(con, f"SELECT count(*) FROM {COMBINED_SCORES}")
+    return fetch_value(con, f"SELECT count(*) FROM {COMBINED_SCORES}")
 
 
 def insert_combined_pairs(con, strategy: str, params: dict, margins: pa.Table | None, *, spec: str,
@@ -64,8 +65,8 @@ def insert_combined_pairs(con, strategy: str, params: dict, margins: pa.Table | 
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE kept_pairs AS
             SELECT {pair_id} AS pair_id, f.* FROM found_pairs f WHERE {agree}""", {"rm": params["rm_id"], "spec": spec})
-        kept = value(con, "SELECT count(*) FROM kept_pairs")
-        new = _changed(con, """
+        kept = fetch_value(con, "SELECT count(*) FROM kept_pairs")
+        new = count_changed(con, """
             INSERT INTO pairs (pair_id, prompt_id, chosen_id, rejected_id, label_source, rm_id, strategy, params,
                                score_chosen, score_rejected, margin, run_id, created_at)
             SELECT pair_id, prompt_id, chosen_id, rejected_id, 'rm', $rm, $strategy, $spec, score_chosen,

@@ -1,12 +1,13 @@
 """SQL of the SFT (rejection-sampling) export: each prompt's best replies by one reward model.
 
-The candidates and the tie rule are the pair builder's own (`queries._CANDIDATES`, `_BEST_KEY`):
+The candidates and the tie rule are the pair builder's own (`queries.pairs._CANDIDATES`, `_BEST_KEY`):
 identical texts count once, and among equal scores the shorter reply, then the lower id, wins.
 """
 
 from __future__ import annotations
 
-from workbench.store.queries import _BEST_KEY, _CANDIDATES, rows
+from workbench.store.queries.fetch import fetch_rows
+from workbench.store.queries.pairs import _BEST_KEY, _CANDIDATES
 
 # Filters on the candidate replies (responses r, scores s), applied before the best are picked.
 _WHERE = """
@@ -48,4 +49,4 @@ def stage_sft_export(con, spec: dict, labeler: str, top: int, column_sets: list[
     if limit is not None:
         params["limit"] = int(limit)
     con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + sft_rows_sql(column_sets, limit), params)
-    return dict(rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
+    return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
