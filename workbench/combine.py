@@ -69,7 +69,7 @@ def combined_labeler(store: Store, models: list[dict], rule: str) -> dict:
     members = sorted(models, key=lambda m: (m["name"], m["version"]))
     names = [m["name"] for m in members]
     labels = names if len(set(names)) == len(names) else [describe(m) for m in members]
-    rm_id = ids._digest("combined", rule, *(m["rm_id"] for m in members))[:32]
+    rm_id = ids.digest("combined", rule, *(m["rm_id"] for m in members))
     config = {"combine": rule, "members": [{"rm_id": m["rm_id"], "name": m["name"], "version": m["version"]}
                                            for m in members]}
 
