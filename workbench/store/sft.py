@@ -31,6 +31,7 @@ SFT_COLUMNS = {
 
 
 def sft_rows_sql(column_sets: list[str], limit: int | None) -> str:
+    """The SFT query: each prompt's best `$top` candidates by `$rm`, ordered by prompt id then rank."""
     columns = [(name, expr) for key in column_sets for name, expr in SFT_COLUMNS[key]]
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
     sql = _CANDIDATES.format(where=_WHERE, scores="scores") + f"""
