@@ -106,7 +106,8 @@ def build(ctx: AppContext) -> dict:
                                       info="A name inside the export directory; the extension is added.")
                     fmt = gr.Radio(label="Format", choices=list(curation.UI_FORMATS), value="jsonl", scale=1)
                     schema = gr.Radio(label="Schema", choices=list(curation.UI_SCHEMAS), value="trl", scale=2,
-                                      info="trl and xtuner: message lists; trl-standard: strings.")
+                                      info="trl and xtuner: message lists; trl-standard: strings; sft: each "
+                                           "prompt's best reply by the reward model under 'Labelled by'.")
                 with gr.Row():
                     with_scores = gr.Checkbox(label="Add score columns")
                     with_provenance = gr.Checkbox(label="Add provenance columns (ids, labeler, run)")
@@ -136,7 +137,8 @@ def build(ctx: AppContext) -> dict:
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
         done = curation.export_curated(ctx.store, ctx.export_dir, name_v, to_filter(*values), fmt=fmt_v,
                                        schema=schema_v, with_scores=scores_v, with_provenance=provenance_v)
-        text = f"Wrote **{done['rows']:,} pairs** to `{done['path']}`; the manifest is beside it."
+        what = "SFT rows" if schema_v == "sft" else "pairs"
+        text = f"Wrote **{done['rows']:,} {what}** to `{done['path']}`; the manifest is beside it."
         button = gr.DownloadButton(value=done["path"], visible=True, label=f"Download {Path(done['path']).name}")
         return text, button, gr.Code(value=json.dumps(done["manifest"], indent=2, default=str), visible=True)
 

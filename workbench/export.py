@@ -9,6 +9,8 @@ Schemas:
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
 - `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
   as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+- `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
+  `messages` rows (rejection sampling; see `workbench.sft`).
 
 Same store and same arguments give a byte-identical file: rows are ordered by pair id and
 nothing time-dependent is written into the data file (the manifest carries the time).
@@ -36,7 +38,7 @@ from workbench.reward_models import resolve_reward_model
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
 
 
 @dataclass
@@ -74,11 +76,16 @@ def count_pairs(store: Store, pair_filter: PairFilter) -> int:
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
                  pair_filter: PairFilter | None = None, with_scores: bool = False,
-                 with_provenance: bool = False) -> ExportResult:
+                 with_provenance: bool = False, top: int | None = None) -> ExportResult:
     """Write the filtered pairs to `out` in one format and schema, plus the manifest beside it;
-    the export is recorded in the store (run and exports row). Same store and arguments: same bytes."""
+    the export is recorded in the store (run and exports row). Same store and arguments: same bytes.
+    With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`)."""
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
+    if schema == "sft" or top is not None:
+        from workbench.sft import check_sft_export
+
+        labeler, top = check_sft_export(store, schema, pair_filter, top)
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
@@ -89,16 +96,21 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     out.parent.mkdir(parents=True, exist_ok=True)
     values = query_values(store, pair_filter)
 
-    column_sets = ["standard" if schema == "trl-standard" else "conversational"]
+    column_sets = ["standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"]
     column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": pair_filter.as_dict(),
-              "with_scores": with_scores, "with_provenance": with_provenance}
+              "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
     manifest_path = _manifest_path(out, fmt)
 
     def work(con) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
-        labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
+        if schema == "sft":
+            from workbench.store.sft import stage_sft_export
+
+            labelers = stage_sft_export(con, values, labeler, top, column_sets, pair_filter.limit)
+        else:
+            labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
             content_hash = _write_jsonl(con, out)
@@ -108,6 +120,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         manifest = {
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
+            **_top_field(top),
             "labelers": labelers, "reward_models": _reward_models(con, labelers),
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
@@ -124,6 +137,10 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     return store.write(work)
 
 
+def _top_field(top: int | None) -> dict:
+    return {"top": top} if top else {}
+
+
 def _manifest_path(out: Path, fmt: str) -> Path:
     return out / "workbench_manifest.json" if fmt == "hf" else out.with_name(out.name + ".manifest.json")
 
@@ -137,6 +154,9 @@ def _reward_models(con, labelers: dict) -> list[dict]:
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"]})
+        config = json.loads(model["config"]) if isinstance(model["config"], str) else model["config"] or {}
+        if "combine" in config:  # a combination of reward models (`workbench.combine`): name its members
+            models[-1] |= {"combine": config["combine"], "members": config["members"]}
     return models
 
 

@@ -15,7 +15,7 @@ _CANDIDATES = """
 WITH scored AS (
     SELECT r.prompt_id, r.response_id, r.n_chars, r.n_tokens, s.score, r.origin
     FROM responses r
-    JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
+    JOIN {scores} s ON s.response_id = r.response_id AND s.rm_id = $rm
     WHERE {where}
 ), mixed AS (
     SELECT c.prompt_id, c.response_id, r.text FROM scored c JOIN responses r USING (response_id)
@@ -79,9 +79,9 @@ PAIR_STRATEGY_SQL = {
 }
 
 
-def _pairs_sql(strategy: str, params: dict) -> tuple[str, dict]:
+def _pairs_sql(strategy: str, params: dict, scores: str = "scores") -> tuple[str, dict]:
     where = [f for f, key in ((_SOURCE, "source"), (_RUN, "run")) if params.get(key) is not None] or ["true"]
-    sql = _CANDIDATES.format(where=" AND ".join(where)) + PAIR_STRATEGY_SQL[strategy]
+    sql = _CANDIDATES.format(where=" AND ".join(where), scores=scores) + PAIR_STRATEGY_SQL[strategy]
     named = {"rm": params["rm_id"], "min_margin": params.get("min_margin", 0.0),
              "ratio": params.get("max_length_ratio")}
     named.update({k: params[k] for k in ("source", "run") if params.get(k) is not None})
@@ -92,9 +92,10 @@ def _pairs_sql(strategy: str, params: dict) -> tuple[str, dict]:
     return sql, named
 
 
-def candidate_pairs(con, strategy: str, params: dict) -> pa.Table:
-    """The pairs a strategy finds: prompt_id, chosen_id, rejected_id, both scores, margin."""
-    sql, named = _pairs_sql(strategy, params)
+def candidate_pairs(con, strategy: str, params: dict, scores: str = "scores") -> pa.Table:
+    """The pairs a strategy finds: prompt_id, chosen_id, rejected_id, both scores, margin.
+    `scores` names the table of (response_id, rm_id, score) to rank by (a constant, never user text)."""
+    sql, named = _pairs_sql(strategy, params, scores)
     return con.sql(sql + " ORDER BY 1, 2, 3", params=named).to_arrow_table()
 
 
