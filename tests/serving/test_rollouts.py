@@ -14,6 +14,7 @@ import httpx
 from tests.processes import MARKER, free_port, python, stall_after_insert
 from tests.serving.conftest import running_server
 from workbench.serving.config import ServeConfig
+from workbench.serving.status import server_lines
 from workbench.store import rollouts
 
 
@@ -37,7 +38,7 @@ def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(st
     from workbench.export import ExportSpec, export_pairs
     from workbench.pairs import build_pairs
 
-    with running_server(store, ServeConfig(log_to_store=True)) as (url, _, _):
+    with running_server(store, ServeConfig(log_to_store=True)) as (url, server, _):
         with httpx.Client(timeout=30) as client:
             by_step = {}
             for step in (1, 2):
@@ -45,6 +46,8 @@ def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(st
                 by_step[step] = answer.json()["scores"]
             full = "<|im_start|>user\nopenrlhf prompt<|im_end|>\n<|im_start|>assistant\nan answer<|im_end|>"
             openrlhf = client.post(f"{url}/get_reward", json={"query": [full], "labels": [""]}).json()["rewards"]
+            _wait_until(lambda: "3 requests served, 9 rollouts logged" in server_lines(store.path))
+    assert server_lines(store.path) == "" and not server.status_path.exists()  # removed on a clean stop
     rows = store_rows(store)
     assert len(rows["responses"]) == len(rows["scores"]) == 9
     assert len({r[0] for r in rows["responses"]}) == 9  # no duplicate
@@ -84,8 +87,10 @@ def test_sigkill_loses_at_most_the_unwritten_batch_and_never_leaves_part_of_one(
         assert httpx.post(f"{url}/v1/score", json={"conversations": conversations("second", 2)},
                           timeout=30).status_code == 200
         assert stalled.wait(60), "the second batch never reached its scores insert"
+        assert "RM server** tiny@1" in server_lines(store.path)  # the app's Overview sees it
         child.send_signal(signal.SIGKILL)
         child.wait(10)
+        assert list(tmp_path.glob("*.rm-server-*.json")) and server_lines(store.path) == ""  # stale file ignored
     finally:
         if child.poll() is None:
             child.kill()
