@@ -205,3 +205,22 @@ def test_concurrent_requests_are_batched_and_scored_as_if_alone(store, client):
     assert [r["scores"][0] for r in results] == pytest.approx(alone, abs=1e-5)
     batches = int(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("workbench_rm_batches_total")))
     assert batches < len(conversations)  # several requests shared a batch
+
+
+def test_serve_command_refuses_unsafe_or_impossible_settings_in_one_line(store, monkeypatch):
+    from click.testing import CliRunner
+
+    from workbench.cli import load_commands
+
+    def run(*args):
+        return CliRunner().invoke(load_commands(), ["--db", str(store.path), "serve", "--rm", "tiny", *args])
+
+    refused = run("--host", "0.0.0.0")
+    assert refused.exit_code == 1 and "refusing to listen on 0.0.0.0 without an API key" in refused.output
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    missing = run("--api-key-env", "NO_SUCH_KEY_VAR")
+    assert missing.exit_code == 1 and "NO_SUCH_KEY_VAR: the environment variable is unset or empty" in missing.output
+    small = run("--max-length", "4096", "--max-batch-tokens", "1024")
+    assert small.exit_code == 1 and "--max-batch-tokens (1024) must be at least --max-length (4096)" in small.output
+    unknown = run("--rm", "nope", "--port", "0")
+    assert unknown.exit_code == 1 and "reward model 'nope' not found" in unknown.output

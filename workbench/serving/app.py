@@ -130,7 +130,7 @@ def build_app(server) -> FastAPI:
         if not items:
             return [], []
         try:
-            encoded, truncated = await run_in_threadpool(server.encoder.encode_many_reporting, items)
+            encoded, truncated = await run_in_threadpool(server.encode, items)
         except EngineError as error:
             raise ApiError(422, str(error)) from None
         try:

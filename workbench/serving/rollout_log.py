@@ -78,10 +78,15 @@ class RolloutLog:
             self._cond.notify()
         self._thread.join(timeout)
         runs = list(self._runs.values())
+        if self._pending:
+            log.warning("rollout log: %d scored rollouts could not be written to %s", len(self._pending), self.store.path)
         if runs:
             def finish(con):
                 sql.finish_rollout_runs(con, runs, sql.rollout_counts(con, runs))
-            self.store.write(finish)
+            try:
+                self.store.write(finish)
+            except Exception as error:  # the runs stay 'running'; their rollouts are stored
+                log.warning("rollout log: could not mark the rollout runs completed: %s", error)
 
     def _loop(self) -> None:
         while True:
@@ -96,6 +101,7 @@ class RolloutLog:
                 batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
             try:
                 self._write(batch)
+                self.failures = 0
             except Exception as error:  # the store is busy or broken: keep the rows, retry later
                 self.failures += 1
                 log.warning("rollout log: %s; %d rows kept for the next attempt", error, len(batch))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -52,6 +53,7 @@ class RewardServer:
         self.scorer = scorer or load_scorer(self.model["path"], max_length=config.max_length,
                                             precision=config.precision)
         self.encoder = self.scorer.encoder
+        self._encoding = threading.Lock()  # one Rust tokenizer shared by the request threads
         tokenizer = self.encoder.tokenizer
         self.markers = TemplateMarkers.from_tokenizer(tokenizer)
         self.eos = tokenizer.eos_token
@@ -71,11 +73,14 @@ class RewardServer:
         self.metrics.batch(len(jobs), sum(len(job.items) for job in jobs))
         if self.rollouts is None:
             return
-        import math
-
         self.rollouts.add([Rollout(list(item.prompt), item.response, value, job.step)
                            for job, values in zip(jobs, scores) for item, value in zip(job.items, values)
                            if math.isfinite(value)])
+
+    def encode(self, items) -> tuple[list[list[int]], list[bool]]:
+        """Token ids and truncation flags of scoring items (called from request threads)."""
+        with self._encoding:
+            return self.encoder.encode_many_reporting(items)
 
     def status(self) -> dict:
         """What `/health` answers and the status file holds."""
@@ -115,7 +120,9 @@ def serve(store: Store, rm: str, config: ServeConfig, *, api_key: str | None = N
     def keep_status() -> None:
         while not web.started and not stop.wait(0.05):
             pass
-        if web.started and web.servers:
+        if not web.started:
+            return
+        if web.servers:
             server.address = web.servers[0].sockets[0].getsockname()[:2]
         if on_ready:
             on_ready(server, web)
