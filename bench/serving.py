@@ -113,6 +113,14 @@ def drive(url: str, bodies: list[dict], clients: int) -> dict:
             "errors": failures[:3], "scores": scores}
 
 
+def batches_run(url: str) -> int:
+    import httpx
+
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    return int(next(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith("workbench_rm_batches_total")))
+
+
 def run_mode(db: Path, rm: str, extra: list[str], bodies: list[dict], args) -> dict:
     from tests.processes import free_port
 
@@ -122,13 +130,9 @@ def run_mode(db: Path, rm: str, extra: list[str], bodies: list[dict], args) -> d
     try:
         wait_healthy(url, child)
         drive(url, bodies[:args.clients], args.clients)  # warm-up: first forward passes, allocator
+        before = batches_run(url)
         result = drive(url, bodies, args.clients)
-        import httpx
-
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
-        batches = next(float(line.split()[-1]) for line in metrics.splitlines()
-                       if line.startswith("workbench_rm_batches_total"))
-        result["batches"] = int(batches)
+        result["batches"] = batches_run(url) - before
     finally:
         child.terminate()
         child.wait(60)
