@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 import threading
@@ -26,6 +27,7 @@ from workbench.serving.transcripts import TemplateMarkers
 from workbench.store import Store
 
 STATUS_EVERY_S = 1.0
+log = logging.getLogger(__name__)
 
 
 def api_key_from_env(var: str | None) -> str | None:
@@ -93,9 +95,15 @@ class RewardServer:
                 "rollouts_pending": self.rollouts.pending() if self.rollouts else 0}
 
     def write_status(self) -> None:
+        """Rewrite the status file atomically; a store folder we cannot write to only loses the Overview line."""
         tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status()))
-        os.replace(tmp, self.status_path)
+        try:
+            tmp.write_text(json.dumps(self.status()))
+            os.replace(tmp, self.status_path)
+        except OSError as error:
+            if not getattr(self, "_status_warned", False):
+                log.warning("cannot write the status file %s: %s", self.status_path, error)
+                self._status_warned = True
 
     def close(self) -> None:
         """Score what is queued, commit the rollouts, remove the status file."""
