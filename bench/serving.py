@@ -155,7 +155,6 @@ def main() -> None:
     from engine.reward_model import RewardModel
     from workbench.reward_models import register_reward_model
     from workbench.store import Store
-    from workbench.serving.transcripts import TemplateMarkers  # noqa: F401  (the server's split rule)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

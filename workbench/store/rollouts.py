@@ -7,8 +7,6 @@ in the store or not at all, and writing the same batch twice adds nothing.
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 
 from workbench.store import queries
@@ -48,13 +46,9 @@ def rollout_counts(con, run_ids: list[str]) -> dict[str, int]:
 
 
 def rollout_summary(con) -> dict:
-    """Rollout runs and replies in the store (for tests and the Overview)."""
+    """How many rollout runs and rollout replies the store holds."""
     runs, replies = con.execute("""
         SELECT count(DISTINCT r.run_id), count(s.response_id) FROM runs r
         LEFT JOIN responses s ON s.run_id = r.run_id WHERE r.kind = 'rollout'""").fetchall()[0]
     return {"runs": int(runs), "rollouts": int(replies)}
 
-
-def run_config(con, run_id: str) -> dict:
-    found = queries.get_run(con, run_id)
-    return json.loads(found["config"]) if found else {}
