@@ -48,10 +48,14 @@ class Scorer:
     def score(self, items: Sequence[ScoringItem], max_tokens_per_batch: int = 8192,
               progress: Progress | None = None) -> list[float]:
         """One score per item, in input order."""
+        return self.score_encoded_items(items, self.encoder.encode_many(items), max_tokens_per_batch, progress)
+
+    def score_encoded_items(self, items: Sequence[ScoringItem], encoded: list[list[int]],
+                            max_tokens_per_batch: int = 8192, progress: Progress | None = None) -> list[float]:
+        """`score` for items already encoded by `self.encoder` (a server encodes as requests arrive)."""
         if max_tokens_per_batch < self.encoder.max_length:
             raise EngineError(f"max_tokens_per_batch ({max_tokens_per_batch}) must be at least max_length "
                               f"({self.encoder.max_length}), or a long conversation fits no batch")
-        encoded = self.encoder.encode_many(items)
         units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else \
             [([], [(i, ids)]) for i, ids in enumerate(encoded)]
         sizes = [len(prefix) + sum(len(s) for _, s in members) for prefix, members in units]
