@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
+from workbench.finite_scores import require_finite
 from workbench.reward_models import describe, resolve_reward_model
 from workbench.runs import fail_run, start_run
 from workbench.selection import PromptSelection
@@ -93,7 +94,9 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
             scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
-            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
+            values = require_finite(scorer.score(items, max_tokens_per_batch=max_tokens_per_batch),
+                                    [f"response {r}" for r in columns["response_id"]],
+                                    f"reward model {describe(model)}")
             table = pa.table({"response_id": chunk["response_id"],
                               "rm_id": pa.array([model["rm_id"]] * chunk.num_rows, pa.string()),
                               "score": pa.array(values, pa.float64()),

@@ -147,7 +147,7 @@ WITH scored AS (
     SELECT r.prompt_id, r.response_id, r.n_chars, r.n_tokens, s.score, r.origin
     FROM responses r
     JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
-    WHERE {where}
+    WHERE {where} AND isfinite(s.score)  -- NaN > x is true in DuckDB: a NaN reply would win every pair
 ), mixed AS (
     SELECT c.prompt_id, c.response_id, r.text FROM scored c JOIN responses r USING (response_id)
     WHERE c.prompt_id IN (SELECT prompt_id FROM scored WHERE origin = 'generated')
@@ -168,7 +168,7 @@ _RUN = "r.run_id = $run"
 _BEST_KEY = "{'s': -score, 'c': n_chars, 'i': response_id}"
 _WORST_KEY = "{'s': score, 'c': -n_chars, 'i': response_id}"
 
-_MARGIN_OK = """margin > 0 AND margin >= $min_margin
+_MARGIN_OK = """margin > 0 AND isfinite(margin) AND margin >= $min_margin
     AND ($ratio IS NULL OR greatest(chosen_tokens, rejected_tokens) <= $ratio * least(chosen_tokens, rejected_tokens))"""
 
 # best-vs-worst: one aggregate per prompt (no window, no self-join).
@@ -284,6 +284,9 @@ WITH selected AS (
     JOIN responses r ON r.response_id = pr.rejected_id
     LEFT JOIN reward_models m ON m.rm_id = pr.rm_id
     WHERE ($source IS NULL OR p.source = $source)
+      -- an old store may hold non-finite scores (refused at entry since): such pairs are never exported
+      AND coalesce(isfinite(pr.score_chosen), true) AND coalesce(isfinite(pr.score_rejected), true)
+      AND coalesce(isfinite(pr.margin), true)
       AND ($min_margin IS NULL OR pr.margin >= $min_margin)
       AND ($label IS NULL OR pr.label_source = $label)
       AND ($rm IS NULL OR pr.rm_id = $rm)
@@ -502,7 +505,7 @@ def insert_bon_picks(con, rm_id: str, run_id: str) -> int:
         INSERT INTO bon_picks (prompt_id, rm_id, run_id, response_id, score, created_at)
         SELECT r.prompt_id, $rm, $run, r.response_id, s.score, current_timestamp
         FROM responses r JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
-        WHERE r.run_id = $run
+        WHERE r.run_id = $run AND isfinite(s.score)
           AND NOT EXISTS (SELECT 1 FROM bon_picks b WHERE b.prompt_id = r.prompt_id AND b.rm_id = $rm
                           AND b.run_id = $run)
         QUALIFY row_number() OVER (PARTITION BY r.prompt_id ORDER BY s.score DESC, r.sample_index) = 1""",

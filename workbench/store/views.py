@@ -236,6 +236,8 @@ def load_pair_index(mem: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
 # tests/workbench/test_curation.py checks counts against `workbench.export` for many filters.
 _INDEX_WHERE = """
     ($source IS NULL OR source = $source)
+    AND coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_rejected), true)
+    AND coalesce(isfinite(margin), true)
     AND ($min_margin IS NULL OR margin >= $min_margin)
     AND ($label IS NULL OR label_source = $label)
     AND ($rm IS NULL OR rm_id = $rm)
