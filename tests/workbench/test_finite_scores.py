@@ -91,6 +91,17 @@ def test_non_finite_bon_scores_are_refused_the_same_way_in_both_import_lanes(tmp
         assert dump(bulk_store) == dump(exact_store) and not dump(exact_store)["scores"]
 
 
+def test_a_nan_literal_in_a_field_bon_does_not_read_is_read_alike_by_both_lanes(tmp_path):
+    from tests.workbench.test_bulk_import import dump, import_both, lanes_used
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": "q", "responses": ["b"], "scores": [2]}\n'
+                    '{"prompt": "p", "responses": ["a"], "meta": [NaN, 1e400]}\n')
+    (bulk_store, bulk, bulk_error), (exact_store, _, exact_error) = import_both(tmp_path, [path], fmt="bon")
+    assert bulk_error is None and exact_error is None and lanes_used(bulk_store) == ["bulk"]
+    assert dump(bulk_store) == dump(exact_store) and bulk.new_responses == 2
+
+
 @pytest.mark.parametrize("literal", ["NaN", "1e400"])
 def test_a_non_finite_score_in_a_response_object_names_its_field(store, tmp_path, literal):
     path = tmp_path / "in.jsonl"
