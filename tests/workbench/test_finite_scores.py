@@ -147,3 +147,14 @@ def test_the_finiteness_rule():
             finite_score(bad, "s")
     assert first_non_finite([1, 2.5, -0.0]) is None and first_non_finite([1, math.inf, math.nan]) == 1
     assert require_finite([1, 2], ["a", "b"], "x") == [1.0, 2.0]
+
+
+def test_a_best_of_n_pick_is_never_a_non_finite_score(store, tmp_path):
+    _old_store_with(store, tmp_path, math.nan)
+    with store.connect() as con:
+        rm_id = queries.value(con, "SELECT rm_id FROM reward_models")
+        run_id = queries.value(con, "SELECT DISTINCT run_id FROM responses")
+    assert store.write(lambda con: queries.insert_bon_picks(con, rm_id, run_id)) == 1
+    with store.connect() as con:
+        assert queries.rows(con, "SELECT r.text, b.score FROM bon_picks b JOIN responses r USING (response_id)") == [
+            ("three", 3.0)]
