@@ -124,25 +124,26 @@ class JsonScanner:
         return self._more()
 
     def _container(self, limit: int, start: int) -> None:
-        depth = 0
+        depth, buf, search, pos = 0, self.buf, _TOKEN.search, self.pos  # buf changes in place only
         while True:
-            found = _TOKEN.search(self.buf, self.pos)
+            found = search(buf, pos)
             if found is None:
-                self.pos = len(self.buf)
+                self.pos = len(buf)
                 if not self._refill(limit, start):
                     raise Truncated
+                pos = self.pos
                 continue
-            byte = self.buf[found.start()]
+            first, pos = found.span()
+            byte = buf[first]
             if byte == _QUOTE:
-                if found.end() - found.start() == 1:  # the string goes on past the bytes read so far
-                    self.pos = found.end()
+                if pos - first == 1:  # the string goes on past the bytes read so far
+                    self.pos = pos
                     self._string(limit, start)
-                else:
-                    self.pos = found.end()
+                    pos = self.pos
                 continue
-            self.pos = found.end()
             depth += 1 if byte in _OPEN else -1
             if depth == 0:
+                self.pos = pos
                 return
 
     def _string(self, limit: int, start: int) -> None:
