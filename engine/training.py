@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -190,15 +191,17 @@ class _Trainer:
                                    loss.correct.item(), scores[0::2].sum().item(), scores[1::2].sum().item(),
                                    batch.n_tokens)):
                 sums[k] += v * weight * counted
+        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
+        _stop_if_not_finite("loss", total / len(indices), step, config.lr)  # every rank sees the same sum
         grad_norm = None
         if config.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP: a DTensor
+            _stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
         n = len(indices)
         return {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch(len(self.train), config.pairs_per_step), 4),
                 "loss": total / n, "ranking_loss": ranking / n, "penalty": penalty / n, "accuracy": correct / n,
@@ -251,6 +254,14 @@ class _Trainer:
                                     self.eval_pairs)
         self.rm.train()
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
+
+
+def _stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
+    """Refuse to apply a step whose loss or gradient is NaN/inf: the weights would be NaN from then on."""
+    if not math.isfinite(value):
+        raise EngineError(f"training stopped at step {step + 1}: the {what} is {value} (not a finite number), "
+                          f"so the step was not applied. The learning rate is probably too high: lower --lr "
+                          f"(now {lr:g}) and train again (the last checkpoint is from before this step)")
 
 
 def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair],

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
+from workbench.finite_scores import require_finite
 from workbench.reward_models import describe, resolve_reward_model
 from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
@@ -67,7 +68,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
                   disable=not progress, smoothing=0.1) as bar:
             while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
                 scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # work
-                scored += _score_chunk(store, scorer, chunk, model["rm_id"], run_id, max_tokens_per_batch)
+                scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch)
                 bar.update(chunk.num_rows)
         seconds = time.perf_counter() - started
         result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
@@ -85,11 +86,13 @@ def _next_chunk(store: Store, rm_id: str, selection: PromptSelection, generation
     return chunk if chunk.num_rows else None
 
 
-def _score_chunk(store: Store, scorer, chunk: pa.Table, rm_id: str, run_id: str, max_tokens_per_batch: int) -> int:
-    """Score one chunk and store the scores; returns how many were new."""
+def _score_chunk(store: Store, scorer, chunk: pa.Table, model: dict, run_id: str, max_tokens_per_batch: int) -> int:
+    """Score one chunk and store the scores (a non-finite score refuses the chunk); returns how many were new."""
     columns = chunk.to_pydict()
     items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
-    values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
+    values = require_finite(scorer.score(items, max_tokens_per_batch=max_tokens_per_batch),
+                            [f"response {r}" for r in columns["response_id"]], f"reward model {describe(model)}")
+    rm_id = model["rm_id"]
     table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows, pa.string()),
                       "score": pa.array(values, pa.float64()),
                       "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})

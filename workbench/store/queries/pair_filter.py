@@ -41,7 +41,11 @@ PAIR_CONDITIONS = {
     "max_chars": "greatest(chosen_chars, rejected_chars) <= $max_chars",
     "exclude_flagged": "NOT flagged",
 }
-PAIR_FILTER = "\n    AND ".join(f"(${name} IS NULL OR {condition})" for name, condition in PAIR_CONDITIONS.items())
+# An old store may hold non-finite scores (refused at entry since): such pairs never pass a filter.
+_FINITE = ("coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_rejected), true)"
+           " AND coalesce(isfinite(margin), true)")
+PAIR_FILTER = "\n    AND ".join([_FINITE] + [f"(${name} IS NULL OR {condition})"
+                                              for name, condition in PAIR_CONDITIONS.items()])
 
 
 def pair_filter_params(values: dict) -> dict:

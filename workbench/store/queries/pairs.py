@@ -16,7 +16,7 @@ WITH scored AS (
     SELECT r.prompt_id, r.response_id, r.n_chars, r.n_tokens, s.score, r.origin
     FROM responses r
     JOIN {scores} s ON s.response_id = r.response_id AND s.rm_id = $rm
-    WHERE {where}
+    WHERE {where} AND isfinite(s.score)  -- NaN > x is true in DuckDB: a NaN reply would win every pair
 ), mixed AS (
     SELECT c.prompt_id, c.response_id, r.text FROM scored c JOIN responses r USING (response_id)
     WHERE c.prompt_id IN (SELECT prompt_id FROM scored WHERE origin = 'generated')
@@ -37,7 +37,7 @@ _RUN = "r.run_id = $run"
 _BEST_KEY = "{'s': -score, 'c': n_chars, 'i': response_id}"
 _WORST_KEY = "{'s': score, 'c': -n_chars, 'i': response_id}"
 
-_MARGIN_OK = """margin > 0 AND margin >= $min_margin
+_MARGIN_OK = """margin > 0 AND isfinite(margin) AND margin >= $min_margin
     AND ($ratio IS NULL OR greatest(chosen_tokens, rejected_tokens) <= $ratio * least(chosen_tokens, rejected_tokens))"""
 
 # best-vs-worst: one aggregate per prompt (no window, no self-join).

@@ -42,7 +42,7 @@ def insert_bon_picks(con, rm_id: str, run_id: str) -> int:
         INSERT INTO bon_picks (prompt_id, rm_id, run_id, response_id, score, created_at)
         SELECT r.prompt_id, $rm, $run, r.response_id, s.score, current_timestamp
         FROM responses r JOIN scores s ON s.response_id = r.response_id AND s.rm_id = $rm
-        WHERE r.run_id = $run
+        WHERE r.run_id = $run AND isfinite(s.score)
           AND NOT EXISTS (SELECT 1 FROM bon_picks b WHERE b.prompt_id = r.prompt_id AND b.rm_id = $rm
                           AND b.run_id = $run)
         QUALIFY row_number() OVER (PARTITION BY r.prompt_id ORDER BY s.score DESC, r.sample_index) = 1""",
