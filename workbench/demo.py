@@ -108,7 +108,8 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
     with _Step(settings, 6, total, "Export DPO pairs (TRL schema)"):
         from workbench.export import ExportSpec, export_pairs
 
-        exported = export_pairs(store, work / "dpo.jsonl", spec=ExportSpec(label="rm"), with_scores=True)
+        exported = export_pairs(store, work / "dpo.jsonl", spec=ExportSpec(label="rm"), with_scores=True,
+                                overwrite=True)  # a rerun replaces its own earlier export
         print(f"      {exported.rows} pairs -> {exported.path}")
     settings.timings["total_before_app"] = round(time.perf_counter() - started, 1)
     (work / "timings.json").write_text(json.dumps(settings.timings, indent=2) + "\n")

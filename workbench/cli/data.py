@@ -127,19 +127,23 @@ def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, see
 @click.option("--limit", type=int, help="At most this many rows.")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export at OUT (only a workbench export: one with its manifest).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, spec, limit, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, spec, limit, with_scores, with_provenance, overwrite,
+                   as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
 
     \b
     Example:
       workbench --db t.duckdb export dpo.jsonl --schema trl
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
+      workbench export dpo-hf --format hf --overwrite   # replace an earlier export there
     """
     spec.limit = limit
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
-                          with_provenance=with_provenance)
+                          with_provenance=with_provenance, overwrite=overwrite)
     if as_json:
         emit_json(result.as_dict())
     else:
