@@ -141,7 +141,7 @@ def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_
                          max_packed_length=4096, lr=1e-4, head_lr_multiplier=10.0, seed=settings.seed,
                          checkpoint_every=10, warmup_ratio=0.1)
     summary = train_rm(store, config, data=[str(data)], skip_invalid=True, eval_fraction=0.25, name=DEMO_RM,
-                       resume=(rm_dir / "checkpoints").exists(), progress=progress)
+                       resume=rm_dir.exists(), progress=progress)  # resumes, or restarts a run killed early
     evaluation = summary.get("eval") or {}
     if evaluation:
         print(f"      held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} pairs "
