@@ -7,7 +7,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.export import ExportSpec
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
 from workbench.scoring import load_scorer
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
@@ -27,7 +27,7 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), sp
         model = resolve_reward_model(store, rm)
         if not model["path"]:
             raise WorkbenchError(f"{describe(model)} has no weights here (its scores were imported)")
-        label, model_path = describe(model), model["path"]
+        label, model_path = describe(model), registered_weights(model)
     pairs = pairs_from_files(data, skip_invalid=skip_invalid, progress=progress) if data else \
         pairs_from_store(store, spec)
     result = evaluate_pairs(load_scorer(model_path, max_length=max_length), pairs)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
 from workbench.runs import fail_run, start_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
@@ -69,6 +69,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    weights = registered_weights(model)  # scores go under this rm id only if they come from its weights
     from engine.precision import resolve_precision
 
     precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
@@ -90,7 +91,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
                                                    (rank, world), chunk_size)
             if not chunk.num_rows:
                 break
-            scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
+            scorer = scorer or load_scorer(weights, max_length=max_length, precision=precision)  # with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
             values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
