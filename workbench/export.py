@@ -19,6 +19,7 @@ manifest are staged under temporary names and swapped in after the store commits
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,6 +188,7 @@ def _write_hf(table: pa.Table, out: Path) -> str:
             writer.write_batch(batch)
         content_hash.update(sink.getvalue().to_pybytes())
     digest = content_hash.hexdigest()
+    shutil.rmtree(out, ignore_errors=True)  # the staged directory: empty it when the store retries the work
     # A fingerprint from the content (not a random one) keeps the directory reproducible.
     Dataset(table, fingerprint=digest[:16]).save_to_disk(str(out))
     return digest

@@ -19,6 +19,8 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 
 CLAIM = "training_claim.json"
+# What a training run (of this or an earlier version) leaves in its directory first.
+_RUN_FILES = (CLAIM, "checkpoints", "heldout_pairs.jsonl", "train_config.json", "training_complete.json")
 
 
 class TrainingClaim:
@@ -45,6 +47,8 @@ def claim_output_dir(out: str | Path, resume: bool) -> TrainingClaim:
         raise WorkbenchError(f"{out} is a file: --out needs a directory")
     created = False
     if resume:
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in _RUN_FILES):
+            raise WorkbenchError(f"{out} holds no training run to resume: choose a new --out (without --resume)")
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / CLAIM, os.O_RDWR | os.O_CREAT, 0o644)
     else:

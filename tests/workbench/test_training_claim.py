@@ -55,6 +55,8 @@ def test_a_directory_with_user_files_is_refused(tiny_model_dir, tmp_path):
     (out / "config.json").write_text('{"my": "model"}')
     with pytest.raises(WorkbenchError, match="choose a new --out"):
         _train(tiny_model_dir, out, _pairs_file(tmp_path / "a.jsonl", 0))
+    with pytest.raises(WorkbenchError, match="holds no training run to resume"):
+        _train(tiny_model_dir, out, _pairs_file(tmp_path / "a.jsonl", 0), resume=True)
     assert _tree(out) == {"config.json": b'{"my": "model"}'}
 
 
