@@ -24,8 +24,8 @@ from workbench.export import ExportSpec, _query_spec
 from workbench.importer import parse_files
 from workbench.reward_models import register_reward_model
 from workbench.runs import fail_run, finish_run, start_run
-from workbench.training_claim import claim_output_dir
 from workbench.store import Store, queries
+from workbench.training_claim import claim_output_dir
 
 
 def pairs_from_files(paths: Sequence[str | Path], fmt: str = "auto", skip_invalid: bool = False,
