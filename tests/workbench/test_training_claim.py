@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 import engine.training
-from tests.engine.test_training import config, make_pairs
+from tests.engine.test_training import config
 from tests.workbench.conftest import write_jsonl
 from workbench.cli import load_commands
 from workbench.errors import WorkbenchError
