@@ -26,13 +26,16 @@ def build(ctx: AppContext, filters: list) -> dict:
     data = gr.Markdown(elem_id="retrain-data")
     with gr.Row():
         name = gr.Textbox(label="New model name", value="rm-curated")
-        base = gr.Textbox(label="Base model", value="smollm2", info="A model directory or smollm2.")
+        base = gr.Dropdown(label="Base model", choices=["smollm2"], value="smollm2", allow_custom_value=True,
+                           info="smollm2, a model the store knows, or one under the app's --models-dir.")
         lora = gr.Checkbox(label="LoRA (faster, smaller)", value=True)
     with gr.Row():
         epochs = gr.Number(label="Epochs", value=1.0)
-        lr = gr.Textbox(label="Learning rate", placeholder="default: 2e-4 LoRA, 2e-5 full")
-        max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0)
-        pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0)
+        lr = gr.Textbox(label="Learning rate", placeholder="default: 2e-4 LoRA, 2e-5 full",
+                        info=f"At most {commands.MAX_LR:g}.")
+        max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0,
+                               maximum=commands.MAX_TRAIN_LENGTH)
+        pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0, maximum=commands.MAX_PAIRS_PER_STEP)
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
         eval_fraction = gr.Number(label="Held-out fraction", value=0.1)
         seed = gr.Number(label="Seed", value=0, precision=0)
@@ -71,7 +74,7 @@ def build(ctx: AppContext, filters: list) -> dict:
         settings_v, filter_v = values[:len(settings)], values[len(settings):]
         req = request(*settings_v)
         out_dir = commands.training_dir(ctx.runs_dir, req.name)
-        argv = commands.train_command(ctx.store, to_filter(*filter_v), req, out_dir)
+        argv = commands.train_command(ctx.store, to_filter(*filter_v), req, out_dir, ctx.models)
         return req, out_dir, argv
 
     @user_errors
@@ -94,6 +97,10 @@ def build(ctx: AppContext, filters: list) -> dict:
         old = current_old if current_old in ids else next((i for i in ids if i != new), new)
         hint = "Its held-out pairs are the test set." if ids else "No reward model with weights yet: train one above."
         return gr.Dropdown(choices=choices, value=new, info=hint), gr.Dropdown(choices=choices, value=old)
+
+    @user_errors
+    def load_bases(current):
+        return gr.Dropdown(choices=ctx.models.choices(ctx.store), value=current)
 
     def check_idle(current):
         if current and ctx.jobs.get(current["id"]).state == "running":
@@ -118,6 +125,8 @@ def build(ctx: AppContext, filters: list) -> dict:
         check_idle(current)
         if not new_id or not old_id:
             raise gr.Error("Pick the new model and the one to compare it with.")
+        ctx.models.check_reward_model(ctx.store, new_id)  # before resolving: a directory would be registered
+        ctx.models.check_reward_model(ctx.store, old_id)
         new, old = resolve_reward_model(ctx.store, new_id), resolve_reward_model(ctx.store, old_id)
         data = commands.heldout_path(new["path"])
         names = [f"{old['name']}@{old['version']}", f"{new['name']}@{new['version']}"]
@@ -127,7 +136,7 @@ def build(ctx: AppContext, filters: list) -> dict:
     @user_errors
     def start_rescore(current, new_id):
         check_idle(current)
-        started_job = ctx.jobs.start("score", [commands.rescore_command(ctx.store, new_id)])
+        started_job = ctx.jobs.start("score", [commands.rescore_command(ctx.store, new_id, ctx.models)])
         return started({"id": started_job.id, "kind": "score", "dir": None, "names": []})
 
     @user_errors
@@ -172,6 +181,7 @@ def build(ctx: AppContext, filters: list) -> dict:
 
     def refresh_on(listener) -> None:
         listener(describe, [*settings, *filters], [data, command], api_visibility="private").then(
-            load_models, [new_model, old_model], [new_model, old_model], api_visibility="private")
+            load_models, [new_model, old_model], [new_model, old_model], api_visibility="private").then(
+            load_bases, base, base, api_visibility="private")
 
     return {"refresh_on": refresh_on}

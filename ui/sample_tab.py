@@ -45,19 +45,21 @@ def build(ctx: AppContext) -> dict:
             selected = gr.Markdown()
         with gr.Column():
             gr.Markdown("**Policy and reward model**")
-            policy = gr.Textbox(label="Policy", value="smollm2",
-                                info="A Hugging Face model directory, a .gguf file, or smollm2.")
+            policy = gr.Dropdown(label="Policy", choices=["smollm2"], value="smollm2", allow_custom_value=True,
+                                 info="smollm2, a policy the store has used, or a model under the app's "
+                                      "--models-dir.")
             rm = gr.Dropdown(label="Reward model (picks the best)", choices=[SAMPLE_ONLY], value=None,
                              info="Reward models with weights in the store.")
-            n = gr.Slider(1, 64, value=4, step=1, label="N (replies per prompt)")
+            n = gr.Slider(1, commands.MAX_N, value=4, step=1, label="N (replies per prompt)")
         with gr.Column():
             gr.Markdown("**Sampling**")
             temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 is greedy.")
             top_p = gr.Slider(0.05, 1, value=0.95, step=0.01, label="Top-p")
-            max_new_tokens = gr.Slider(8, 2048, value=128, step=8, label="Max new tokens")
+            max_new_tokens = gr.Slider(8, commands.MAX_NEW_TOKENS, value=128, step=8, label="Max new tokens")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0)
-                batch_size = gr.Number(label="Batch size", value=32, precision=0, minimum=1)
+                batch_size = gr.Number(label="Batch size", value=32, precision=0, minimum=1,
+                                       maximum=commands.MAX_BATCH_SIZE)
     with gr.Row():
         run = gr.Button("Run Best-of-N", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
@@ -69,7 +71,7 @@ def build(ctx: AppContext) -> dict:
     timer = gr.Timer(1.0, active=False)
 
     @user_errors
-    def load_choices(current_source, current_tag, current_rm):
+    def load_choices(current_source, current_tag, current_rm, current_policy):
         filters = filter_choices(ctx.store)
         sources, tags = [ANY, *filters["sources"]], [ANY, *filters["tags"]]
         models = [(SAMPLE_ONLY, SAMPLE_ONLY), *overview.reward_model_choices(ctx.store, with_weights=True)]
@@ -77,7 +79,8 @@ def build(ctx: AppContext) -> dict:
         default_rm = current_rm if current_rm in model_ids else (model_ids[1] if len(model_ids) > 1 else SAMPLE_ONLY)
         return (gr.Dropdown(choices=sources, value=current_source if current_source in sources else ANY),
                 gr.Dropdown(choices=tags, value=current_tag if current_tag in tags else ANY),
-                gr.Dropdown(choices=models, value=default_rm))
+                gr.Dropdown(choices=models, value=default_rm),
+                gr.Dropdown(choices=ctx.models.choices(ctx.store), value=current_policy))
 
     def selection(source_v, tag_v, search_v, limit_v) -> PromptSelection:
         return PromptSelection(source=or_none(source_v), tag=or_none(tag_v), search=or_none(search_v),
@@ -101,7 +104,7 @@ def build(ctx: AppContext) -> dict:
             selection=selection(source_v, tag_v, search_v, limit_v))
         if not commands.count_selected_prompts(ctx.store, request.selection):
             raise gr.Error("No prompt matches the selection.")
-        job = ctx.jobs.start("sample", [commands.sample_command(ctx.store, request)])
+        job = ctx.jobs.start("sample", [commands.sample_command(ctx.store, request, ctx.models)])
         return job.id, render.job_progress(job.status()), "", "", gr.Timer(active=True)
 
     @user_errors
@@ -131,7 +134,7 @@ def build(ctx: AppContext) -> dict:
     cancel.click(stop, job_id, None, api_name="sample_cancel")
 
     def refresh_on(listener) -> None:
-        listener(load_choices, [source, tag, rm], [source, tag, rm], api_visibility="private").then(
+        listener(load_choices, [source, tag, rm, policy], [source, tag, rm, policy], api_visibility="private").then(
             count_selected, selection_inputs, selected, api_visibility="private")
 
     return {"refresh_on": refresh_on}
