@@ -28,6 +28,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_home() -> Path:
+    """Where converted backbones are cached ($WORKBENCH_HOME, else ~/.cache/dpo-workbench)."""
     return Path(os.environ.get("WORKBENCH_HOME", Path.home() / ".cache" / "dpo-workbench"))
 
 

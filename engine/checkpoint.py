@@ -17,15 +17,18 @@ import torch
 
 from engine.distributed import barrier
 from engine.errors import EngineError
+from engine.reward_model import RewardModel
 
 PREFIX = "step-"
 
 
 def checkpoint_root(out_dir: str | Path) -> Path:
+    """The directory that holds a run's checkpoints."""
     return Path(out_dir) / "checkpoints"
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, or None."""
     root = checkpoint_root(out_dir)
     if not root.is_dir():
         return None
@@ -35,6 +38,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def rng_state() -> dict:
+    """This process's Python, torch (and CUDA) random states, for a checkpoint."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -42,6 +46,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the random states `rng_state` saved."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -79,6 +84,7 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
 
 
 def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
+    """A checkpoint's trainable weights, optimizer, scheduler, this rank's RNG and its state.json."""
     state = json.loads((path / "state.json").read_text())
     if state["world_size"] != world_size:
         raise EngineError(f"{path} was saved by {state['world_size']} rank(s); resume it with the same number "
@@ -90,3 +96,33 @@ def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
         "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
         "rng": torch.load(path / f"rng-rank{rank}.pt", map_location="cpu", weights_only=False),
     }
+
+
+def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
+    """The trainable tensors in full, on CPU. FSDP shards are gathered: then every rank must call it."""
+    from torch.distributed.tensor import DTensor
+
+    state = {}
+    for name, p in rm.model.named_parameters():
+        if p.requires_grad:
+            value = p.detach()
+            state[name] = (value.full_tensor() if isinstance(value, DTensor) else value).cpu().clone()
+    return state
+
+
+def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's trainable tensors into the model (under FSDP, each rank keeps its shard)."""
+    params = dict(rm.model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
+                          "it was written with another configuration")
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with torch.no_grad():
+        for name, value in state.items():
+            param = params[name]
+            if isinstance(param, DTensor):  # FSDP: every rank read the full tensor; keep this rank's shard
+                value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                                          src_data_rank=None)
+            param.copy_(value)

@@ -19,6 +19,8 @@ _BOOKKEEPING = {"checkpoints", "adapter", "metrics.jsonl", "training_complete.js
 
 
 def export_reward_model(source: str | Path, out: str | Path) -> Path:
+    """Write a standard HF sequence-classification directory (LoRA merged) from a training output,
+    checkpoint or adapter; returns its path."""
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise EngineError("--out must differ from the source directory")

@@ -25,6 +25,7 @@ class BestOfNResult:
 def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingParams | None = None,
               selection: PromptSelection | None = None, batch_size: int = 64, backend: str = "torch",
               progress: bool = True, **score_kwargs) -> BestOfNResult:
+    """Sample N replies per selected prompt, score them with the reward model and record each prompt's best."""
     model = resolve_reward_model(store, rm)  # fail before sampling if the reward model is unknown
     sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
                                backend=backend, progress=progress)

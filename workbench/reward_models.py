@@ -50,4 +50,5 @@ def resolve_reward_model(store: Store, ref: str) -> dict:
 
 
 def describe(model: dict) -> str:
+    """A reward model's label, NAME@VERSION."""
     return f"{model['name']}@{model['version']}"

@@ -5,7 +5,7 @@ import pytest
 from tests.ui.data import make_store
 from workbench import commands
 from workbench.allowed_models import AllowedModels
-from workbench.curation import CurationFilter
+from workbench.pair_filter import PairFilter
 from workbench.errors import WorkbenchError
 from workbench.reward_models import register_reward_model
 from workbench.runs import start_run
@@ -83,11 +83,11 @@ def test_commands_check_models_when_the_app_asks(setup, tmp_path):
     with pytest.raises(WorkbenchError, match="does not load reward model"):
         commands.sample_command(store, commands.SampleRequest(rm=str(root / "outside")), allowed)
     with pytest.raises(WorkbenchError, match="does not load model"):
-        commands.train_command(store, CurationFilter(), commands.TrainRequest(base=str(root / "outside")),
+        commands.train_command(store, PairFilter(), commands.TrainRequest(base=str(root / "outside")),
                                tmp_path / "x", allowed)
     with pytest.raises(WorkbenchError, match="does not load reward model"):
         commands.rescore_command(store, str(root / "outside"), allowed)
-    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(base=str(root / "models" / "llama-a")),
+    argv = commands.train_command(store, PairFilter(), commands.TrainRequest(base=str(root / "models" / "llama-a")),
                                   tmp_path / "x", allowed)
     assert str(root / "models" / "llama-a") in argv
 

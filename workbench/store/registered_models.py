@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from workbench.store.queries import rows
+from workbench.store.queries.fetch import fetch_rows
 
 
 def policy_paths(con) -> list[str]:
     """Policy directories that generation runs used (as resolved when they ran), newest first."""
-    return [path for (path,) in rows(con, """
+    return [path for (path,) in fetch_rows(con, """
         SELECT path FROM (
             SELECT json_extract_string(config, '$.policy.path') AS path, max(started_at) AS last_used
             FROM runs WHERE kind = 'generation' GROUP BY 1)
@@ -16,4 +16,5 @@ def policy_paths(con) -> list[str]:
 
 def reward_model_paths(con) -> list[str]:
     """Weights directories of the registered reward models."""
-    return [path for (path,) in rows(con, "SELECT DISTINCT path FROM reward_models WHERE path IS NOT NULL ORDER BY 1")]
+    return [path for (path,) in fetch_rows(
+        con, "SELECT DISTINCT path FROM reward_models WHERE path IS NOT NULL ORDER BY 1")]
