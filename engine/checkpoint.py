@@ -4,11 +4,17 @@ A checkpoint directory `checkpoints/step-000040/` holds the trainable weights, t
 scheduler states, one RNG file per rank, and `state.json` (step, world size, config). It is
 written under a temporary name and renamed when complete: a SIGKILL mid-save leaves the previous
 checkpoint as the latest.
+
+Every `.pt` file holds only tensors and plain containers, and is read back with
+`torch.load(weights_only=True)`: a checkpoint cannot run code on resume. A file that needs full
+unpickling (a tampered one, or one from a format that pickled objects) is refused unless the caller
+passes `allow_pickle` (`rm train --resume --allow-pickle`), for checkpoints the user trusts.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -20,6 +26,7 @@ from engine.errors import EngineError
 from engine.reward_model import RewardModel
 
 PREFIX = "step-"
+FORMAT = 2  # 2: every .pt file loads with weights_only=True (recorded in state.json)
 
 
 def checkpoint_root(out_dir: str | Path) -> Path:
@@ -74,7 +81,8 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
         torch.save(scheduler, tmp / "scheduler.pt")
     barrier()
     if rank == 0:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, **extra}, indent=2))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, "format": FORMAT,
+                                                    **extra}, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))[:-keep]:
@@ -83,18 +91,19 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
     return final
 
 
-def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
-    """A checkpoint's trainable weights, optimizer, scheduler, this rank's RNG and its state.json."""
+def load_checkpoint(path: Path, *, rank: int, world_size: int, allow_pickle: bool = False) -> dict:
+    """A checkpoint's trainable weights, optimizer, scheduler, this rank's RNG and its state.json;
+    never unpickles objects unless `allow_pickle`."""
     state = json.loads((path / "state.json").read_text())
     if state["world_size"] != world_size:
         raise EngineError(f"{path} was saved by {state['world_size']} rank(s); resume it with the same number "
                           f"of processes (got {world_size})")
     return {
         "state": state,
-        "trainable": torch.load(path / "trainable.pt", map_location="cpu", weights_only=True),
-        "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False),
-        "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
-        "rng": torch.load(path / f"rng-rank{rank}.pt", map_location="cpu", weights_only=False),
+        "trainable": _load(path / "trainable.pt", allow_pickle),
+        "optimizer": _load(path / "optimizer.pt", allow_pickle),
+        "scheduler": _load(path / "scheduler.pt", allow_pickle),
+        "rng": _load(path / f"rng-rank{rank}.pt", allow_pickle),
     }
 
 
@@ -126,3 +135,12 @@ def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> Non
                 value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
                                           src_data_rank=None)
             param.copy_(value)
+def _load(file: Path, allow_pickle: bool):
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not allow_pickle:
+            raise EngineError(f"{file} holds pickled objects, and unpickling can run arbitrary code: if you "
+                              "trust this checkpoint (e.g. an older workbench wrote it), resume with "
+                              "--allow-pickle") from None
+    return torch.load(file, map_location="cpu", weights_only=False)

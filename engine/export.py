@@ -15,7 +15,7 @@ from engine.errors import EngineError
 from engine.reward_model import RewardModel
 
 _BOOKKEEPING = {"checkpoints", "adapter", "metrics.jsonl", "training_complete.json", "train_config.json",
-                "eval.json", "heldout_pairs.jsonl", "workbench_fingerprint.json"}
+                "eval.json", "heldout_pairs.jsonl", "workbench_fingerprint.json", "training_claim.json"}
 
 
 def export_reward_model(source: str | Path, out: str | Path) -> Path:

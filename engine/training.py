@@ -267,8 +267,11 @@ def _stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
 def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair],
                        eval_pairs: Sequence[PreferencePair] | None = None, *, resume: bool = False,
                        progress: bool = True, on_step: Callable[[dict], None] | None = None,
-                       ctx: DistContext | None = None) -> TrainResult:
-    """Train, checkpointing as it goes; with `resume`, continue from the latest checkpoint in out_dir."""
+                       ctx: DistContext | None = None, allow_pickle: bool = False) -> TrainResult:
+    """Train, checkpointing as it goes; with `resume`, continue from the latest checkpoint in out_dir.
+
+    `allow_pickle` lets resume read a checkpoint file that needs full unpickling (trusted ones only).
+    """
     ctx = ctx or compute_init(config.device)
     out = Path(config.out_dir)
     if ctx.is_main:
@@ -279,7 +282,7 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     trainer = _Trainer(config, ctx, train_pairs, eval_pairs, progress)
-    resumed_from = _resume(trainer, out) if resume else None
+    resumed_from = _resume(trainer, out, allow_pickle) if resume else None
     if resumed_from is None and config.head_init == "probe":
         _probe_head(trainer, out)
     start = resumed_from or 0
@@ -292,13 +295,13 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     return _finish(trainer, out, last, tokens_done, seconds, resumed_from)
 
 
-def _resume(trainer: _Trainer, out: Path) -> int | None:
+def _resume(trainer: _Trainer, out: Path, allow_pickle: bool) -> int | None:
     """Load the latest checkpoint in `out` (weights, optimizer, scheduler, RNG); its step, or None."""
     ctx = trainer.ctx
     checkpoint = latest_checkpoint(out)
     if checkpoint is None:
         return None
-    saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size)
+    saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size, allow_pickle=allow_pickle)
     saved_sharded = bool(saved["state"]["config"].get("fsdp")) and saved["state"]["world_size"] > 1
     if saved_sharded != trainer.sharded:  # the optimizer state is stored differently
         raise EngineError(f"{checkpoint} was saved {'with' if not trainer.sharded else 'without'} FSDP; "
@@ -397,10 +400,23 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past the checkpoint we resume from (they will be logged again)."""
+    """Drop metric lines past the checkpoint we resume from (they will be logged again).
+
+    A run killed mid-write leaves a torn last line: it is dropped; a bad line elsewhere is an error.
+    """
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line else None
+        except ValueError:
+            if number == len(lines):
+                break
+            raise EngineError(f"{path}:{number}: not a JSON line; fix or remove it, then resume") from None
+        if record is not None and record["step"] <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 

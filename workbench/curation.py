@@ -27,6 +27,7 @@ import pandas as pd
 from workbench.browse import shorten
 from workbench.errors import WorkbenchError
 from workbench.export import SCHEMAS, export_pairs
+from workbench.export_files import manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.store import Store, queries
 
@@ -180,6 +181,8 @@ def export_curated(store: Store, export_dir: str | Path, name: str, flt: PairFil
     if schema not in UI_SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(UI_SCHEMAS)}")
     path = safe_export_path(export_dir, name, fmt)
+    if path.exists() or manifest_path(path, fmt).exists():  # the app offers no --overwrite
+        raise WorkbenchError(f"'{path.name}' already exists in the export directory; pick another name")
     result = export_pairs(store, path, fmt=fmt, schema=schema, pair_filter=flt, with_scores=with_scores,
                           with_provenance=with_provenance)
     manifest = json.loads(Path(result.manifest_path).read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.pair_filter import PairFilter
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
@@ -36,12 +36,13 @@ def model_for_eval(store: Store, rm: str) -> tuple[str, str]:
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"{describe(model)} has no weights here (its scores were imported)")
-    return describe(model), model["path"]
+    return describe(model), registered_weights(model)
 
 
 def evaluate_rewardbench(store: Store, rm: str, data: Sequence[str], *, skip_invalid: bool = False,
                          max_length: int = 1024, scorer=None) -> dict:
     """RewardBench-style accuracy per subset, section and overall (see `workbench.rewardbench`)."""
+    from engine.scoring import load_scorer
     from workbench.rewardbench import read_rewardbench, rewardbench_report, score_rows
 
     if not data:

@@ -14,15 +14,15 @@ Schemas:
 
 Same store and same arguments give a byte-identical file: rows are ordered by pair id and
 nothing time-dependent is written into the data file (the manifest carries the time).
+An existing path is replaced only with `overwrite` and only if it is an earlier export; data and
+manifest are staged under temporary names and swapped in after the store commits (export_files.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from workbench import ids
 from workbench.errors import WorkbenchError
+from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version, environment
 from workbench.reward_models import resolve_reward_model
@@ -76,10 +77,13 @@ def count_pairs(store: Store, pair_filter: PairFilter) -> int:
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
                  pair_filter: PairFilter | None = None, with_scores: bool = False,
-                 with_provenance: bool = False, top: int | None = None) -> ExportResult:
+                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False) -> ExportResult:
     """Write the filtered pairs to `out` in one format and schema, plus the manifest beside it;
     the export is recorded in the store (run and exports row). Same store and arguments: same bytes.
-    With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`)."""
+    With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`).
+
+    An existing `out` is refused unless `overwrite`, and then only an earlier export is replaced.
+    """
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
     if schema == "sft" or top is not None:
@@ -91,8 +95,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     if schema not in SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(SCHEMAS)}")
     out = Path(out)
-    if out.exists() and out.is_dir() and fmt != "hf":
-        raise WorkbenchError(f"{out} is a directory; give a file path for {fmt}")
+    check_export_target(out, fmt, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     values = query_values(store, pair_filter)
 
@@ -100,9 +103,9 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": pair_filter.as_dict(),
               "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
-    manifest_path = _manifest_path(out, fmt)
+    manifest_file = manifest_path(out, fmt)
 
-    def work(con) -> ExportResult:
+    def work(con, staged: StagedExport) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
         if schema == "sft":
@@ -113,10 +116,10 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
-            content_hash = _write_jsonl(con, out)
+            content_hash = _write_jsonl(con, staged.data)
         else:
             table = queries.staged_export_table(con)
-            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
+            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, staged.data)
         manifest = {
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
@@ -125,24 +128,23 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        staged.write_manifest(manifest)
         run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "export", "completed", config, environment(),
                                {"rows": rows, "content_sha256": content_hash})
         queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
                               str(out.resolve()), fmt, schema, pair_filter.as_dict(), rows, content_hash, fingerprint)
-        return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
+        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint)
 
-    return store.write(work)
+    with StagedExport(out, fmt) as staged:
+        result = store.write(lambda con: work(con, staged))
+        staged.swap_in()  # only once the store holds the export: files and store agree
+    return result
 
 
 def _top_field(top: int | None) -> dict:
     return {"top": top} if top else {}
-
-
-def _manifest_path(out: Path, fmt: str) -> Path:
-    return out / "workbench_manifest.json" if fmt == "hf" else out.with_name(out.name + ".manifest.json")
 
 
 def _reward_models(con, labelers: dict) -> list[dict]:
@@ -161,16 +163,12 @@ def _reward_models(con, labelers: dict) -> list[dict]:
 
 
 def _write_jsonl(con, out: Path) -> str:
-    tmp = out.with_name(f".{out.name}.tmp")
-    queries.write_staged_export_jsonl(con, str(tmp))
-    os.replace(tmp, out)  # readers never see a half-written file
+    queries.write_staged_export_jsonl(con, str(out))
     return ids.sha256_file(out)
 
 
 def _write_parquet(table: pa.Table, out: Path) -> str:
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, out)
+    pq.write_table(table, out, compression="zstd")
     return ids.sha256_file(out)
 
 
@@ -184,13 +182,7 @@ def _write_hf(table: pa.Table, out: Path) -> str:
             writer.write_batch(batch)
         content_hash.update(sink.getvalue().to_pybytes())
     digest = content_hash.hexdigest()
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        # A fingerprint from the content (not a random one) keeps the directory reproducible.
-        Dataset(table, fingerprint=digest[:16]).save_to_disk(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # the staged directory: empty it when the store retries the work
+    # A fingerprint from the content (not a random one) keeps the directory reproducible.
+    Dataset(table, fingerprint=digest[:16]).save_to_disk(str(out))
     return digest

@@ -44,21 +44,23 @@ class LocalReward:
 
     def __init__(self, rm: str, store=None, max_length: int = 2048, max_tokens_per_batch: int = 8192,
                  precision: str = "auto"):
-        from workbench.reward_models import describe, resolve_reward_model
+        from workbench.reward_models import describe, registered_weights, resolve_reward_model
         from workbench.store import Store
 
         self.model = resolve_reward_model(store or Store(), rm)
         if not self.model["path"]:
             raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
+        self.weights = registered_weights(self.model)  # refused now if they changed since registration
         self.__name__ = f"reward_{self.model['name']}"
         self.max_length, self.max_tokens_per_batch, self.precision = max_length, max_tokens_per_batch, precision
         self.scorer = None
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        from workbench.scoring import load_scorer
+        from engine.scoring import load_scorer
 
         if self.scorer is None:
-            self.scorer = load_scorer(self.model["path"], max_length=self.max_length, precision=self.precision)
+            self.scorer = load_scorer(self.weights, max_length=self.max_length,
+                                      precision=self.precision)
         items = [ScoringItem(*_conversation(p, c)) for p, c in zip(prompts, completions, strict=True)]
         scores = self.scorer.score(items, max_tokens_per_batch=self.max_tokens_per_batch)
         if not all(math.isfinite(s) for s in scores):

@@ -19,7 +19,7 @@ from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.finite_scores import require_finite
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
 from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
@@ -51,6 +51,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    weights = registered_weights(model)  # scores go under this rm id only if they come from its weights
     from engine.precision import resolve_precision
     from engine.scoring import load_scorer, scoring_device
 
@@ -67,7 +68,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
         with tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
                   disable=not progress, smoothing=0.1) as bar:
             while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
-                scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # work
+                scorer = scorer or load_scorer(weights, max_length=max_length, precision=precision)  # work
                 scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch)
                 bar.update(chunk.num_rows)
         seconds = time.perf_counter() - started

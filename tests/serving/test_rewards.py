@@ -19,7 +19,7 @@ COMPLETIONS = [[{"role": "assistant", "content": "Hi!"}], [{"role": "assistant",
 
 def test_local_and_remote_reward_functions_agree_in_both_trl_forms(store, rm_dir):
     from engine.data import ScoringItem
-    from workbench.scoring import load_scorer
+    from engine.scoring import load_scorer
 
     expected = load_scorer(str(rm_dir)).score([ScoringItem(p, c[0]["content"]) for p, c in zip(PROMPTS, COMPLETIONS)])
     local = reward_function(rm="tiny", store=store)

@@ -34,7 +34,8 @@ def store_rows(store):
 
 def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(store, tmp_path):
     from workbench.browse import PromptQuery, prompt_detail, prompt_page
-    from workbench.export import ExportSpec, export_pairs
+    from workbench.export import export_pairs
+    from workbench.pair_filter import PairFilter
     from workbench.pairs import build_pairs
 
     with running_server(store, ServeConfig(log_to_store=True)) as (url, server, _):
@@ -63,7 +64,7 @@ def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(st
     assert all(r["scores"] for r in detail["responses"])
     built = build_pairs(store, "tiny", "best-vs-worst", source="rollout", progress=False)
     assert built.new_pairs == 4  # the 4 prompts with two replies
-    exported = export_pairs(store, tmp_path / "dpo.jsonl", spec=ExportSpec(source="rollout"))
+    exported = export_pairs(store, tmp_path / "dpo.jsonl", pair_filter=PairFilter(source="rollout"))
     assert exported.rows == 4
 
 

@@ -113,7 +113,7 @@ def test_oversized_malformed_and_mistyped_requests_get_413_and_422(store, client
 
 
 def test_a_long_conversation_keeps_its_end_and_extra_logs_say_so(store, client):
-    from workbench.scoring import load_scorer
+    from engine.scoring import load_scorer
     from engine.data import ScoringItem
 
     long_prompt = [{"role": "user", "content": "blah " * 200}]
@@ -149,7 +149,7 @@ def _wait_for(condition, timeout=20.0):
 
 
 def test_a_full_queue_answers_503_and_queued_requests_still_get_scored(store, rm_dir):
-    from workbench.scoring import load_scorer
+    from engine.scoring import load_scorer
 
     scorer = GatedScorer(load_scorer(str(rm_dir)))
     body = {"conversations": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]]}
@@ -174,7 +174,7 @@ def test_a_full_queue_answers_503_and_queued_requests_still_get_scored(store, rm
 
 
 def test_non_finite_scores_are_refused_never_sent(store, rm_dir, client):
-    from workbench.scoring import load_scorer
+    from engine.scoring import load_scorer
 
     scorer = GatedScorer(load_scorer(str(rm_dir)), nan=True)
     scorer.gate.set()

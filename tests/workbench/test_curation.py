@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -162,3 +163,12 @@ def test_export_curated_writes_inside_the_export_dir(store, tmp_path):
     with pytest.raises(WorkbenchError, match="unknown schema"):
         export_curated(store, tmp_path / "exports", "dpo", flt, schema="csv")
     assert not any(tmp_path.glob("*.jsonl"))  # nothing landed outside
+
+
+def test_export_curated_refuses_a_name_that_exists(store, tmp_path):
+    flt = PairFilter(label="rm")
+    first = export_curated(store, tmp_path / "exports", "dpo", flt)
+    before = Path(first["path"]).read_bytes()
+    with pytest.raises(WorkbenchError, match="already exists in the export directory; pick another name"):
+        export_curated(store, tmp_path / "exports", "dpo", PairFilter(label="rm", min_margin=5.0))
+    assert Path(first["path"]).read_bytes() == before

@@ -77,7 +77,8 @@ def test_trl_standard_schema_renders_multi_turn_prompts(filled, tmp_path):
     [row] = _lines(out)
     assert row == {"prompt": "\n\nHuman: A\n\nAssistant: B\n\nHuman: C\n\nAssistant:", "chosen": " good",
                    "rejected": " bad"}
-    export_pairs(filled, out, schema="trl-standard", pair_filter=PairFilter(source="human-src", limit=1))
+    export_pairs(filled, out, schema="trl-standard", pair_filter=PairFilter(source="human-src", limit=1),
+                 overwrite=True)
     [row] = _lines(out)
     assert row["prompt"].startswith("question ") and row["chosen"].startswith("good answer")
 

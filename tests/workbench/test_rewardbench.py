@@ -117,7 +117,7 @@ def test_cli_rewardbench_with_a_tiny_reward_model(tmp_path, tiny_model_dir):
     from engine.reward_model import RewardModel
     from workbench.cli import load_commands
     from workbench.rewardbench import score_rows
-    from workbench.scoring import load_scorer
+    from engine.scoring import load_scorer
 
     model_dir = RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm")
     runner = CliRunner()

@@ -73,9 +73,10 @@ def test_top_min_score_filters_scores_and_provenance(scored, tmp_path):
     assert "p3" not in by_prompt
     assert all(row["labeler"] == "ext@1" and row["source"] == "bon" for row in rows)
     # --max-score picks the best reply at most that score; --max-chars the best short enough one
-    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", max_score=1.5, source="bon"))
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", max_score=1.5, source="bon"),
+                 overwrite=True)
     assert _replies(_lines(out))["p0"] == "middle one"
-    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", min_chars=6))
+    export_pairs(scored, out, schema="sft", pair_filter=PairFilter(rm="ext", min_chars=6), overwrite=True)
     assert _replies(_lines(out))["p0"] == "a long reply here"
 
 

@@ -148,9 +148,12 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
 @click.option("--top", type=int, help="For --schema sft: the best N replies per prompt [default: 1].")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export at OUT (only a workbench export: one with its manifest).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores, with_provenance, overwrite,
+                   as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
 
     With --schema sft: each prompt's best reply (or --top N) by the --rm model, as the
@@ -161,9 +164,10 @@ def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores
       workbench --db t.duckdb export dpo.jsonl --schema trl
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
       workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
+      workbench export dpo-hf --format hf --overwrite   # replace an earlier export there
     """
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, pair_filter=pair_filter, with_scores=with_scores,
-                          with_provenance=with_provenance, top=top)
+                          with_provenance=with_provenance, top=top, overwrite=overwrite)
     if as_json:
         emit_json(result.as_dict())
     else:

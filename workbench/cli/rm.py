@@ -69,11 +69,13 @@ def rm_group() -> None:
 @click.option("--eval-data", multiple=True, type=click.Path(exists=True),
               help="Evaluate on these pairs instead of a held-out share.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--allow-pickle", is_flag=True,
+              help="With --resume: read checkpoint files that need unpickling (can run code: trusted files only).")
 @config_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, base, out_dir, name, eval_fraction, eval_data,
-             resume, as_json, **overrides) -> None:
+             resume, allow_pickle, as_json, **overrides) -> None:
     """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
 
     Runs as a plain process, on one GPU, or under torchrun with several processes.
@@ -94,7 +96,7 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, bas
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
     summary = train_rm(store, config, data=data, pair_filter=pair_filter, fmt=fmt,
                        skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
-                       resume=resume, progress=ctx.progress)
+                       resume=resume, progress=ctx.progress, allow_pickle=allow_pickle)
     if store is None:
         return
     if as_json:

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
 from workbench.serving.batching import DynamicBatcher
 from workbench.serving.config import ServeConfig
 from workbench.serving.metrics import ServerMetrics
@@ -44,7 +44,7 @@ class RewardServer:
     """A loaded reward model plus the machinery around it; `close()` drains and commits."""
 
     def __init__(self, store: Store, rm: str, config: ServeConfig, *, api_key: str | None = None, scorer=None):
-        from workbench.scoring import load_scorer
+        from engine.scoring import load_scorer
 
         config.validate(api_key)
         self.store, self.config, self.api_key = store, config, api_key
@@ -52,7 +52,7 @@ class RewardServer:
         if not self.model["path"]:
             raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
         self.model_name = describe(self.model)
-        self.scorer = scorer or load_scorer(self.model["path"], max_length=config.max_length,
+        self.scorer = scorer or load_scorer(registered_weights(self.model), max_length=config.max_length,
                                             precision=config.precision)
         self.encoder = self.scorer.encoder
         self._encoding = threading.Lock()  # one Rust tokenizer shared by the request threads
