@@ -51,7 +51,8 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
-    weights = registered_weights(model)  # scores go under this rm id only if they come from its weights
+    # scores go under this rm id only if they come from its weights (an injected scorer is the caller's word)
+    weights = registered_weights(model) if scorer is None else None
     from engine.precision import resolve_precision
     from engine.scoring import load_scorer, scoring_device
 
