@@ -7,11 +7,13 @@ A model spec is one of:
 
 GGUF files are de-quantised by transformers once and saved as a plain fp32 HF directory in
 the cache (`$WORKBENCH_HOME/models`, default `~/.cache/dpo-workbench/models`): the copy
-reloads in about a second instead of ~15 s.
+reloads in about a second instead of ~15 s. A file lock beside the copy makes concurrent first
+uses convert once: the others wait, then reuse it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -28,6 +30,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_home() -> Path:
+    """Where converted backbones are cached ($WORKBENCH_HOME, else ~/.cache/dpo-workbench)."""
     return Path(os.environ.get("WORKBENCH_HOME", Path.home() / ".cache" / "dpo-workbench"))
 
 
@@ -68,6 +71,16 @@ def _converted_gguf_dir(gguf: Path, name: str, progress: bool) -> Path:
     target = cache_home() / "models" / f"{name}-{key}"
     if (target / "config.json").is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One converter per GGUF: a second process waits here, then finds the result and reuses it.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").is_file():
+            _convert_gguf(gguf, target, name, stat.st_size, progress)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path, name: str, size: int, progress: bool) -> None:
     if progress:
         print(f"Converting {gguf.name} to a plain fp32 checkpoint in {target} (once)...", flush=True)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,16 +93,14 @@ def _converted_gguf_dir(gguf: Path, name: str, progress: bool) -> Path:
         del model.config.quantization_config
     model.hf_quantizer = None
     model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": stat.st_size}))
+        (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": size}))
         os.replace(tmp, target)  # atomic: a crash never leaves a half-written model behind
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".model"}
@@ -98,13 +109,20 @@ _MODEL_FILES = {"config.json", "generation_config.json", "tokenizer.json", "toke
                 "special_tokens_map.json", "chat_template.jinja", "reward_model.json", "adapter_config.json"}
 
 
+def fingerprint_cache_path(path: str | os.PathLike) -> Path:
+    """Where the fingerprint of the model directory `path` is cached: in the workbench's own cache,
+    never inside the model directory (it may belong to someone else, or be shared read-only)."""
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
+    return cache_home() / "fingerprints" / f"{key}.json"
+
+
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of a model directory's weights, config and tokenizer (cached beside it by size+mtime)."""
+    """Content hash of a model directory's weights, config and tokenizer (cached by size+mtime)."""
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.is_file()
                    and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES))
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    cache = path / "workbench_fingerprint.json"
+    cache = fingerprint_cache_path(path)
     try:
         cached = json.loads(cache.read_text())
         if cached["stamp"] == [list(s) for s in stamp]:
@@ -119,7 +137,10 @@ def model_fingerprint(path: str | os.PathLike) -> str:
                 digest.update(chunk)
     value = digest.hexdigest()
     try:
-        cache.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        os.replace(tmp, cache)  # two jobs hashing the same model never leave a torn file
     except OSError:
-        pass  # read-only model directory: hash again next time
+        pass  # unwritable cache: hash again next time
     return value

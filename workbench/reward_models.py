@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench.errors import NotFound
+from workbench.errors import NotFound, WorkbenchError
 from workbench.store import Store, queries
 
 
@@ -49,5 +49,22 @@ def resolve_reward_model(store: Store, ref: str) -> dict:
     raise NotFound(f"reward model '{ref}' not found ({hint}); a model directory also works")
 
 
+def registered_weights(model: dict) -> str:
+    """The directory of a registered reward model, refused if its weights are no longer the ones
+    registered (the rm id is their fingerprint). Cheap: the fingerprint is cached beside the
+    weights and reused while their sizes and mtimes are unchanged."""
+    from engine.backbone import model_fingerprint
+
+    path = Path(model["path"])
+    if not (path / "config.json").is_file():
+        raise WorkbenchError(f"the weights of {describe(model)} are gone from {path}: restore them, or register "
+                             "the model's new location with `workbench rm register DIR`")
+    if model_fingerprint(path)[:32] != model["rm_id"]:
+        raise WorkbenchError(f"the weights in {path} changed since {describe(model)} was registered: register "
+                             f"them as a new version with `workbench rm register {path} --name {model['name']}`")
+    return str(path)
+
+
 def describe(model: dict) -> str:
+    """A reward model's label, NAME@VERSION."""
     return f"{model['name']}@{model['version']}"

@@ -18,8 +18,9 @@ from engine.data import ScoringItem
 from engine.progress import progress_bar
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
-from workbench.runs import fail_run, start_run
+from workbench.finite_scores import require_finite
+from workbench.reward_models import describe, registered_weights, resolve_reward_model
+from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
 
@@ -38,25 +39,6 @@ class ScoreResult:
         return asdict(self)
 
 
-def scoring_device(device: str = "auto") -> str:
-    """auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
-    import os
-
-    import torch
-
-    if device == "auto":
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto"):
-    """A Scorer for the reward model at `path` (see `scoring_device` and `engine.precision`)."""
-    from engine.reward_model import RewardModel
-    from engine.scoring import Scorer
-
-    return Scorer(RewardModel.load(path, device=scoring_device(device)), max_length=max_length, precision=precision)
-
-
 def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
                     generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
                     max_length: int = 2048, precision: str = "auto", shard: tuple[int, int] = (0, 1),
@@ -69,52 +51,61 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     model = resolve_reward_model(store, rm)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    # scores go under this rm id only if they come from its weights (an injected scorer is the caller's word)
+    weights = registered_weights(model) if scorer is None else None
     from engine.precision import resolve_precision
+    from engine.scoring import load_scorer, scoring_device
 
     precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
     config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
               "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length,
               "precision": precision}
     run_id = ids.run_id("scoring", config)
-    start_run(store, run_id, "scoring", config | {"shards": world})
-    with store.connect() as con:
-        selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
-    started = time.perf_counter()
-    scored = 0
-    bar = progress_bar(selected, f"scoring with {describe(model)}", unit=" responses", enabled=progress,
-                       initial=already)
-    try:
-        while True:
-            with store.connect() as con:
-                chunk = queries.responses_to_score(con, model["rm_id"], selection.as_dict(), generation_run,
-                                                   (rank, world), chunk_size)
-            if not chunk.num_rows:
-                break
-            scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
-            columns = chunk.to_pydict()
-            items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
-            reported = bar.n
-            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch,  # a bar update per batch
-                                  progress=lambda done, total, start=reported: bar.update(start + done - bar.n))
-            table = pa.table({"response_id": chunk["response_id"],
-                              "rm_id": pa.array([model["rm_id"]] * chunk.num_rows, pa.string()),
-                              "score": pa.array(values, pa.float64()),
-                              "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
-            scored += store.write(lambda con, t=table: queries.insert_new(con, "scores", t))
-            bar.update(reported + chunk.num_rows - bar.n)
-    except BaseException as error:
-        fail_run(store, run_id, error)
-        raise
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
-                         round(scored / seconds, 2) if seconds > 0 else 0.0)
-
-    def finish(con) -> None:
-        total, done = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
-        if done == total:  # the last shard to finish closes the run
-            queries.finish_run(con, run_id, "completed", {"scored": done, "selected": total})
-
-    store.write(finish)
+    with recorded_run(store, run_id, "scoring", config | {"shards": world}):
+        with store.connect() as con:
+            selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
+        started = time.perf_counter()
+        scored = 0
+        with progress_bar(selected, f"scoring with {describe(model)}", unit=" responses", enabled=progress,
+                          initial=already) as bar:
+            while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
+                scorer = scorer or load_scorer(weights, max_length=max_length, precision=precision)  # work
+                reported = bar.n  # a bar update per batch within the chunk
+                scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch,
+                                       lambda done, total, start=reported: bar.update(start + done - bar.n))
+                bar.update(reported + chunk.num_rows - bar.n)
+        seconds = time.perf_counter() - started
+        result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
+                             round(scored / seconds, 2) if seconds > 0 else 0.0)
+        # The run stays running (summary None) until the last shard to finish closes it.
+        store.write(lambda con: _close_if_complete(con, run_id, model["rm_id"], selection, generation_run))
     return result
+
+
+def _next_chunk(store: Store, rm_id: str, selection: PromptSelection, generation_run: str | None,
+                shard: tuple[int, int], chunk_size: int):
+    """The next responses this shard has to score, or None when there are none left."""
+    with store.connect() as con:
+        chunk = queries.responses_to_score(con, rm_id, selection.as_dict(), generation_run, shard, chunk_size)
+    return chunk if chunk.num_rows else None
+
+
+def _score_chunk(store: Store, scorer, chunk: pa.Table, model: dict, run_id: str, max_tokens_per_batch: int,
+                 progress=None) -> int:
+    """Score one chunk and store the scores (a non-finite score refuses the chunk); returns how many were new.
+    `progress(done, total)` hears after each batch."""
+    columns = chunk.to_pydict()
+    items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
+    values = require_finite(scorer.score(items, max_tokens_per_batch=max_tokens_per_batch, progress=progress),
+                            [f"response {r}" for r in columns["response_id"]], f"reward model {describe(model)}")
+    rm_id = model["rm_id"]
+    table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows, pa.string()),
+                      "score": pa.array(values, pa.float64()),
+                      "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
+    return store.write(lambda con: queries.insert_new(con, "scores", table))
+
+
+def _close_if_complete(con, run_id: str, rm_id: str, selection: PromptSelection, generation_run: str | None) -> None:
+    total, done = queries.count_scored(con, rm_id, selection.as_dict(), generation_run)
+    if done == total:
+        queries.finish_run(con, run_id, "completed", {"scored": done, "selected": total})

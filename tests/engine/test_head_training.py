@@ -119,3 +119,21 @@ def test_the_lp_ft_probe_reads_the_features_a_head_only_run_cached(tiny_dir, tmp
     assert "head probe: backbone" not in capsys.readouterr().err  # every state came from the cache
     first, second = (json.loads((tmp_path / d / "head_probe.json").read_text()) for d in ("head", "full"))
     assert first["l2"] == second["l2"] and first["cv_accuracy"] == second["cv_accuracy"]
+
+
+def test_head_only_refuses_a_nan_loss_before_the_optimizer_step(tiny_dir, tmp_path, monkeypatch):
+    import engine.head_training as head_training
+
+    real = head_training.reward_loss
+
+    def nan_loss(scores, settings):
+        loss = real(scores, settings)
+        loss.total = loss.total * float("nan")
+        return loss
+
+    monkeypatch.setattr(head_training, "reward_loss", nan_loss)
+    out = tmp_path / "rm"
+    with pytest.raises(EngineError, match=r"step 1: the loss is nan"):
+        train_head_only(config(tiny_dir, out, head_only=True, max_steps=2), make_pairs(16),
+                        cache=FeatureCache(tmp_path / "cache", 10**8), progress=False)
+    assert (out / "metrics.jsonl").read_text() == "" and not (out / "training_complete.json").exists()

@@ -8,7 +8,7 @@ import pytest
 from tests.ui.data import make_store
 from workbench import commands
 from workbench.cli import load_commands
-from workbench.curation import CurationFilter
+from workbench.pair_filter import PairFilter
 from workbench.errors import WorkbenchError
 from workbench.selection import PromptSelection
 
@@ -47,6 +47,8 @@ def test_sample_command_for_bon_and_for_sampling_only(store):
 @pytest.mark.parametrize("changes,message", [
     ({"n": 0}, "n must be a positive"), ({"policy": " "}, "give a policy"), ({"top_p": 0}, "top-p"),
     ({"selection": PromptSelection(limit=0)}, "prompt limit"),
+    ({"n": commands.MAX_N + 1}, "n must be at most 64"), ({"batch_size": 10**6}, "batch size must be at most"),
+    ({"max_new_tokens": commands.MAX_NEW_TOKENS + 1}, "max new tokens must be at most"),
 ])
 def test_sample_request_validation(store, changes, message):
     with pytest.raises(WorkbenchError, match=message):
@@ -61,34 +63,37 @@ def test_count_selected_prompts(store):
 
 
 def test_train_command_maps_the_curation_filter(store, tmp_path):
-    flt = CurationFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
+    flt = PairFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
                          exclude_flagged=True, max_chars=300, strategy="top-k")
-    request = commands.TrainRequest(name="rm-v2", base="/models/base", recipe="lora", epochs=2, lr=1e-4, max_steps=5)
+    request = commands.TrainRequest(name="rm-v2", base="/models/base", recipe="lora", epochs=2, lr=1e-4,
+                                    max_steps=5)
     argv = commands.train_command(store, flt, request, tmp_path / "rm-v2")
     ctx = parse(argv)
     assert ctx.command.name == "train" and ctx.params["from_store"] and ctx.params["as_json"]
-    assert {k: ctx.params[k] for k in ("source", "tag", "label", "labeler", "min_margin", "exclude_flagged",
+    assert {k: ctx.params[k] for k in ("source", "tag", "label", "rm", "min_margin", "exclude_flagged",
                                        "max_chars", "strategy")} == {
-        "source": "bon-demo", "tag": "synthetic", "label": "rm", "labeler": "ext", "min_margin": 0.5,
+        "source": "bon-demo", "tag": "synthetic", "label": "rm", "rm": "ext", "min_margin": 0.5,
         "exclude_flagged": True, "max_chars": 300, "strategy": "top-k"}
     assert (ctx.params["base"], ctx.params["out_dir"], ctx.params["name"]) == ("/models/base", str(tmp_path / "rm-v2"),
                                                                              "rm-v2")
     assert (ctx.params["recipe"], ctx.params["epochs"], ctx.params["lr"], ctx.params["max_steps"]) == (
         "lora", 2.0, 1e-4, 5)
-    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(), tmp_path / "x")
+    argv = commands.train_command(store, PairFilter(), commands.TrainRequest(), tmp_path / "x")
     ctx = parse(argv)
     assert ctx.params["lr"] is None and ctx.params["recipe"] == "head-only" and ctx.params["source"] is None
     with pytest.raises(WorkbenchError, match="unknown recipe"):
-        commands.train_command(store, CurationFilter(), commands.TrainRequest(recipe="fast"), tmp_path / "x")
+        commands.train_command(store, PairFilter(), commands.TrainRequest(recipe="fast"), tmp_path / "x")
 
 
 @pytest.mark.parametrize("changes,message", [
     ({"name": "../escape"}, "model name"), ({"name": ""}, "model name"), ({"eval_fraction": 1.5}, "held-out"),
     ({"lr": -1.0}, "learning rate"), ({"max_steps": 0}, "max steps"), ({"pairs_per_step": 0}, "pairs per step"),
+    ({"lr": 1.0}, "learning rate must be a positive number up to 0.01"), ({"lr": float("nan")}, "learning rate"),
+    ({"pairs_per_step": 10**5}, "pairs per step must be at most"), ({"max_length": 10**6}, "max length must be at most"),
 ])
 def test_train_request_validation(store, tmp_path, changes, message):
     with pytest.raises(WorkbenchError, match=message):
-        commands.train_command(store, CurationFilter(), commands.TrainRequest(**changes), tmp_path)
+        commands.train_command(store, PairFilter(), commands.TrainRequest(**changes), tmp_path)
 
 
 def test_training_dir_stays_in_the_runs_dir(tmp_path):
@@ -144,14 +149,15 @@ def test_parse_json_output():
 @pytest.mark.slow  # three CLI processes that each load torch and a model (~30 s)
 def test_evaluation_and_rescoring_jobs_with_the_real_cli(tmp_path, tiny_model_dir):
     from engine.reward_model import RewardModel
-    from workbench.export import ExportSpec, export_pairs
+    from workbench.export import export_pairs
+    from workbench.pair_filter import PairFilter
     from workbench.jobs import JobManager
     from workbench.reward_models import register_reward_model
 
     store = make_store(tmp_path, prompts=3)
     model = register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm"), name="tiny")
     data = tmp_path / "heldout_pairs.jsonl"
-    export_pairs(store, data, spec=ExportSpec(limit=4))
+    export_pairs(store, data, pair_filter=PairFilter(limit=4))
     argvs = commands.eval_commands(store, ["tiny", model["rm_id"]], data) + [commands.rescore_command(store, "tiny")]
     job = JobManager(tmp_path / "jobs").start("eval", argvs)
     status = job.wait(timeout=300)
