@@ -28,8 +28,8 @@ import pyarrow as pa
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.pairs import PairBuildResult, ensure_token_counts, strategy_params
-from workbench.provenance import environment
 from workbench.reward_models import describe, resolve_reward_model
+from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 from workbench.store import combined_pairs as sql
 
@@ -122,10 +122,7 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
             con, strategy, {"rm_id": labeler["rm_id"], **params}, margins, spec=spec, run_id=run_id)
         result.before_agreement = found if rule == "agree" else None
         summary = {"candidates": result.candidates, "new_pairs": result.new_pairs, "before_agreement": found}
-        if queries.get_run(con, run_id) is None:
-            queries.insert_run(con, run_id, "pairs", "completed", config, environment(), summary)
-        else:
-            queries.finish_run(con, run_id, "completed", summary)
+        record_completed_run(con, run_id, "pairs", config, summary)
 
     store.write(write)
     return result

@@ -34,8 +34,9 @@ from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
-from workbench.provenance import code_version, environment
+from workbench.provenance import code_version
 from workbench.reward_models import resolve_reward_model
+from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -130,9 +131,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         }
         staged.write_manifest(manifest)
         run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
-        if queries.get_run(con, run_id) is None:
-            queries.insert_run(con, run_id, "export", "completed", config, environment(),
-                               {"rows": rows, "content_sha256": content_hash})
+        record_completed_run(con, run_id, "export", config, {"rows": rows, "content_sha256": content_hash})
         queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
                               str(out.resolve()), fmt, schema, pair_filter.as_dict(), rows, content_hash, fingerprint)
         return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint)

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.provenance import environment
 from workbench.reward_models import resolve_reward_model
+from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
 STRATEGIES = ("best-vs-worst", "best-vs-random", "top-k", "all-above-margin")
@@ -63,10 +63,7 @@ def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, m
         result.candidates, result.new_pairs = queries.insert_pairs(
             con, strategy, {"rm_id": model["rm_id"], **params}, spec=spec, run_id=run_id)
         summary = {"candidates": result.candidates, "new_pairs": result.new_pairs}
-        if queries.get_run(con, run_id) is None:
-            queries.insert_run(con, run_id, "pairs", "completed", config, environment(), summary)
-        else:
-            queries.finish_run(con, run_id, "completed", summary)
+        record_completed_run(con, run_id, "pairs", config, summary)
 
     store.write(write)
     return result

@@ -1,4 +1,5 @@
-"""Run bookkeeping shared by the long jobs (generation, scoring, training): `recorded_run`.
+"""Run bookkeeping: `recorded_run` for the long jobs (generation, scoring, training), and
+`record_completed_run` for work done in one transaction (pairs, export).
 
 A run's id is a hash of its kind and resolved config, so the same command finds its own run
 again: a rerun continues a run that was interrupted or failed.
@@ -68,3 +69,12 @@ def fail_run(store: Store, run_id: str, error: BaseException) -> None:
 def finish_run(store: Store, run_id: str, summary: dict) -> None:
     """Mark the run completed with its summary."""
     store.write(lambda con: queries.finish_run(con, run_id, "completed", summary))
+
+
+def record_completed_run(con, run_id: str, kind: str, config: dict, summary: dict) -> None:
+    """Record work done inside the caller's transaction as a completed run (a rerun of the same
+    config updates the summary of its run)."""
+    if queries.get_run(con, run_id) is None:
+        queries.insert_run(con, run_id, kind, "completed", config, environment(), summary)
+    else:
+        queries.finish_run(con, run_id, "completed", summary)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from workbench.store import content_ids
-from workbench.store.queries.fetch import count_changed, fetch_dicts, fetch_value
-from workbench.store.queries.pairs import candidate_pairs
+from workbench.store.queries.fetch import fetch_dicts, fetch_value
+from workbench.store.queries.pairs import candidate_pairs, insert_found_pairs
 
 COMBINED_SCORES = "combined_scores"
 
@@ -66,13 +66,7 @@ def insert_combined_pairs(con, strategy: str, params: dict, margins: pa.Table | 
         con.execute(f"""CREATE OR REPLACE TEMP TABLE kept_pairs AS
             SELECT {pair_id} AS pair_id, f.* FROM found_pairs f WHERE {agree}""", {"rm": params["rm_id"], "spec": spec})
         kept = fetch_value(con, "SELECT count(*) FROM kept_pairs")
-        new = count_changed(con, """
-            INSERT INTO pairs (pair_id, prompt_id, chosen_id, rejected_id, label_source, rm_id, strategy, params,
-                               score_chosen, score_rejected, margin, run_id, created_at)
-            SELECT pair_id, prompt_id, chosen_id, rejected_id, 'rm', $rm, $strategy, $spec, score_chosen,
-                   score_rejected, margin, $run, current_timestamp
-            FROM kept_pairs f WHERE NOT EXISTS (SELECT 1 FROM pairs t WHERE t.pair_id = f.pair_id)""",
-                       {"rm": params["rm_id"], "strategy": strategy, "spec": spec, "run": run_id})
+        new = insert_found_pairs(con, "kept_pairs", params["rm_id"], strategy, spec=spec, run_id=run_id)
     finally:
         con.unregister("found_pairs")
         if margins is not None:

@@ -106,12 +106,18 @@ def insert_pairs(con, strategy: str, params: dict, *, spec: str, run_id: str) ->
     con.execute(f"CREATE OR REPLACE TEMP TABLE found_pairs AS SELECT {pair_id} AS pair_id, * FROM ({sql})",
                 named | {"spec": spec})
     found = fetch_value(con, "SELECT count(*) FROM found_pairs")
-    new = count_changed(con, """
+    new = insert_found_pairs(con, "found_pairs", params["rm_id"], strategy, spec=spec, run_id=run_id)
+    con.execute("DROP TABLE found_pairs")
+    return int(found), new
+
+
+def insert_found_pairs(con, table: str, rm_id: str, strategy: str, *, spec: str, run_id: str) -> int:
+    """Store the pairs of `table` (pair_id, prompt_id, chosen_id, rejected_id, scores, margin) that are
+    not stored yet, labelled by the reward model; returns how many were new."""
+    return count_changed(con, f"""
         INSERT INTO pairs (pair_id, prompt_id, chosen_id, rejected_id, label_source, rm_id, strategy, params,
                            score_chosen, score_rejected, margin, run_id, created_at)
         SELECT pair_id, prompt_id, chosen_id, rejected_id, 'rm', $rm, $strategy, $spec, score_chosen,
                score_rejected, margin, $run, current_timestamp
-        FROM found_pairs f WHERE NOT EXISTS (SELECT 1 FROM pairs t WHERE t.pair_id = f.pair_id)""",
-                   {"rm": params["rm_id"], "strategy": strategy, "spec": spec, "run": run_id})
-    con.execute("DROP TABLE found_pairs")
-    return int(found), new
+        FROM {table} f WHERE NOT EXISTS (SELECT 1 FROM pairs t WHERE t.pair_id = f.pair_id)""",
+                         {"rm": rm_id, "strategy": strategy, "spec": spec, "run": run_id})
