@@ -34,8 +34,9 @@ from engine.losses import reward_loss
 from engine.precision import describe_cpu, resolve_precision
 from engine.progress import epoch_label, phase, progress_bar
 from engine.train_config import TrainConfig
-from engine.training import (COMPLETE_MARKER, TrainResult, _stop_if_not_finite, build_reward_model, lr_lambda,
-                             step_pair_indices, steps_per_epoch, total_steps)
+from engine.train_guards import COMPLETE_MARKER, check_out_dir, stop_if_not_finite
+from engine.training import (TrainResult, build_reward_model, lr_lambda, step_pair_indices, steps_per_epoch,
+                             total_steps)
 
 
 @dataclass
@@ -107,11 +108,10 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
                     eval_pairs: Sequence[PreferencePair] | None = None, *, progress: bool = True,
                     resume: bool = False, cache: FeatureCache | None = None) -> HeadOnlyResult:
     """Train the final norm and value head on cached backbone features; save a standard HF directory."""
-    from engine.training import _check_out_dir
 
     device = _check_config(config)
     out = Path(config.out_dir)
-    _check_out_dir(out, resume)  # a head-only run is cheap to repeat: --resume trains it again
+    check_out_dir(out, resume)  # a head-only run is cheap to repeat: --resume trains it again
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -191,12 +191,12 @@ def _step(config, step, n_pairs, x, lengths, scorer, losses, params, optimizer, 
     scores = scorer.head_scores(x[rows])
     loss = reward_loss(scores, losses)
     n = len(indices)
-    _stop_if_not_finite("loss", loss.total.item() / n, step, config.lr)  # as the full trainer: no NaN weights
+    stop_if_not_finite("loss", loss.total.item() / n, step, config.lr)  # as the full trainer: no NaN weights
     (loss.total / n).backward()
     grad_norm = None
     if config.max_grad_norm > 0:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-        _stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
+        stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()

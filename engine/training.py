@@ -48,6 +48,7 @@ from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainabl
 from engine.data import PreferencePair
 from engine.distributed import DistContext, all_reduce_sum, barrier, compute_init
 from engine.errors import EngineError
+from engine.train_guards import COMPLETE_MARKER, check_out_dir, stop_if_not_finite, truncate_metrics
 from engine.losses import reward_loss
 from engine.packing import group_pairs, pack_pairs
 from engine.precision import autocast, describe_cpu, resolve_precision
@@ -57,7 +58,6 @@ from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
 from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps  # noqa: F401
 
-COMPLETE_MARKER = "training_complete.json"
 
 
 @dataclass
@@ -194,12 +194,12 @@ class _Trainer:
                                    batch.n_tokens)):
                 sums[k] += v * weight * counted
         total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
-        _stop_if_not_finite("loss", total / len(indices), step, config.lr)  # every rank sees the same sum
+        stop_if_not_finite("loss", total / len(indices), step, config.lr)  # every rank sees the same sum
         grad_norm = None
         if config.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP: a DTensor
-            _stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
+            stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -261,14 +261,6 @@ class _Trainer:
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
 
 
-def _stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
-    """Refuse to apply a step whose loss or gradient is NaN/inf: the weights would be NaN from then on."""
-    if not math.isfinite(value):
-        raise EngineError(f"training stopped at step {step + 1}: the {what} is {value} (not a finite number), "
-                          f"so the step was not applied. The learning rate is probably too high: lower --lr "
-                          f"(now {lr:g}) and train again (the last checkpoint is from before this step)")
-
-
 def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair],
                        eval_pairs: Sequence[PreferencePair] | None = None, *, resume: bool = False,
                        progress: bool = True, on_step: Callable[[dict], None] | None = None,
@@ -280,7 +272,7 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     ctx = ctx or compute_init(config.device)
     out = Path(config.out_dir)
     if ctx.is_main:
-        _check_out_dir(out, resume)
+        check_out_dir(out, resume)
         out.mkdir(parents=True, exist_ok=True)
         resolve_model_path(config.base)  # converts a GGUF once, before the other ranks look for it
     barrier()
@@ -292,7 +284,7 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         _probe_head(trainer, out)
     start = resumed_from or 0
     if ctx.is_main:
-        _truncate_metrics(out / "metrics.jsonl", start)
+        truncate_metrics(out / "metrics.jsonl", start)
         (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
         (out / "precision.json").write_text(json.dumps({"requested": config.precision, "resolved": trainer.precision,
                                                         "cpu": describe_cpu()}) + "\n")
@@ -397,35 +389,6 @@ def trainer_state(trainer: _Trainer) -> dict:
     """Rank 0's trainable weights for a checkpoint; under FSDP every rank takes part in the gather."""
     state = trainable_state(trainer.rm) if trainer.ctx.is_main or trainer.sharded else {}
     return state if trainer.ctx.is_main else {}
-
-
-def _check_out_dir(out: Path, resume: bool) -> None:
-    if resume:
-        return
-    if latest_checkpoint(out) is not None or (out / COMPLETE_MARKER).exists():
-        raise EngineError(f"{out} already holds a training run: pass --resume to continue it, "
-                          "or choose another --out")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past the checkpoint we resume from (they will be logged again).
-
-    A run killed mid-write leaves a torn last line: it is dropped; a bad line elsewhere is an error.
-    """
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    kept = []
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line) if line else None
-        except ValueError:
-            if number == len(lines):
-                break
-            raise EngineError(f"{path}:{number}: not a JSON line; fix or remove it, then resume") from None
-        if record is not None and record["step"] <= step:
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _save_model(rm: RewardModel, out: Path) -> None:

@@ -141,7 +141,7 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
 
 def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_dir: Path, progress: bool) -> dict:
     from engine.train_config import TrainConfig
-    from engine.training import COMPLETE_MARKER
+    from engine.train_guards import COMPLETE_MARKER
     from workbench.reward_models import register_reward_model
     from workbench.training import train_rm
 

@@ -77,7 +77,7 @@ def claim_output_dir(out: str | Path, resume: bool) -> TrainingClaim:
 
 def _nothing_to_resume(out: Path) -> bool:
     from engine.checkpoint import latest_checkpoint
-    from engine.training import COMPLETE_MARKER
+    from engine.train_guards import COMPLETE_MARKER
 
     return latest_checkpoint(out) is None and not (out / COMPLETE_MARKER).exists()
 

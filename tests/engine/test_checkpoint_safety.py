@@ -10,7 +10,8 @@ import torch
 
 from engine.checkpoint import latest_checkpoint
 from engine.errors import EngineError
-from engine.training import _truncate_metrics, train_reward_model
+from engine.train_guards import truncate_metrics
+from engine.training import train_reward_model
 from tests.engine.test_training import config, make_pairs
 
 
@@ -67,10 +68,10 @@ def test_resume_drops_a_torn_last_metrics_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"step": s, "loss": 0.5}) for s in (1, 2, 3)]
     path.write_text("\n".join(lines) + "\n" + '{"step": 4, "lo')  # killed mid-write
-    _truncate_metrics(path, 2)
+    truncate_metrics(path, 2)
     assert path.read_text() == lines[0] + "\n" + lines[1] + "\n"
     path.write_text("\n".join(lines) + "\n" + '{"step": 4, "lo')
-    _truncate_metrics(path, 4)
+    truncate_metrics(path, 4)
     assert path.read_text() == "\n".join(lines) + "\n"
 
 
@@ -78,4 +79,4 @@ def test_a_corrupt_metrics_line_in_the_middle_is_named(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(EngineError, match=r"metrics.jsonl:2"):
-        _truncate_metrics(path, 2)
+        truncate_metrics(path, 2)
