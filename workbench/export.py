@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.provenance import code_version, environment
-from workbench.reward_models import resolve_reward_model
+from workbench.reward_models import format_fields, resolve_reward_model
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -162,7 +162,7 @@ def _reward_models(con, labelers: dict) -> list[dict]:
             continue
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
-                       "path": model["path"]})
+                       "path": model["path"], **format_fields(model)})
     return models
 
 

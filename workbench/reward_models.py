@@ -6,25 +6,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-from workbench.errors import NotFound
+from workbench.errors import NotFound, WorkbenchError
 from workbench.store import Store, queries
 
 
 def register_reward_model(store: Store, path: str | Path, name: str | None = None,
-                          run_id: str | None = None) -> dict:
-    """Register a reward-model directory (idempotent: same weights, same row)."""
+                          run_id: str | None = None, fmt: str = "auto", label_index: int | None = None,
+                          trust_remote_code: bool = False) -> dict:
+    """Register a reward-model directory (idempotent: same weights and label, same row).
+
+    The directory is checked first (`engine.rm_formats.inspect_reward_model`): no model, no
+    scoring head, a multi-objective head without `label_index`, or weights that do not fit the
+    config are refused and nothing is written. The format, pooling, label index and the weights'
+    fingerprint are kept in the model's config.
+    """
     from engine.backbone import model_fingerprint
+    from engine.rm_formats import inspect_reward_model
 
     path = Path(path).resolve()
     if not (path / "config.json").is_file():
         raise NotFound(f"{path} is not a reward-model directory (no config.json)")
-    rm_id = model_fingerprint(path)[:32]
+    spec = inspect_reward_model(path, fmt, label_index, trust_remote_code)
+    fingerprint = model_fingerprint(path)
+    rm_id = fingerprint[:32] if label_index is None else hashlib.sha256(f"{fingerprint}:label{label_index}".encode()).hexdigest()[:32]
     config = json.loads((path / "config.json").read_text())
     summary = {k: config.get(k) for k in ("architectures", "model_type", "reward_token", "reward_token_id",
                                           "hidden_size", "num_hidden_layers") if k in config}
+    summary |= {"reward_format": spec.as_dict(), "format": spec.format, "pooling": spec.pooling,
+                "label_index": label_index, "fingerprint": fingerprint}
 
     def write(con) -> dict:
         existing = queries.get_reward_model(con, rm_id)
@@ -36,18 +49,72 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
     return store.write(write)
 
 
-def resolve_reward_model(store: Store, ref: str) -> dict:
-    """Find a reward model by name, name@version, id, or directory (which gets registered)."""
+def reward_format(model: dict):
+    """The `engine.rm_formats.RewardFormat` a registered model was recorded with (older rows: workbench)."""
+    from engine.rm_formats import POOLING, RewardFormat
+
+    config = model.get("config") or {}
+    config = json.loads(config) if isinstance(config, str) else config
+    if "reward_format" in config:
+        return RewardFormat.from_dict(config["reward_format"])
+    return RewardFormat("workbench", POOLING["workbench"], reward_token_id=config.get("reward_token_id"))
+
+
+def check_unchanged(model: dict) -> None:
+    """Refuse a model whose weights changed on disk since it was registered (its scores would mix)."""
+    from engine.backbone import model_fingerprint
+
+    config = model.get("config") or {}
+    config = json.loads(config) if isinstance(config, str) else config
+    recorded = config.get("fingerprint")
+    if recorded is None:  # registered before fingerprints were kept: the id is the fingerprint's head
+        recorded, now = model["rm_id"], model_fingerprint(model["path"])[:32]
+    else:
+        now = model_fingerprint(model["path"])
+    if now != recorded:
+        raise WorkbenchError(f"the weights in {model['path']} changed since they were registered as {describe(model)}; "
+                             "register the directory again (a new version) to score with them")
+
+
+def load_registered_scorer(model: dict, *, max_length: int, precision: str, trust_remote_code: bool = False):
+    """A Scorer for a registered model: its recorded format, after checking its weights did not change."""
+    from workbench.scoring import load_scorer
+
+    if not model["path"]:
+        raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    check_unchanged(model)
+    return load_scorer(model["path"], max_length=max_length, precision=precision, spec=reward_format(model),
+                       trust_remote_code=trust_remote_code)
+
+
+def resolve_reward_model(store: Store, ref: str, trust_remote_code: bool = False) -> dict:
+    """Find a reward model by name, name@version, id, or directory (which gets registered, format detected)."""
     with store.connect() as con:
         found = queries.lookup_reward_model(con, ref)
         if found:
             return found
         known = [f"{m['name']}@{m['version']}" for m in queries.list_reward_models(con)]
     if Path(ref).is_dir():
-        return register_reward_model(store, ref)
+        return register_reward_model(store, ref, trust_remote_code=trust_remote_code)
     hint = f"known: {', '.join(known)}" if known else "the store has none yet: train one with `workbench rm train`"
     raise NotFound(f"reward model '{ref}' not found ({hint}); a model directory also works")
 
 
 def describe(model: dict) -> str:
     return f"{model['name']}@{model['version']}"
+
+
+def list_with_formats(store: Store) -> list[dict]:
+    """`queries.list_reward_models` rows with each model's format, pooling and label index."""
+    with store.connect() as con:
+        models = queries.list_reward_models(con)
+        rows = {m["rm_id"]: queries.get_reward_model(con, m["rm_id"]) for m in models}
+    return [m | format_fields(rows[m["rm_id"]]) for m in models]
+
+
+def format_fields(model: dict) -> dict:
+    """format, pooling and label_index of a registered model, for listings and manifests."""
+    if not model.get("path"):
+        return {"format": "imported", "pooling": None, "label_index": None}
+    spec = reward_format(model)
+    return {"format": spec.format, "pooling": spec.pooling, "label_index": spec.label_index}

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
 from workbench.runs import fail_run, start_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
@@ -49,24 +49,35 @@ def scoring_device(device: str = "auto") -> str:
     return device
 
 
-def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto"):
-    """A Scorer for the reward model at `path` (see `scoring_device` and `engine.precision`)."""
-    from engine.reward_model import RewardModel
+def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto", spec=None,
+                trust_remote_code: bool = False):
+    """A Scorer for the reward model at `path` (see `scoring_device` and `engine.precision`).
+
+    `spec` (an `engine.rm_formats.RewardFormat`) says how to read it; by default its format is detected.
+    """
+    from engine.foreign_rm import load_reward_model
+    from engine.rm_formats import inspect_reward_model
     from engine.scoring import Scorer
 
-    return Scorer(RewardModel.load(path, device=scoring_device(device)), max_length=max_length, precision=precision)
+    if spec is None:
+        spec = inspect_reward_model(path, trust_remote_code=trust_remote_code)
+    model = load_reward_model(path, spec, device=scoring_device(device), trust_remote_code=trust_remote_code)
+    return Scorer(model, max_length=max_length, precision=precision)
 
 
 def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
                     generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
                     max_length: int = 2048, precision: str = "auto", shard: tuple[int, int] = (0, 1),
-                    scorer=None, progress: bool = True) -> ScoreResult:
-    """Score every selected response the reward model has not scored yet."""
+                    scorer=None, progress: bool = True, trust_remote_code: bool = False) -> ScoreResult:
+    """Score every selected response the reward model has not scored yet.
+
+    `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it.
+    """
     selection = selection or PromptSelection()
     rank, world = shard
     if not 0 <= rank < world:
         raise WorkbenchError(f"shard rank {rank} is outside 0..{world - 1}")
-    model = resolve_reward_model(store, rm)
+    model = resolve_reward_model(store, rm, trust_remote_code=trust_remote_code)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
     from engine.precision import resolve_precision
@@ -90,7 +101,8 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
                                                    (rank, world), chunk_size)
             if not chunk.num_rows:
                 break
-            scorer = scorer or load_scorer(model["path"], max_length=max_length, precision=precision)  # with work
+            scorer = scorer or load_registered_scorer(model, max_length=max_length, precision=precision,
+                                                      trust_remote_code=trust_remote_code)  # with work
             columns = chunk.to_pydict()
             items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
             values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
