@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from engine.attention import select_attention_implementation
-from engine.conversation import ConversationEncoder
+from engine.conversation import ConversationEncoder, _prompt_response
 from engine.errors import EngineError
 from engine.packing import PackedBatch, PaddedBatch, pad_sequences
 from engine.reward_model import BatchScorer, RewardModel
@@ -191,8 +191,7 @@ def _load_hf(path: Path, spec: RewardFormat, device, dtype):
     pad = model.config.get_text_config().pad_token_id  # the id transformers' pooling skips
     head = getattr(model, "score", None)
     decoder = getattr(model, model.base_model_prefix, None)
-    if not isinstance(head, torch.nn.Linear) or decoder is None or not getattr(model.config, "is_decoder", True) \
-            or model.config.is_encoder_decoder:
+    if not isinstance(head, torch.nn.Linear) or decoder is None or model.config.is_encoder_decoder:
         return WholeModelRewardModel(model.eval(), tokenizer, lambda n: PooledEncoder(tokenizer, pad, n),
                                      spec.label_index, pad)
     row = spec.label_index or 0
@@ -247,9 +246,3 @@ def _load_internlm2(path: Path, spec: RewardFormat, device, dtype):
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # pooled by the mask: any id pads
     return WholeModelRewardModel(model.eval(), tokenizer,
                                  lambda n: ConversationEncoder(tokenizer, spec.reward_token_id, n), None, pad)
-
-
-def _prompt_response(item):
-    from engine.conversation import _prompt_response as split
-
-    return split(item)

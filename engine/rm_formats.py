@@ -80,11 +80,11 @@ def detect_format(config: dict) -> str:
     """The format a config describes (see the module docstring); EngineError when it has no scoring head."""
     architectures = config.get("architectures") or []
     auto_map = " ".join(str(v) for v in (config.get("auto_map") or {}).values())
+    if "value_head_prefix" in config or "normalize_reward" in config:  # first: OpenRLHF wraps any backbone
+        return "openrlhf"
     if any("RewardModel" in a for a in architectures) or "RewardModel" in auto_map:
         if "internlm2" in str(config.get("model_type", "")).lower() or "InternLM2" in auto_map + " ".join(architectures):
             return "internlm2"
-    if "value_head_prefix" in config or "normalize_reward" in config:
-        return "openrlhf"
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "workbench" if config.get("reward_token_id") is not None else "hf"
     kind = ", ".join(architectures) or config.get("model_type") or "unknown"

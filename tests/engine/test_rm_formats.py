@@ -55,9 +55,25 @@ def test_hf_matches_transformers_packed_and_shared(tmp_path):
     assert_close(transformers_scores(path, batch=True), reference)
     spec, shared = engine_scores(path)
     assert (spec.format, spec.pooling) == ("hf", "last-non-pad")
+    assert Scorer(load_reward_model(path, spec)).share_prefixes  # the fast path, prompt run once per group
     assert_close(shared, reference)
     assert_close(engine_scores(path, share_prefixes=False)[1], reference)
     assert len(set(round(s, 3) for s in reference)) > 3  # the scores do differ: the test can fail
+
+
+def test_unpacked_path_matches_transformers(tmp_path):
+    """Classifiers off the packed path (other heads, encoders, remote code) run their own forward, padded."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from engine.foreign_rm import PooledEncoder, WholeModelRewardModel
+
+    path = make_hf_rm(tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    whole = WholeModelRewardModel(model, tokenizer, lambda n: PooledEncoder(tokenizer, 2, n), None, 2)
+    scorer = Scorer(whole, precision="fp32")
+    assert not scorer.share_prefixes
+    assert_close(scorer.score(ITEMS, max_tokens_per_batch=4096), transformers_scores(path))
 
 
 def test_hf_pooling_skips_trailing_pad_tokens(tmp_path):
