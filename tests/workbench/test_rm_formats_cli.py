@@ -149,6 +149,11 @@ def test_internlm2_needs_trust_remote_code_on_each_command(tmp_path):
     assert json.loads(result.stdout)["scored"] == 7
     [model] = json.loads(invoke(db, "rm", "list", "--json").stdout)
     assert (model["format"], model["pooling"]) == ("internlm2", "reward-token")
+    code = path / "modeling_tiny_internlm2.py"
+    code.write_text(code.read_text() + "\n# edited\n")  # the code is part of the model: a changed model
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "chosen": "Hello.", "rejected": "Go away."}])
+    result = invoke(db, "rm", "eval", "--rm", "ilm", "--trust-remote-code", "--data", str(pairs))
+    assert result.exit_code == 1 and "changed since they were registered as ilm@1" in result.output
 
 
 def test_changed_weights_are_refused(tmp_path):
