@@ -49,15 +49,21 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
     return store.write(write)
 
 
-def reward_format(model: dict):
-    """The `engine.rm_formats.RewardFormat` a registered model was recorded with (older rows: workbench)."""
-    from engine.rm_formats import POOLING, RewardFormat
+def reward_format(model: dict, trust_remote_code: bool = False):
+    """The `engine.rm_formats.RewardFormat` a registered model was recorded with.
+
+    Rows registered before formats were recorded: `rm train`'s (they name a reward token) are
+    workbench models; any other is detected from its directory now.
+    """
+    from engine.rm_formats import POOLING, RewardFormat, inspect_reward_model
 
     config = model.get("config") or {}
     config = json.loads(config) if isinstance(config, str) else config
     if "reward_format" in config:
         return RewardFormat.from_dict(config["reward_format"])
-    return RewardFormat("workbench", POOLING["workbench"], reward_token_id=config.get("reward_token_id"))
+    if config.get("reward_token_id") is not None or not model.get("path"):
+        return RewardFormat("workbench", POOLING["workbench"], reward_token_id=config.get("reward_token_id"))
+    return inspect_reward_model(model["path"], trust_remote_code=trust_remote_code)
 
 
 def check_unchanged(model: dict) -> None:
@@ -83,8 +89,8 @@ def load_registered_scorer(model: dict, *, max_length: int, precision: str, trus
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
     check_unchanged(model)
-    return load_scorer(model["path"], max_length=max_length, precision=precision, spec=reward_format(model),
-                       trust_remote_code=trust_remote_code)
+    return load_scorer(model["path"], max_length=max_length, precision=precision,
+                       spec=reward_format(model, trust_remote_code), trust_remote_code=trust_remote_code)
 
 
 def resolve_reward_model(store: Store, ref: str, trust_remote_code: bool = False) -> dict:
@@ -116,5 +122,10 @@ def format_fields(model: dict) -> dict:
     """format, pooling and label_index of a registered model, for listings and manifests."""
     if not model.get("path"):
         return {"format": "imported", "pooling": None, "label_index": None}
-    spec = reward_format(model)
+    from engine.errors import EngineError
+
+    try:
+        spec = reward_format(model)
+    except EngineError:  # an old row whose directory cannot be read as any format (or needs remote code)
+        return {"format": "unknown", "pooling": None, "label_index": None}
     return {"format": spec.format, "pooling": spec.pooling, "label_index": spec.label_index}

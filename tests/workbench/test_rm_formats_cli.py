@@ -184,3 +184,22 @@ def test_rm_eval_of_an_unregistered_directory_detects_the_format(tmp_path, conve
     result = invoke(db, "rm", "eval", "--rm", str(path), "--data", str(pairs), "--precision", "fp32", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 1
+
+
+def test_a_row_registered_before_formats_were_recorded_is_detected(tmp_path):
+    """`rm register` used to accept any directory and record no format: such an hf model now scores as hf."""
+    from engine.backbone import model_fingerprint
+
+    db = str(tmp_path / "t.duckdb")
+    data, records = bon_file(tmp_path)
+    assert invoke(db, "import", str(data), "--format", "bon").exit_code == 0
+    path = make_hf_rm(tmp_path / "old-hf")
+    rm_id = model_fingerprint(path)[:32]
+    Store(db).write(lambda con: queries.insert_reward_model(con, rm_id, "old", str(path),
+                                                            {"architectures": ["LlamaForSequenceClassification"]}, None))
+    [model] = json.loads(invoke(db, "rm", "list", "--json").stdout)
+    assert (model["format"], model["pooling"]) == ("hf", "last-non-pad")
+    result = invoke(db, "score", "--rm", "old", "--precision", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    reference = plain_transformers(path, records)
+    assert max(abs(v - reference[k]) for k, v in stored_scores(db, rm_id).items()) < 1e-4
