@@ -137,9 +137,9 @@ def workbench_scores(tmp: Path, rm_dir: Path, records: list[dict], max_length: i
     result = score_responses(store, str(rm_dir), max_length=max_length, precision=precision, progress=False)
     seconds = time.perf_counter() - start
     with store.connect() as con:
-        stored = dict(queries.rows(con, "SELECT r.text || chr(0) || p.messages, s.score FROM scores s "
+        stored = dict(queries.fetch_rows(con, "SELECT r.text || chr(0) || p.messages, s.score FROM scores s "
                                         "JOIN responses r USING (response_id) JOIN prompts p USING (prompt_id)"))
-        resolved = json.loads(queries.value(con, "SELECT config FROM runs WHERE kind = 'scoring'"))["precision"]
+        resolved = json.loads(queries.fetch_value(con, "SELECT config FROM runs WHERE kind = 'scoring'"))["precision"]
     from workbench import ids
 
     ordered = [stored[reply + "\x00" + ids.canonical_messages(r["prompt"])] for r in records for reply in r["responses"]]

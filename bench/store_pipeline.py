@@ -37,7 +37,8 @@ def make_input(path: Path, prompts: int, n: int, seed: int = 0) -> None:
 # --- the workbench ------------------------------------------------------------------------
 
 def workbench_step(step: str, work: Path, data: Path, export_rows: int) -> dict:
-    from workbench.export import ExportSpec, export_pairs
+    from workbench.export import export_pairs
+    from workbench.pair_filter import PairFilter
     from workbench.importer import import_files
     from workbench.pairs import build_pairs
     from workbench.store import Store
@@ -49,7 +50,7 @@ def workbench_step(step: str, work: Path, data: Path, export_rows: int) -> dict:
     if step == "pairs":
         result = build_pairs(store, "bench-rm", "best-vs-worst", progress=False)
         return {"pairs": result.new_pairs}
-    result = export_pairs(store, work / "wb.jsonl", spec=ExportSpec(limit=export_rows))
+    result = export_pairs(store, work / "wb.jsonl", pair_filter=PairFilter(limit=export_rows))
     return {"rows": result.rows}
 
 

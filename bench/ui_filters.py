@@ -30,20 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from store_pipeline import make_input  # noqa: E402
 
-from workbench.curation import CurationFilter, PairIndex, curation_preview  # noqa: E402
+from workbench.curation import PairIndex, curation_preview
+from workbench.pair_filter import PairFilter  # noqa: E402
 from workbench.export import count_pairs  # noqa: E402
 from workbench.store import Store, queries  # noqa: E402
 
 
 
-def filters(rm: str) -> list[CurationFilter]:
+def filters(rm: str) -> list[PairFilter]:
     """Filter changes a person might make, one after another."""
     return [
-        CurationFilter(min_margin=0.5), CurationFilter(min_margin=1.0), CurationFilter(min_margin=2.0),
-        CurationFilter(min_chars=50), CurationFilter(min_chars=50, max_chars=200), CurationFilter(max_chars=120),
-        CurationFilter(rm=rm, min_margin=1.5), CurationFilter(label="rm", exclude_flagged=True),
-        CurationFilter(strategy="best-vs-worst", min_margin=3.0), CurationFilter(source="bon"),
-        CurationFilter(min_score=-1.0, max_score=1.0), CurationFilter(tag="none-such"), CurationFilter(),
+        PairFilter(min_margin=0.5), PairFilter(min_margin=1.0), PairFilter(min_margin=2.0),
+        PairFilter(min_chars=50), PairFilter(min_chars=50, max_chars=200), PairFilter(max_chars=120),
+        PairFilter(rm=rm, min_margin=1.5), PairFilter(label="rm", exclude_flagged=True),
+        PairFilter(strategy="best-vs-worst", min_margin=3.0), PairFilter(source="bon"),
+        PairFilter(min_score=-1.0, max_score=1.0), PairFilter(tag="none-such"), PairFilter(),
     ]
 
 
@@ -70,14 +71,13 @@ def summary(ms: list[float]) -> dict:
             "min_ms": round(min(ms), 1)}
 
 
-def baseline_preview(store: Store, flt: CurationFilter) -> int:
+def baseline_preview(store: Store, flt: PairFilter) -> int:
     """The obvious way: count and first page through the export query itself."""
-    from workbench.export import _query_spec
+    from workbench.export import query_values
 
-    spec = flt.export_spec()
-    total = count_pairs(store, spec)
+    total = count_pairs(store, flt)
     with store.connect() as con:
-        reader = queries.export_reader(con, _query_spec(store, spec), ["conversational", "provenance"], 20)
+        reader = queries.export_reader(con, query_values(store, flt), ["conversational", "provenance"], 20)
         reader.read_all()
     return total
 
@@ -128,7 +128,7 @@ def main() -> None:
                   "build_s": None if build_s is None else round(build_s, 1)}
 
         index = PairIndex(store)
-        cold_ms, _ = timed(curation_preview, store, index, CurationFilter())
+        cold_ms, _ = timed(curation_preview, store, index, PairFilter())
         workbench_ms, baseline_ms, mismatches = [], [], 0
         for _ in range(args.rounds):
             for flt in filters(rm):

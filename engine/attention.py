@@ -135,6 +135,7 @@ AttentionInterface.register(PACKED_SDPA, packed_sdpa_attention)
 
 
 def flash_attn_available() -> bool:
+    """Whether flash-attn's varlen kernel can be used (installed, on CUDA)."""
     return importlib.util.find_spec("flash_attn") is not None
 
 

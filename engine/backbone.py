@@ -7,11 +7,13 @@ A model spec is one of:
 
 GGUF files are de-quantised by transformers once and saved as a plain fp32 HF directory in
 the cache (`$WORKBENCH_HOME/models`, default `~/.cache/dpo-workbench/models`): the copy
-reloads in about a second instead of ~15 s.
+reloads in about a second instead of ~15 s. A file lock beside the copy makes concurrent first
+uses convert once: the others wait, then reuse it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -28,6 +30,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_home() -> Path:
+    """Where converted backbones are cached ($WORKBENCH_HOME, else ~/.cache/dpo-workbench)."""
     return Path(os.environ.get("WORKBENCH_HOME", Path.home() / ".cache" / "dpo-workbench"))
 
 
@@ -68,6 +71,16 @@ def _converted_gguf_dir(gguf: Path, name: str, progress: bool) -> Path:
     target = cache_home() / "models" / f"{name}-{key}"
     if (target / "config.json").is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One converter per GGUF: a second process waits here, then finds the result and reuses it.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").is_file():
+            _convert_gguf(gguf, target, name, stat.st_size, progress)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path, name: str, size: int, progress: bool) -> None:
     if progress:
         print(f"Converting {gguf.name} to a plain fp32 checkpoint in {target} (once)...", flush=True)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,16 +93,14 @@ def _converted_gguf_dir(gguf: Path, name: str, progress: bool) -> Path:
         del model.config.quantization_config
     model.hf_quantizer = None
     model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": stat.st_size}))
+        (tmp / "workbench_source.json").write_text(json.dumps({"gguf": str(gguf), "size": size}))
         os.replace(tmp, target)  # atomic: a crash never leaves a half-written model behind
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".model"}

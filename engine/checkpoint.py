@@ -4,11 +4,17 @@ A checkpoint directory `checkpoints/step-000040/` holds the trainable weights, t
 scheduler states, one RNG file per rank, and `state.json` (step, world size, config). It is
 written under a temporary name and renamed when complete: a SIGKILL mid-save leaves the previous
 checkpoint as the latest.
+
+Every `.pt` file holds only tensors and plain containers, and is read back with
+`torch.load(weights_only=True)`: a checkpoint cannot run code on resume. A file that needs full
+unpickling (a tampered one, or one from a format that pickled objects) is refused unless the caller
+passes `allow_pickle` (`rm train --resume --allow-pickle`), for checkpoints the user trusts.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -17,15 +23,19 @@ import torch
 
 from engine.distributed import barrier
 from engine.errors import EngineError
+from engine.reward_model import RewardModel
 
 PREFIX = "step-"
+FORMAT = 2  # 2: every .pt file loads with weights_only=True (recorded in state.json)
 
 
 def checkpoint_root(out_dir: str | Path) -> Path:
+    """The directory that holds a run's checkpoints."""
     return Path(out_dir) / "checkpoints"
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, or None."""
     root = checkpoint_root(out_dir)
     if not root.is_dir():
         return None
@@ -35,6 +45,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def rng_state() -> dict:
+    """This process's Python, torch (and CUDA) random states, for a checkpoint."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -42,6 +53,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the random states `rng_state` saved."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -69,7 +81,8 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
         torch.save(scheduler, tmp / "scheduler.pt")
     barrier()
     if rank == 0:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, **extra}, indent=2))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": world_size, "format": FORMAT,
+                                                    **extra}, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))[:-keep]:
@@ -78,15 +91,56 @@ def save_checkpoint(out_dir: str | Path, step: int, *, rank: int, world_size: in
     return final
 
 
-def load_checkpoint(path: Path, *, rank: int, world_size: int) -> dict:
+def load_checkpoint(path: Path, *, rank: int, world_size: int, allow_pickle: bool = False) -> dict:
+    """A checkpoint's trainable weights, optimizer, scheduler, this rank's RNG and its state.json;
+    never unpickles objects unless `allow_pickle`."""
     state = json.loads((path / "state.json").read_text())
     if state["world_size"] != world_size:
         raise EngineError(f"{path} was saved by {state['world_size']} rank(s); resume it with the same number "
                           f"of processes (got {world_size})")
     return {
         "state": state,
-        "trainable": torch.load(path / "trainable.pt", map_location="cpu", weights_only=True),
-        "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False),
-        "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
-        "rng": torch.load(path / f"rng-rank{rank}.pt", map_location="cpu", weights_only=False),
+        "trainable": _load(path / "trainable.pt", allow_pickle),
+        "optimizer": _load(path / "optimizer.pt", allow_pickle),
+        "scheduler": _load(path / "scheduler.pt", allow_pickle),
+        "rng": _load(path / f"rng-rank{rank}.pt", allow_pickle),
     }
+
+
+def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
+    """The trainable tensors in full, on CPU. FSDP shards are gathered: then every rank must call it."""
+    from torch.distributed.tensor import DTensor
+
+    state = {}
+    for name, p in rm.model.named_parameters():
+        if p.requires_grad:
+            value = p.detach()
+            state[name] = (value.full_tensor() if isinstance(value, DTensor) else value).cpu().clone()
+    return state
+
+
+def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's trainable tensors into the model (under FSDP, each rank keeps its shard)."""
+    params = dict(rm.model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
+                          "it was written with another configuration")
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with torch.no_grad():
+        for name, value in state.items():
+            param = params[name]
+            if isinstance(param, DTensor):  # FSDP: every rank read the full tensor; keep this rank's shard
+                value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                                          src_data_rank=None)
+            param.copy_(value)
+def _load(file: Path, allow_pickle: bool):
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not allow_pickle:
+            raise EngineError(f"{file} holds pickled objects, and unpickling can run arbitrary code: if you "
+                              "trust this checkpoint (e.g. an older workbench wrote it), resume with "
+                              "--allow-pickle") from None
+    return torch.load(file, map_location="cpu", weights_only=False)

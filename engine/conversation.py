@@ -69,12 +69,16 @@ class ConversationEncoder:
 
     def encode_many(self, items: Sequence[ScoringItem | tuple[Sequence[Message], str]]) -> list[list[int]]:
         """Encode many conversations with one batched tokenizer call."""
+        return self.encode_many_reporting(items)[0]
+
+    def encode_many_reporting(self, items) -> tuple[list[list[int]], list[bool]]:
+        """`encode_many`, and for each conversation whether its start was cut to fit `max_length`."""
         texts = [self.render(*_prompt_response(item)) for item in items]
         if not texts:
-            return []
+            return [], []
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         keep = self.max_length - 1
-        return [row[-keep:] + [self.reward_token_id] for row in ids]
+        return [row[-keep:] + [self.reward_token_id] for row in ids], [len(row) > keep for row in ids]
 
     def encode_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[list[int], list[int]]]:
         """(chosen ids, rejected ids) for each preference pair."""

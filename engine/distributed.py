@@ -23,10 +23,12 @@ class DistContext:
 
     @property
     def is_distributed(self) -> bool:
+        """Whether this context spans more than one process."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, which reads data, writes files and opens the store."""
         return self.rank == 0
 
 
@@ -48,6 +50,7 @@ def compute_init(device: str = "auto") -> DistContext:
 
 
 def barrier() -> None:
+    """Wait for every rank (nothing to do without a process group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -71,5 +74,6 @@ def broadcast_object(value, src: int = 0):
 
 
 def compute_teardown() -> None:
+    """Leave the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

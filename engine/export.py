@@ -15,10 +15,12 @@ from engine.errors import EngineError
 from engine.reward_model import RewardModel
 
 _BOOKKEEPING = {"checkpoints", "adapter", "metrics.jsonl", "training_complete.json", "train_config.json",
-                "eval.json", "heldout_pairs.jsonl", "workbench_fingerprint.json"}
+                "eval.json", "heldout_pairs.jsonl", "workbench_fingerprint.json", "training_claim.json"}
 
 
 def export_reward_model(source: str | Path, out: str | Path) -> Path:
+    """Write a standard HF sequence-classification directory (LoRA merged) from a training output,
+    checkpoint or adapter; returns its path."""
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise EngineError("--out must differ from the source directory")

@@ -38,12 +38,12 @@ class PooledEncoder(ConversationEncoder):
         self.reward_token_id = None  # none is appended
         self.pad_token_id = pad_token_id
 
-    def encode_many(self, items) -> list[list[int]]:
+    def encode_many_reporting(self, items) -> tuple[list[list[int]], list[bool]]:
         texts = [self.render(*_prompt_response(item)) for item in items]
         if not texts:
-            return []
-        rows = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [self.pooled(row)[-self.max_length:] for row in rows]
+            return [], []
+        rows = [self.pooled(row) for row in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [row[-self.max_length:] for row in rows], [len(row) > self.max_length for row in rows]
 
     def pooled(self, row: list[int]) -> list[int]:
         """The row up to and including transformers' pooled token (index 0 when every token is pad)."""
@@ -61,17 +61,17 @@ class EosEncoder(ConversationEncoder):
             raise EngineError("an OpenRLHF reward model needs a tokenizer with an EOS token")
         super().__init__(tokenizer, reward_token_id=tokenizer.eos_token_id, max_length=max_length)
 
-    def encode_many(self, items) -> list[list[int]]:
+    def encode_many_reporting(self, items) -> tuple[list[list[int]], list[bool]]:
         eos = self.tokenizer.eos_token
         texts = []
         for item in items:
             text = self.render(*_prompt_response(item)).rstrip("\n")
             texts.append(text if text.endswith(eos) else text + " " + eos)
         if not texts:
-            return []
+            return [], []
         rows = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [row[-self.max_length:-1] + [self.reward_token_id] if len(row) > self.max_length else row
-                for row in rows]
+        return ([row[-self.max_length:-1] + [self.reward_token_id] if len(row) > self.max_length else row
+                 for row in rows], [len(row) > self.max_length for row in rows])
 
 
 class NormalisedHead(torch.nn.Module):

@@ -8,7 +8,7 @@ all-reduce, so the trainer's loss scaling is the same for both.
 Checkpoints and the saved model need whole tensors: `full_model_state` and
 `full_optimizer_state` gather them (collective: every rank calls; rank 0 gets them on CPU),
 and `load_full_optimizer_state` gives each rank its shard back. The trainable weights go
-through `engine.training.trainable_state`, which gathers DTensors itself, so an FSDP checkpoint
+through `engine.checkpoint.trainable_state`, which gathers DTensors itself, so an FSDP checkpoint
 has the usual format (`workbench rm export` reads it) apart from the optimizer state, which is
 keyed by parameter name.
 

@@ -41,7 +41,7 @@ NUCLEUS_CANDIDATES = 256
 Progress = Callable[[int], None]  # called with the number of samples just finished, e.g. tqdm.update
 
 
-def prompt_key(messages: list[Message]) -> str:
+def default_seed_key(messages: list[Message]) -> str:
     """Content hash of a conversation: the default key that seeds its samples."""
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -136,7 +136,7 @@ def _plan_rows(tokenizer, prompts, n, params, prompt_keys=None, only=None, max_l
                     f"prompt {p} has {len(ids[p])} tokens; with max_new_tokens={params.max_new_tokens} it exceeds "
                     f"the model's {max_length} positions: shorten the prompt or lower max_new_tokens."
                 )
-        key = prompt_keys[p] if prompt_keys is not None else prompt_key(prompts[p])
+        key = prompt_keys[p] if prompt_keys is not None else default_seed_key(prompts[p])
         rows.append(_Row(p, s, sample_seed(params.seed, key, s), ids[p]))
     # Prompts of similar length share batches, so little compute goes to padding.
     rows.sort(key=lambda r: (len(r.prompt_ids), r.prompt_index, r.sample_index))

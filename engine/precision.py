@@ -58,4 +58,5 @@ def autocast(precision: str, device: torch.device | str):
 
 
 def describe_cpu() -> str:
+    """The machine type and whether its CPU runs bf16 natively (recorded with a run's precision)."""
     return f"{platform.machine()}, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"

@@ -199,13 +199,16 @@ class RewardModel:
         return self.batch_scorer(batch)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters training updates (adapters, value head, reward-token row, unfrozen layers)."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def train(self, mode: bool = True) -> RewardModel:
+        """Put the model in training mode; returns self."""
         self.model.train(mode)
         return self
 
     def eval(self) -> RewardModel:
+        """Put the model in eval mode; returns self."""
         return self.train(False)
 
     def enable_gradient_checkpointing(self) -> None:

@@ -48,10 +48,14 @@ class Scorer:
     def score(self, items: Sequence[ScoringItem], max_tokens_per_batch: int = 8192,
               progress: Progress | None = None) -> list[float]:
         """One score per item, in input order."""
+        return self.score_encoded_items(items, self.encoder.encode_many(items), max_tokens_per_batch, progress)
+
+    def score_encoded_items(self, items: Sequence[ScoringItem], encoded: list[list[int]],
+                            max_tokens_per_batch: int = 8192, progress: Progress | None = None) -> list[float]:
+        """`score` for items already encoded by `self.encoder` (a server encodes as requests arrive)."""
         if max_tokens_per_batch < self.encoder.max_length:
             raise EngineError(f"max_tokens_per_batch ({max_tokens_per_batch}) must be at least max_length "
                               f"({self.encoder.max_length}), or a long conversation fits no batch")
-        encoded = self.encoder.encode_many(items)
         units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else \
             [([], [(i, ids)]) for i, ids in enumerate(encoded)]
         sizes = [len(prefix) + sum(len(s) for _, s in members) for prefix, members in units]
@@ -134,3 +138,28 @@ def score_one_by_one(reward_model: RewardModel, items: Sequence[ScoringItem], ma
         batch = pad_sequences([encoder.encode(item.prompt, item.response)], reward_model.tokenizer.pad_token_id)
         scores.append(reward_model.forward_padded(batch.to(reward_model.device)).item())
     return scores
+
+
+def scoring_device(device: str = "auto") -> str:
+    """auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
+    import os
+
+    if device == "auto":
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto", spec=None,
+                trust_remote_code: bool = False) -> Scorer:
+    """A Scorer for the reward model at `path` on `scoring_device(device)` (precision: see `engine.precision`).
+
+    `spec` (an `engine.rm_formats.RewardFormat`) says how to read it; by default its format is detected.
+    `trust_remote_code` lets a model that ships its own Python code (InternLM2) run it.
+    """
+    from engine.foreign_rm import load_reward_model
+    from engine.rm_formats import inspect_reward_model
+
+    if spec is None:
+        spec = inspect_reward_model(path, trust_remote_code=trust_remote_code)
+    model = load_reward_model(path, spec, device=scoring_device(device), trust_remote_code=trust_remote_code)
+    return Scorer(model, max_length=max_length, precision=precision)

@@ -14,6 +14,7 @@ REFERENCE_TOKENIZER = os.environ.get("WORKBENCH_TOKENIZER", "smollm2")
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str = REFERENCE_TOKENIZER):
+    """The tokenizer of a model (directory, .gguf file or smollm2); by default the reference one."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model_path(spec))

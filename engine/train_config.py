@@ -90,12 +90,15 @@ class TrainConfig:
         self.loss_settings()  # validates the loss fields
 
     def loss_settings(self) -> LossSettings:
+        """The loss options of this config as `engine.losses` takes them."""
         return LossSettings(ranking=self.ranking_loss, focal_gamma=self.focal_gamma, penalty=self.penalty,
                             penalty_weight=self.penalty_weight, barrier_bound=self.barrier_bound)
 
     def as_dict(self) -> dict:
+        """Every field by name (what a run records)."""
         return asdict(self)
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
+        """The help text of each field, by name."""
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}

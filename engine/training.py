@@ -43,7 +43,8 @@ import torch
 
 from engine import fsdp
 from engine.backbone import resolve_model_path
-from engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint,  # noqa: F401
+                               set_rng_state, trainable_state)
 from engine.data import PreferencePair
 from engine.distributed import DistContext, all_reduce_sum, barrier, compute_init
 from engine.errors import EngineError
@@ -53,6 +54,7 @@ from engine.precision import autocast, describe_cpu, resolve_precision
 from engine.reward_model import LoraSettings, RewardModel
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
+from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps  # noqa: F401
 
 COMPLETE_MARKER = "training_complete.json"
 
@@ -73,41 +75,9 @@ class TrainResult:
         return asdict(self)
 
 
-def steps_per_epoch(n_pairs: int, pairs_per_step: int) -> int:
-    return n_pairs // pairs_per_step
-
-
-def total_steps(config: TrainConfig, n_pairs: int) -> int:
-    per_epoch = steps_per_epoch(n_pairs, config.pairs_per_step)
-    if per_epoch == 0:
-        raise EngineError(f"{n_pairs} training pairs cannot fill one step of {config.pairs_per_step}: "
-                          "lower pairs_per_step or add pairs")
-    return config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
-
-
-def step_pair_indices(n_pairs: int, pairs_per_step: int, seed: int, step: int) -> list[int]:
-    """The pairs of one optimizer step: a seeded shuffle per epoch, cut into whole steps."""
-    per_epoch = steps_per_epoch(n_pairs, pairs_per_step)
-    epoch, k = divmod(step, per_epoch)
-    order = list(range(n_pairs))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order[k * pairs_per_step:(k + 1) * pairs_per_step]
-
-
-def lr_lambda(config: TrainConfig, steps: int) -> Callable[[int], float]:
-    warmup = int(config.warmup_ratio * steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
-
-    return factor
-
-
 def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel:
+    """The reward model a config describes: backbone, reward token, LoRA/QLoRA, frozen layers and
+    gradient checkpointing."""
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout) if config.lora else None
     rm = RewardModel.from_base(resolve_model_path(config.base), reward_token=config.reward_token,
                                reward_token_id=config.reward_token_id, lora=lora, qlora=config.qlora, device=device,
@@ -123,35 +93,6 @@ def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel
     if config.gradient_checkpointing:
         rm.enable_gradient_checkpointing()
     return rm
-
-
-def trainable_state(rm: RewardModel) -> dict[str, torch.Tensor]:
-    """The trainable tensors in full, on CPU. FSDP shards are gathered: then every rank must call it."""
-    from torch.distributed.tensor import DTensor
-
-    state = {}
-    for name, p in rm.model.named_parameters():
-        if p.requires_grad:
-            value = p.detach()
-            state[name] = (value.full_tensor() if isinstance(value, DTensor) else value).cpu().clone()
-    return state
-
-
-def load_trainable_state(rm: RewardModel, state: dict[str, torch.Tensor]) -> None:
-    params = dict(rm.model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-    if missing:
-        raise EngineError(f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {missing[0]}): "
-                          "it was written with another configuration")
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
-    with torch.no_grad():
-        for name, value in state.items():
-            param = params[name]
-            if isinstance(param, DTensor):  # FSDP: every rank read the full tensor; keep this rank's shard
-                value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
-                                          src_data_rank=None)
-            param.copy_(value)
 
 
 class _Trainer:
@@ -226,6 +167,7 @@ class _Trainer:
         return autocast(self.precision, self.ctx.device)
 
     def run_step(self, step: int) -> dict:
+        """One optimizer step over the step's pairs (packed micro-batches, accumulated); its metrics."""
         config, ctx = self.config, self.ctx
         indices = step_pair_indices(len(self.train), config.pairs_per_step, config.seed, step)
         local, groups, weights = self._micro_batches(indices)
@@ -249,15 +191,17 @@ class _Trainer:
                                    loss.correct.item(), scores[0::2].sum().item(), scores[1::2].sum().item(),
                                    batch.n_tokens)):
                 sums[k] += v * weight * counted
+        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
+        _stop_if_not_finite("loss", total / len(indices), step, config.lr)  # every rank sees the same sum
         grad_norm = None
         if config.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP: a DTensor
+            _stop_if_not_finite("gradient norm", grad_norm, step, config.lr)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
         n = len(indices)
         return {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch(len(self.train), config.pairs_per_step), 4),
                 "loss": total / n, "ranking_loss": ranking / n, "penalty": penalty / n, "accuracy": correct / n,
@@ -287,6 +231,7 @@ class _Trainer:
         return fsdp.full_optimizer_state(self.module, self.optimizer)
 
     def load_optimizer_state(self, state: dict) -> None:
+        """Restore the optimizer from a checkpoint (full or FSDP-sharded state)."""
         if self.sharded:
             fsdp.load_full_optimizer_state(self.module, self.optimizer, state)
         else:
@@ -311,11 +256,22 @@ class _Trainer:
         return {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
 
 
+def _stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
+    """Refuse to apply a step whose loss or gradient is NaN/inf: the weights would be NaN from then on."""
+    if not math.isfinite(value):
+        raise EngineError(f"training stopped at step {step + 1}: the {what} is {value} (not a finite number), "
+                          f"so the step was not applied. The learning rate is probably too high: lower --lr "
+                          f"(now {lr:g}) and train again (the last checkpoint is from before this step)")
+
+
 def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair],
                        eval_pairs: Sequence[PreferencePair] | None = None, *, resume: bool = False,
                        progress: bool = True, on_step: Callable[[dict], None] | None = None,
-                       ctx: DistContext | None = None) -> TrainResult:
-    """Train, checkpointing as it goes; with `resume`, continue from the latest checkpoint in out_dir."""
+                       ctx: DistContext | None = None, allow_pickle: bool = False) -> TrainResult:
+    """Train, checkpointing as it goes; with `resume`, continue from the latest checkpoint in out_dir.
+
+    `allow_pickle` lets resume read a checkpoint file that needs full unpickling (trusted ones only).
+    """
     ctx = ctx or compute_init(config.device)
     out = Path(config.out_dir)
     if ctx.is_main:
@@ -326,33 +282,52 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     trainer = _Trainer(config, ctx, train_pairs, eval_pairs, progress)
-    start, resumed_from = 0, None
-    checkpoint = latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size)
-        saved_sharded = bool(saved["state"]["config"].get("fsdp")) and saved["state"]["world_size"] > 1
-        if saved_sharded != trainer.sharded:  # the optimizer state is stored differently
-            raise EngineError(f"{checkpoint} was saved {'with' if not trainer.sharded else 'without'} FSDP; "
-                              "resume it with the same --fsdp setting and number of processes")
-        load_trainable_state(trainer.rm, saved["trainable"])
-        trainer.load_optimizer_state(saved["optimizer"])
-        trainer.scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        start = resumed_from = saved["state"]["step"]
+    resumed_from = _resume(trainer, out, allow_pickle) if resume else None
     if resumed_from is None and config.head_init == "probe":
-        from engine.head_probe import probe_value_head
-
-        probe = probe_value_head(trainer.rm, trainer.train, config.max_packed_length, trainer.precision,
-                                 ctx.rank, ctx.world_size)
-        if ctx.is_main:
-            (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
-    metrics_path = out / "metrics.jsonl"
+        _probe_head(trainer, out)
+    start = resumed_from or 0
     if ctx.is_main:
-        _truncate_metrics(metrics_path, start)
+        _truncate_metrics(out / "metrics.jsonl", start)
         (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
         (out / "precision.json").write_text(json.dumps({"requested": config.precision, "resolved": trainer.precision,
                                                         "cpu": describe_cpu()}) + "\n")
+    last, tokens_done, seconds = _train_loop(trainer, out, start, progress, on_step)
+    return _finish(trainer, out, last, tokens_done, seconds, resumed_from)
 
+
+def _resume(trainer: _Trainer, out: Path, allow_pickle: bool) -> int | None:
+    """Load the latest checkpoint in `out` (weights, optimizer, scheduler, RNG); its step, or None."""
+    ctx = trainer.ctx
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None:
+        return None
+    saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size, allow_pickle=allow_pickle)
+    saved_sharded = bool(saved["state"]["config"].get("fsdp")) and saved["state"]["world_size"] > 1
+    if saved_sharded != trainer.sharded:  # the optimizer state is stored differently
+        raise EngineError(f"{checkpoint} was saved {'with' if not trainer.sharded else 'without'} FSDP; "
+                          "resume it with the same --fsdp setting and number of processes")
+    load_trainable_state(trainer.rm, saved["trainable"])
+    trainer.load_optimizer_state(saved["optimizer"])
+    trainer.scheduler.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"])
+    return saved["state"]["step"]
+
+
+def _probe_head(trainer: _Trainer, out: Path) -> None:
+    """LP-FT: fit the value head on the frozen backbone first; what it found goes to head_probe.json."""
+    from engine.head_probe import probe_value_head
+
+    ctx = trainer.ctx
+    probe = probe_value_head(trainer.rm, trainer.train, trainer.config.max_packed_length, trainer.precision,
+                             ctx.rank, ctx.world_size)
+    if ctx.is_main:
+        (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
+
+
+def _train_loop(trainer: _Trainer, out: Path, start: int, progress: bool,
+                on_step: Callable[[dict], None] | None) -> tuple[dict | None, int, float]:
+    """Steps `start`.. to the end, logging metrics and checkpointing; (last metrics, tokens, seconds)."""
+    config, ctx = trainer.config, trainer.ctx
     bar = None
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
@@ -372,7 +347,7 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
             if evaluation:
                 metrics["eval_accuracy"] = evaluation["accuracy"]
         if ctx.is_main:
-            with open(metrics_path, "a") as f:
+            with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             if bar is not None:
                 bar.update(1)
@@ -388,7 +363,13 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
                             keep=config.keep_checkpoints)
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - started
+    return last, tokens_done, time.perf_counter() - started
+
+
+def _finish(trainer: _Trainer, out: Path, last: dict | None, tokens_done: int, seconds: float,
+            resumed_from: int | None) -> TrainResult:
+    """Evaluate and save the final model, and mark the run complete."""
+    ctx = trainer.ctx
     final = trainer.plain_model()  # collective under FSDP
     evaluation = trainer.evaluate_model(final)
     if ctx.is_main:
@@ -419,10 +400,23 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past the checkpoint we resume from (they will be logged again)."""
+    """Drop metric lines past the checkpoint we resume from (they will be logged again).
+
+    A run killed mid-write leaves a torn last line: it is dropped; a bad line elsewhere is an error.
+    """
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line else None
+        except ValueError:
+            if number == len(lines):
+                break
+            raise EngineError(f"{path}:{number}: not a JSON line; fix or remove it, then resume") from None
+        if record is not None and record["step"] <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 

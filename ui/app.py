@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui import browse_tab, curate_tab, overview_tab, retrain_tab, sample_tab
+from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, sample_tab
 from ui.context import AppContext
 from ui.render import CSS
 from workbench.store import Store
@@ -42,10 +42,12 @@ def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: s
                 curate = curate_tab.build(ctx)
             with gr.Tab("Retrain", id="retrain") as retrain_t:
                 retrain = retrain_tab.build(ctx, curate["filters"])
+            with gr.Tab("Compare reward models", id="compare") as compare_t:
+                compared = compare_tab.build(ctx)
         # Each tab reloads what it shows when opened: the CLI or another tab may have changed the store.
         overview["refresh_on"](demo.load)
         for tab, parts in ((overview_t, overview), (browse_t, browse), (sample_t, sample), (curate_t, curate),
-                           (retrain_t, retrain)):
+                           (retrain_t, retrain), (compare_t, compared)):
             parts["refresh_on"](tab.select)
     demo.workbench = ctx  # for tests and `close_app`
     return demo

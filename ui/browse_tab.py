@@ -15,6 +15,7 @@ NO_PROMPTS = "The store has no prompts yet: import some with `workbench import F
 
 
 def build(ctx: AppContext) -> dict:
+    """Lay out the Browse tab and wire it to `workbench.browse`."""
     gr.Markdown("Find prompts, then click a row to see all its responses side by side with their scores, "
                 "the Best-of-N pick, finish reason and curation flags. Search runs on the server, over every prompt.")
     with gr.Row():

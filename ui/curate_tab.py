@@ -5,15 +5,17 @@ Everything comes from `workbench.curation`."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 
+from ui.choices import kept, source_and_tag_dropdowns
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY, number, or_none
 from workbench import curation, overview
-from workbench.browse import filter_choices
+from workbench.pair_filter import PairFilter, field_type
 from workbench.pairs import STRATEGIES
 
 HUMAN = "human"
@@ -21,16 +23,64 @@ NO_PAIRS = ("The store has no pairs yet: import preference data (`workbench impo
             "scored replies (`workbench pairs build --rm MODEL`).")
 
 
-def to_filter(source, tag, labeler, strategy, min_margin, min_score, max_score, min_chars, max_chars,
-              exclude_flagged) -> curation.CurationFilter:
-    """The filter components' values as a `CurationFilter` (bounds left empty mean no bound)."""
-    labeler = or_none(labeler)
-    return curation.CurationFilter(
-        source=or_none(source), tag=or_none(tag), label=HUMAN if labeler == HUMAN else None,
-        rm=labeler if labeler not in (None, HUMAN) else None, strategy=or_none(strategy),
-        min_margin=number(min_margin, "Minimum margin"), min_score=number(min_score, "Scores from"),
-        max_score=number(max_score, "Scores to"), min_chars=number(min_chars, "Length from", integer=True),
-        max_chars=number(max_chars, "Length to", integer=True), exclude_flagged=bool(exclude_flagged))
+# The filter inputs, in this order: one per `PairFilter` field, except `label` and `rm`, which
+# share the "Labelled by" dropdown, and `limit` (the app exports every selected pair).
+FILTER_INPUTS = ("source", "tag", "labeler", "strategy", "min_margin", "min_score", "max_score", "min_chars",
+                 "max_chars", "exclude_flagged")
+_FIELDS = {f.name: f for f in fields(PairFilter)}
+
+
+def to_filter(*values) -> PairFilter:
+    """The filter components' values (in `FILTER_INPUTS` order) as a `PairFilter`; an empty box or
+    "(any)" means no bound, and a box that holds no number is refused naming its label."""
+    given = dict(zip(FILTER_INPUTS, values, strict=True))
+    labeler = or_none(given.pop("labeler"))
+    chosen = {"label": HUMAN if labeler == HUMAN else None, "rm": labeler if labeler not in (None, HUMAN) else None}
+    for name, value in given.items():
+        kind = field_type(name)
+        if kind is bool:
+            chosen[name] = bool(value)
+        elif kind is str:
+            chosen[name] = or_none(value)
+        else:
+            chosen[name] = number(value, _FIELDS[name].metadata["label"], integer=kind is int)
+    return PairFilter(**chosen)
+
+
+def cleared_inputs() -> list:
+    """The filter components' values with no filter set."""
+    def empty(name):
+        if name == "labeler" or field_type(name) is str:
+            return ANY
+        return False if field_type(name) is bool else ""
+
+    return [empty(name) for name in FILTER_INPUTS]
+
+
+def _input(name: str):
+    """The component of one `PairFilter` field, labelled from its metadata."""
+    label, kind = _FIELDS[name].metadata["label"], field_type(name)
+    if kind is bool:
+        return gr.Checkbox(label=label)
+    if kind is str:
+        return gr.Dropdown(label=label, choices=[ANY], value=ANY)
+    return gr.Textbox(label=label, placeholder="any", min_width=90)
+
+
+def filter_inputs() -> list:
+    """Lay out the filter components; returns them in `FILTER_INPUTS` order."""
+    made = {"source": _input("source"), "tag": _input("tag"),
+            "labeler": gr.Dropdown(label="Labelled by", choices=[ANY], value=ANY,
+                                   info="Human labels, or the reward model that ranked the pair."),
+            "strategy": gr.Dropdown(label=_FIELDS["strategy"].metadata["label"], choices=[ANY, HUMAN, *STRATEGIES],
+                                    value=ANY),
+            "min_margin": _input("min_margin")}
+    for low, high in (("min_score", "max_score"), ("min_chars", "max_chars")):
+        with gr.Row():
+            made[low], made[high] = _input(low), _input(high)
+    gr.Markdown("<small>Score and length bounds apply to both replies of a pair.</small>")
+    made["exclude_flagged"] = _input("exclude_flagged")
+    return [made[name] for name in FILTER_INPUTS]
 
 
 def build(ctx: AppContext) -> dict:
@@ -40,21 +90,7 @@ def build(ctx: AppContext) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("**Filters**")
-            source = gr.Dropdown(label="Source", choices=[ANY], value=ANY)
-            tag = gr.Dropdown(label="Tag", choices=[ANY], value=ANY)
-            labeler = gr.Dropdown(label="Labelled by", choices=[ANY], value=ANY,
-                                  info="Human labels, or the reward model that ranked the pair.")
-            strategy = gr.Dropdown(label="Pair strategy", choices=[ANY, HUMAN, *STRATEGIES], value=ANY)
-            min_margin = gr.Textbox(label="Minimum margin", placeholder="any",
-                                    info="Chosen minus rejected score (human pairs have none).")
-            with gr.Row():
-                min_score = gr.Textbox(label="Scores from", placeholder="any", min_width=90)
-                max_score = gr.Textbox(label="Scores to", placeholder="any", min_width=90)
-            with gr.Row():
-                min_chars = gr.Textbox(label="Length from (chars)", placeholder="any", min_width=90)
-                max_chars = gr.Textbox(label="Length to (chars)", placeholder="any", min_width=90)
-            gr.Markdown("<small>Score and length bounds apply to both replies of a pair.</small>")
-            exclude_flagged = gr.Checkbox(label="Drop pairs with a truncated or repetitive reply")
+            filters = filter_inputs()
             reset = gr.Button("Clear filters", size="sm")
         with gr.Column(scale=3):
             count = gr.Markdown(elem_id="curate-count")
@@ -70,7 +106,8 @@ def build(ctx: AppContext) -> dict:
                                       info="A name inside the export directory; the extension is added.")
                     fmt = gr.Radio(label="Format", choices=list(curation.UI_FORMATS), value="jsonl", scale=1)
                     schema = gr.Radio(label="Schema", choices=list(curation.UI_SCHEMAS), value="trl", scale=2,
-                                      info="trl and xtuner: message lists; trl-standard: strings.")
+                                      info="trl and xtuner: message lists; trl-standard: strings; sft: each "
+                                           "prompt's best reply by the reward model under 'Labelled by'.")
                 with gr.Row():
                     with_scores = gr.Checkbox(label="Add score columns")
                     with_provenance = gr.Checkbox(label="Add provenance columns (ids, labeler, run)")
@@ -81,17 +118,13 @@ def build(ctx: AppContext) -> dict:
             manifest = gr.Code(label="Manifest", language="json", visible=False, interactive=False,
                                elem_id="export-manifest")
 
-    filters = [source, tag, labeler, strategy, min_margin, min_score, max_score, min_chars, max_chars, exclude_flagged]
+    source, tag, labeler = filters[:3]
 
     @user_errors
     def load_choices(current_source, current_tag, current_labeler):
-        found = filter_choices(ctx.store)
-        sources, tags = [ANY, *found["sources"]], [ANY, *found["tags"]]
         labelers = [(ANY, ANY), ("human labels", HUMAN), *overview.reward_model_choices(ctx.store)]
-        values = [v for _, v in labelers]
-        return (gr.Dropdown(choices=sources, value=current_source if current_source in sources else ANY),
-                gr.Dropdown(choices=tags, value=current_tag if current_tag in tags else ANY),
-                gr.Dropdown(choices=labelers, value=current_labeler if current_labeler in values else ANY))
+        return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
+                gr.Dropdown(choices=labelers, value=kept(current_labeler, [v for _, v in labelers], ANY)))
 
     @user_errors
     def update(*values):
@@ -104,19 +137,17 @@ def build(ctx: AppContext) -> dict:
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
         done = curation.export_curated(ctx.store, ctx.export_dir, name_v, to_filter(*values), fmt=fmt_v,
                                        schema=schema_v, with_scores=scores_v, with_provenance=provenance_v)
-        text = f"Wrote **{done['rows']:,} pairs** to `{done['path']}`; the manifest is beside it."
+        what = "SFT rows" if schema_v == "sft" else "pairs"
+        text = f"Wrote **{done['rows']:,} {what}** to `{done['path']}`; the manifest is beside it."
         button = gr.DownloadButton(value=done["path"], visible=True, label=f"Download {Path(done['path']).name}")
         return text, button, gr.Code(value=json.dumps(done["manifest"], indent=2, default=str), visible=True)
-
-    def clear():
-        return [ANY, ANY, ANY, ANY, "", "", "", "", "", False]
 
     outputs = [count, breakdown, preview]
     # Dropdowns and the checkbox on `input` (refreshing their choices must not trigger it), text
     # boxes on `change` (not every way of filling a box sends `input`).
     triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
     gr.on(triggers, update, filters, outputs, trigger_mode="always_last", api_name="curate_preview")
-    reset.click(clear, None, filters, api_visibility="private").then(update, filters, outputs,
+    reset.click(cleared_inputs, None, filters, api_visibility="private").then(update, filters, outputs,
                                                                      api_visibility="private")
     export.click(run_export, [name, fmt, schema, with_scores, with_provenance, *filters],
                  [exported, download, manifest], api_name="export")

@@ -1,6 +1,6 @@
 """Turn user errors into one-line messages in the browser, never tracebacks.
 
-`WorkbenchError` and `EngineError` become `gr.Error` with their message; anything else is a
+`workbench.errors.USER_ERRORS` become `gr.Error` with their message; anything else is a
 bug: it is logged with its traceback on the server and shown as a short generic error.
 """
 
@@ -11,13 +11,13 @@ import logging
 
 import gradio as gr
 
-from engine.errors import EngineError
-from workbench.errors import StoreBusy, WorkbenchError
+from workbench.errors import USER_ERRORS, StoreBusy
 
 log = logging.getLogger("workbench.ui")
 
 
 def one_line(error: BaseException) -> str:
+    """The error's message on one line."""
     return " ".join(str(error).split())
 
 
@@ -32,7 +32,7 @@ def user_errors(fn):
             raise
         except StoreBusy as error:
             raise gr.Error(f"The store is busy: {one_line(error)}", title="Store busy", print_exception=False) from None
-        except (WorkbenchError, EngineError) as error:
+        except USER_ERRORS as error:
             raise gr.Error(one_line(error), title="Cannot do that", print_exception=False) from None
         except Exception as error:
             log.exception("callback %s failed", fn.__name__)

@@ -10,6 +10,7 @@ from ui import render
 from ui.context import AppContext
 from ui.errors import user_errors
 from workbench import overview
+from workbench.serving.status import server_lines
 
 NO_SCORES = ("No scores yet: import scored Best-of-N data (`workbench import --format bon`), run "
              "`workbench score --rm MODEL`, or use the Sample tab.")
@@ -40,6 +41,7 @@ def build(ctx: AppContext) -> dict:
     gr.Markdown("What the store holds. Pick a reward model to see its score distribution, whether it "
                 "favours long replies, the margins of the pairs it labelled, and prompts it cannot separate.")
     cards = gr.HTML()
+    servers = gr.Markdown()
     with gr.Row():
         rm = gr.Dropdown(label="Reward model", choices=[], scale=3,
                          info="Only reward models with scores in the store are listed.")
@@ -68,7 +70,7 @@ def build(ctx: AppContext) -> dict:
         selected = selected if selected in ids else (ids[0] if ids else None)
         labels = {"prompts": counts["prompts"], "responses": counts["responses"], "scores": counts["scores"],
                   "pairs": counts["pairs"], "reward models": counts["reward_models"]}
-        return render.count_cards(labels), gr.Dropdown(choices=choices, value=selected)
+        return render.count_cards(labels), server_lines(ctx.store.path), gr.Dropdown(choices=choices, value=selected)
 
     @user_errors
     def load_model(rm):
@@ -88,7 +90,7 @@ def build(ctx: AppContext) -> dict:
     model_outputs = [notice, hist, scatter, bias, margins, ties_text, ties]
 
     def refresh_on(listener) -> None:
-        listener(load_counts, rm, [cards, rm], api_visibility="private").then(
+        listener(load_counts, rm, [cards, servers, rm], api_visibility="private").then(
             load_model, rm, model_outputs, api_visibility="private")
 
     refresh_on(refresh.click)

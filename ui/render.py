@@ -42,6 +42,7 @@ CSS = """
 
 
 def count_cards(counts: dict[str, int]) -> str:
+    """The store's counts as a row of HTML cards."""
     cards = "".join(f'<div class="wb-card"><div class="n">{value:,}</div><div class="k">{escape(key)}</div></div>'
                     for key, value in counts.items())
     return f'<div class="wb-cards">{cards}</div>'

@@ -7,29 +7,16 @@ from __future__ import annotations
 import gradio as gr
 
 from ui import render
+from ui import sample_steps as steps
+from ui.choices import source_and_tag_dropdowns
 from ui.context import AppContext
-from ui.inputs import ANY, number, or_none
 from ui.errors import user_errors
-from workbench import commands, overview
-from workbench.browse import filter_choices
-from workbench.selection import PromptSelection
-
-SAMPLE_ONLY = "(none: sample only, no scores)"
-
-
-def _result_text(result: dict | None) -> str:
-    if not result:
-        return ""
-    if "sampling" in result:
-        s, c = result["sampling"], result["scoring"]
-        return (f"Sampled **{s['total']:,}** responses ({s['prompts']:,} prompts × {s['n']}; {s['generated']:,} new), "
-                f"scored {c['scored']:,} with {c['rm']}, picked the best for **{result['picks']:,}** prompts. "
-                "Open **Browse** to see them.")
-    return (f"Sampled **{result['total']:,}** responses ({result['prompts']:,} prompts × {result['n']}; "
-            f"{result['generated']:,} new). Open **Browse** to see them.")
-
+from ui.inputs import ANY
+from ui.sample_steps import SAMPLE_ONLY
+from workbench import overview
 
 def build(ctx: AppContext) -> dict:
+    """Lay out the tab and wire it to `ui.sample_steps`."""
     gr.Markdown("Sample N replies per prompt from a policy, score them with a reward model and mark each "
                 "prompt's best (Best-of-N). It runs as a separate `workbench bon` process, so the rest of the app "
                 "stays usable; a cancelled run resumes where it stopped when started again with the same settings.")
@@ -65,60 +52,38 @@ def build(ctx: AppContext) -> dict:
     result = gr.Markdown(elem_id="sample-result")
     with gr.Accordion("Log", open=False):
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True)
-    job_id = gr.State(None)
+    job_id = gr.State(None)    # a sample_steps.SampleJob
     timer = gr.Timer(1.0, active=False)
 
     @user_errors
     def load_choices(current_source, current_tag, current_rm):
-        filters = filter_choices(ctx.store)
-        sources, tags = [ANY, *filters["sources"]], [ANY, *filters["tags"]]
         models = [(SAMPLE_ONLY, SAMPLE_ONLY), *overview.reward_model_choices(ctx.store, with_weights=True)]
-        model_ids = [v for _, v in models]
-        default_rm = current_rm if current_rm in model_ids else (model_ids[1] if len(model_ids) > 1 else SAMPLE_ONLY)
-        return (gr.Dropdown(choices=sources, value=current_source if current_source in sources else ANY),
-                gr.Dropdown(choices=tags, value=current_tag if current_tag in tags else ANY),
-                gr.Dropdown(choices=models, value=default_rm))
-
-    def selection(source_v, tag_v, search_v, limit_v) -> PromptSelection:
-        return PromptSelection(source=or_none(source_v), tag=or_none(tag_v), search=or_none(search_v),
-                               limit=number(limit_v, "The prompt limit", integer=True))
+        rm_value = steps.default_reward_model(current_rm, [v for _, v in models])
+        return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
+                gr.Dropdown(choices=models, value=rm_value))
 
     @user_errors
-    def count_selected(source_v, tag_v, search_v, limit_v):
-        count = commands.count_selected_prompts(ctx.store, selection(source_v, tag_v, search_v, limit_v))
-        if not count:
-            return "**No prompt** matches: import prompts with `workbench import FILE --format prompts`."
-        return f"**{count:,} prompts** selected."
+    def count_selected(*values):
+        return steps.selected_text(ctx, steps.selection(*values))
 
     @user_errors
-    def start(current, source_v, tag_v, search_v, limit_v, policy_v, rm_v, n_v, temp_v, top_p_v, new_tokens_v,
-              seed_v, batch_v):
-        if current and ctx.jobs.get(current).state == "running":
-            raise gr.Error("A run is in progress in this tab: wait for it or cancel it first.")
-        request = commands.SampleRequest(
-            policy=policy_v, rm=None if rm_v in (None, SAMPLE_ONLY) else rm_v, n=int(n_v), temperature=temp_v,
-            top_p=top_p_v, max_new_tokens=int(new_tokens_v), seed=int(seed_v or 0), batch_size=int(batch_v or 1),
-            selection=selection(source_v, tag_v, search_v, limit_v))
-        if not commands.count_selected_prompts(ctx.store, request.selection):
-            raise gr.Error("No prompt matches the selection.")
-        job = ctx.jobs.start("sample", [commands.sample_command(ctx.store, request)])
-        return job.id, render.job_progress(job.status()), "", "", gr.Timer(active=True)
+    def start(current, source_v, tag_v, search_v, limit_v, *run_settings):
+        job = steps.start_sampling(ctx, current, steps.selection(source_v, tag_v, search_v, limit_v), *run_settings)
+        return job, render.job_progress(ctx.jobs.get(job.id).status()), "", "", gr.Timer(active=True)
 
     @user_errors
     def poll(current):
         if not current:
             return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
-        job = ctx.jobs.get(current)
-        status = job.status()
+        status, text = steps.run_view(ctx, current)
         if not status.done:
             return render.job_progress(status), gr.skip(), status.log, gr.skip()
-        text = _result_text(commands.parse_json_output(job.output(0))) if status.state == "completed" else ""
-        return render.job_progress(status), text, status.log, gr.Timer(active=False)
+        return render.job_progress(status), text or "", status.log, gr.Timer(active=False)
 
     @user_errors
     def stop(current):
         if current:
-            ctx.jobs.get(current).cancel()
+            ctx.jobs.get(current.id).cancel()
             gr.Info("Cancelling: the run stops after the current batch and can be resumed later.")
 
     selection_inputs = [source, tag, search, limit]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.data import SamplingParams
-from workbench.reward_models import resolve_reward_model
+from workbench.reward_models import registered_weights, resolve_reward_model
 from workbench.sampling import SampleResult, sample_responses
 from workbench.scoring import ScoreResult, score_responses
 from workbench.selection import PromptSelection
@@ -25,8 +25,12 @@ class BestOfNResult:
 def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingParams | None = None,
               selection: PromptSelection | None = None, batch_size: int = 64, backend: str = "torch",
               progress: bool = True, trust_remote_code: bool = False, **score_kwargs) -> BestOfNResult:
-    """Sample `n` replies per selected prompt with `policy`, score them with `rm`, and mark each prompt's best."""
+    """Sample N replies per selected prompt, score them with the reward model and record each prompt's best.
+
+    `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it."""
     model = resolve_reward_model(store, rm, trust_remote_code)  # fail before sampling if the reward model is unknown
+    if model["path"]:
+        registered_weights(model)  # ... or its weights changed since registration
     sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
                                backend=backend, progress=progress)
     scored = score_responses(store, model["rm_id"], selection=selection, generation_run=sampled.run_id,

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workbench.errors import NotFound, WorkbenchError
-from workbench.store import Store
-from workbench.store import views
+from workbench.store import Store, queries
 
-SORTS = tuple(views.PROMPT_SORTS)
+SORTS = tuple(queries.PROMPT_SORTS)
 PAGE_SIZE = 20
 TEXT_SHOWN = 160
 PAGE_COLUMNS = ["prompt", "source", "tags", "responses", "BoN picks", "pairs", "prompt_id"]
@@ -34,12 +33,14 @@ class PromptQuery:
     page_size: int = PAGE_SIZE
 
     def validate(self) -> None:
-        if self.sort not in views.PROMPT_SORTS:
+        """Refuse a page size or sort order the browser does not offer."""
+        if self.sort not in queries.PROMPT_SORTS:
             raise WorkbenchError(f"unknown sort '{self.sort}'; choose one of {', '.join(SORTS)}")
         if self.page < 1 or not 1 <= self.page_size <= 500:
             raise WorkbenchError("page must be >= 1 and page size between 1 and 500")
 
     def filters(self) -> dict:
+        """The query's prompt filter (source, tag, search) for the store."""
         return {"search": (self.search or "").strip() or None, "source": self.source or None,
                 "tag": self.tag or None}
 
@@ -52,12 +53,14 @@ class PromptPage:
     pages: int
 
     def caption(self) -> str:
+        """'Page P of N · T prompts', or that none match."""
         if not self.total:
             return "No prompts match."
         return f"Page {self.page} of {self.pages} · {self.total:,} prompt{'s' if self.total != 1 else ''}"
 
 
 def shorten(text: str, limit: int = TEXT_SHOWN) -> str:
+    """One line of at most `limit` characters (whitespace collapsed, an ellipsis where cut)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -67,11 +70,11 @@ def prompt_page(store: Store, query: PromptQuery) -> PromptPage:
     query.validate()
     filters = query.filters()
     with store.connect() as con:
-        total = views.count_prompts(con, filters)
+        total = queries.count_prompts(con, filters)
         pages = max(1, -(-total // query.page_size))
         page = min(query.page, pages)
-        found = views.prompt_page(con, filters, query.sort, query.page_size, (page - 1) * query.page_size)
-        stats = views.prompt_page_stats(con, [r["prompt_id"] for r in found]) if found else {}
+        found = queries.prompt_page(con, filters, query.sort, query.page_size, (page - 1) * query.page_size)
+        stats = queries.prompt_page_stats(con, [r["prompt_id"] for r in found]) if found else {}
     records = []
     for row in found:
         s = stats.get(row["prompt_id"], {})
@@ -90,13 +93,13 @@ def prompt_detail(store: Store, prompt_id: str) -> dict:
     if not prompt_id:
         raise WorkbenchError("pick a prompt in the table first")
     with store.connect() as con:
-        prompt = views.prompt_row(con, prompt_id)
+        prompt = queries.prompt_row(con, prompt_id)
         if prompt is None:
             raise NotFound(f"prompt {prompt_id} is not in the store")
-        responses = views.prompt_responses(con, prompt_id)
-        scores = views.prompt_scores(con, prompt_id)
-        picks = views.prompt_bon_picks(con, prompt_id)
-        roles = {rid: (c, r) for rid, c, r in views.prompt_pair_roles(con, prompt_id)}
+        responses = queries.prompt_responses(con, prompt_id)
+        scores = queries.prompt_scores(con, prompt_id)
+        picks = queries.prompt_bon_picks(con, prompt_id)
+        roles = {rid: (c, r) for rid, c, r in queries.prompt_pair_roles(con, prompt_id)}
     prompt["messages"] = json.loads(prompt["messages"])
     by_response: dict[str, dict[str, float]] = {}
     for rid, rm, score in scores:
@@ -129,5 +132,5 @@ def _flags(response: dict, index_of: dict[str, int]) -> list[str]:
 def filter_choices(store: Store) -> dict:
     """Sources and tags present in the store, for the filter dropdowns."""
     with store.connect() as con:
-        sources, tags = views.sources_and_tags(con)
+        sources, tags = queries.sources_and_tags(con)
     return {"sources": sources, "tags": tags}

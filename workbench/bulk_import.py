@@ -7,9 +7,10 @@ of another shape (message-list prompts, {text, score} responses), any value the 
 refuse (it then names file, line and field), blank lines, a byte-order mark, gzip. Both lanes
 store the same rows for the same files, ids included (`tests/workbench/test_bulk_import.py`).
 
-What stays with DuckDB's JSON reader: it tolerates a trailing comma, and a NaN or Infinity
-literal, inside a field that the bon format does not read; the exact lane refuses such a line as
-invalid JSON. In the fields it reads (prompt, responses, scores, tags) the checks are exact.
+What stays with DuckDB's JSON reader: it tolerates a trailing comma inside a field that the bon
+format does not read; the exact lane refuses such a line as invalid JSON. (A NaN or Infinity
+literal there is read by both lanes; in `scores` both refuse it.) In the fields it reads (prompt,
+responses, scores, tags) the checks are exact.
 """
 
 from __future__ import annotations

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.curation import CurationFilter
 from workbench.errors import WorkbenchError
 from workbench.jobs import workbench_command
+from workbench.pair_filter import PairFilter
 from workbench.selection import PromptSelection
-from workbench.store import Store
-from workbench.store import views
+from workbench.store import Store, queries
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 METRIC_COLUMNS = ["step", "loss", "accuracy", "chosen_score", "rejected_score", "lr", "tokens_per_s"]
@@ -61,8 +60,7 @@ class SampleRequest:
 def count_selected_prompts(store: Store, selection: PromptSelection) -> int:
     """How many prompts a selection picks (what `workbench sample` would work on)."""
     with store.connect() as con:
-        total = views.count_prompts(con, {"source": selection.source, "tag": selection.tag,
-                                          "search": selection.search})
+        total = queries.count_prompts(con, selection.as_dict())
     return total if selection.limit is None else min(total, selection.limit)
 
 
@@ -125,23 +123,11 @@ class TrainRequest:
             raise WorkbenchError("the held-out fraction must be between 0 and 1, e.g. 0.1")
 
 
-# `rm train --from-store` selects pairs with the same filters as the export.
-TRAIN_FILTERS = {"source": "--source", "label": "--label", "rm": "--pairs-rm", "strategy": "--strategy",
-                 "tag": "--tag", "min_margin": "--min-margin", "min_score": "--min-score", "max_score": "--max-score",
-                 "min_chars": "--min-chars", "max_chars": "--max-chars"}
-
-
-def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_dir: Path) -> list[str]:
+def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir: Path) -> list[str]:
     """argv of `workbench rm train` on the curated pairs."""
     request.validate()
     flt.validate()
-    args = ["rm", "train", "--from-store"]
-    for name, option in TRAIN_FILTERS.items():
-        value = getattr(flt, name)
-        if value not in (None, ""):
-            args += [option, value]
-    if flt.exclude_flagged:
-        args.append("--exclude-flagged")
+    args = ["rm", "train", "--from-store", *flt.argv(rm_flag="--pairs-rm")]
     args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
              "--epochs", request.epochs, "--max-length", request.max_length,
              "--pairs-per-step", request.pairs_per_step, "--eval-fraction", request.eval_fraction,
@@ -156,6 +142,7 @@ def train_command(store: Store, flt: CurationFilter, request: TrainRequest, out_
 
 
 def training_dir(runs_dir: str | Path, name: str) -> Path:
+    """Where the app trains a model called `name` (a checked name inside the runs directory)."""
     if not _NAME.match(name or ""):
         raise WorkbenchError("the model name takes letters, digits, '.', '-' and '_' (up to 64), e.g. rm-v2")
     return Path(runs_dir) / "reward-models" / name
@@ -190,6 +177,7 @@ def loss_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 # --- evaluation and re-scoring --------------------------------------------------------------
 
 def heldout_path(out_dir: str | Path) -> Path:
+    """The held-out pairs a training run wrote into its output directory."""
     return Path(out_dir) / "heldout_pairs.jsonl"
 
 
@@ -219,6 +207,7 @@ def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:
 
 
 def rescore_command(store: Store, rm: str) -> list[str]:
+    """argv of `workbench score --json` with the reward model."""
     if not rm:
         raise WorkbenchError("pick the reward model to score the store with")
     return workbench_command(store, "score", "--rm", rm, "--json")

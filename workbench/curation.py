@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import duckdb
@@ -26,9 +26,10 @@ import pandas as pd
 
 from workbench.browse import shorten
 from workbench.errors import WorkbenchError
-from workbench.export import LABELS, SCHEMAS, ExportSpec, export_pairs
+from workbench.export import SCHEMAS, export_pairs
+from workbench.export_files import manifest_path
+from workbench.pair_filter import PairFilter
 from workbench.store import Store, queries
-from workbench.store import views
 
 UI_FORMATS = ("jsonl", "parquet")
 UI_SCHEMAS = SCHEMAS
@@ -36,47 +37,8 @@ PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = ["prompt", "chosen", "rejected", "margin", "labeler", "strategy", "flagged", "pair_id"]
 
 
-@dataclass
-class CurationFilter:
-    """Which pairs to export. Every field is a bound SQL parameter, never SQL text."""
-
-    source: str | None = None
-    tag: str | None = None
-    label: str | None = None          # human | rm
-    rm: str | None = None             # a reward model: id, NAME or NAME@VERSION
-    strategy: str | None = None
-    min_margin: float | None = None
-    min_score: float | None = None    # both replies' scores at least this
-    max_score: float | None = None    # both replies' scores at most this
-    min_chars: int | None = None      # both replies at least this many characters
-    max_chars: int | None = None
-    exclude_flagged: bool = False     # drop pairs with a truncated or repetitive reply
-
-    def validate(self) -> None:
-        if self.label is not None and self.label not in LABELS:
-            raise WorkbenchError(f"label must be one of {', '.join(LABELS)}")
-        for low, high, what in ((self.min_chars, self.max_chars, "length"),
-                                (self.min_score, self.max_score, "score")):
-            if low is not None and high is not None and low > high:
-                raise WorkbenchError(f"the {what} range is empty: its minimum is above its maximum")
-        if self.min_chars is not None and self.min_chars < 0:
-            raise WorkbenchError("the minimum length must be >= 0")
-
-    def export_spec(self) -> ExportSpec:
-        """The same selection as an `ExportSpec` for `workbench.export`."""
-        self.validate()
-        values = {f.name: getattr(self, f.name) for f in fields(ExportSpec) if hasattr(self, f.name)}
-        return ExportSpec(**values)
-
-    def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in asdict(self).items() if v not in (None, False, "")]
-        return ", ".join(parts) or "all pairs"
-
-
-def _params(con, flt: CurationFilter) -> dict:
-    params = queries.export_filter_params(asdict(flt))
-    params["rm"] = views.rm_id_for(con, flt.rm) if flt.rm else None
-    return params
+def _params(con, flt: PairFilter) -> dict:
+    return flt.query_values(queries.rm_id_for(con, flt.rm) if flt.rm else None)
 
 
 class PairIndex:
@@ -102,15 +64,15 @@ class PairIndex:
 
     def refresh(self, con) -> bool:
         """Rebuild from the open store connection `con` if the store changed; True if it did."""
-        version = views.store_version(con)
+        version = queries.store_version(con)
         if version == self._version:
             return False
         with self._rebuild_lock:
             if version == self._version:  # another thread rebuilt it meanwhile
                 return False
-            table = views.pair_index_rows(con)
+            table = queries.pair_index_rows(con)
             with self._cursor() as cursor:
-                views.load_pair_index(cursor, table)
+                queries.load_pair_index(cursor, table)
             self._version = version
             self.builds += 1
         return True
@@ -120,15 +82,17 @@ class PairIndex:
         if self._version is None:
             return 0
         with self._cursor() as cursor:
-            return queries.value(cursor, "SELECT count(*) FROM pair_index")
+            return queries.index_size(cursor)
 
     def breakdown(self, params: dict) -> list[tuple[str, str, int]]:
+        """(labeler, strategy, pairs) of the pairs the filter values select."""
         with self._cursor() as cursor:
-            return views.index_breakdown(cursor, params)
+            return queries.index_breakdown(cursor, params)
 
     def page(self, params: dict, limit: int, offset: int) -> list[dict]:
+        """One page of the selected pairs in export order."""
         with self._cursor() as cursor:
-            return views.index_page(cursor, params, limit, offset)
+            return queries.index_page(cursor, params, limit, offset)
 
 
 @dataclass
@@ -144,7 +108,7 @@ class CurationPreview:
         return f"### {self.total:,} pair{'s' if self.total != 1 else ''} would be exported"
 
 
-def curation_preview(store: Store, index: PairIndex, flt: CurationFilter, page: int = 1,
+def curation_preview(store: Store, index: PairIndex, flt: PairFilter, page: int = 1,
                      page_size: int = PREVIEW_ROWS) -> CurationPreview:
     """How many pairs the filter selects (as the export counts them), by labeler and strategy,
     and one page of them in export order."""
@@ -170,11 +134,11 @@ def curation_preview(store: Store, index: PairIndex, flt: CurationFilter, page: 
 def _texts(con, found: list[dict]) -> tuple[dict, dict]:
     response_ids = [r[k] for r in found for k in ("chosen_id", "rejected_id")]
     prompt_ids = [r["prompt_id"] for r in found]
-    responses, prompts = views.texts_by_row(con, [r[k] for r in found for k in ("chosen_row", "rejected_row")],
+    responses, prompts = queries.texts_by_row(con, [r[k] for r in found for k in ("chosen_row", "rejected_row")],
                                             [r["prompt_row"] for r in found])
     if set(response_ids) <= responses.keys() and set(prompt_ids) <= prompts.keys():
         return responses, prompts
-    return views.texts_by_id(con, response_ids, prompt_ids)  # rows moved since the index was built
+    return queries.texts_by_id(con, response_ids, prompt_ids)  # rows moved since the index was built
 
 
 def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
@@ -202,13 +166,15 @@ def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
     return target
 
 
-def export_curated(store: Store, export_dir: str | Path, name: str, flt: CurationFilter, *, fmt: str = "jsonl",
+def export_curated(store: Store, export_dir: str | Path, name: str, flt: PairFilter, *, fmt: str = "jsonl",
                    schema: str = "trl", with_scores: bool = False, with_provenance: bool = False) -> dict:
     """Export the filtered pairs to a file in the export directory; returns the result and manifest."""
     if schema not in UI_SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(UI_SCHEMAS)}")
     path = safe_export_path(export_dir, name, fmt)
-    result = export_pairs(store, path, fmt=fmt, schema=schema, spec=flt.export_spec(), with_scores=with_scores,
+    if path.exists() or manifest_path(path, fmt).exists():  # the app offers no --overwrite
+        raise WorkbenchError(f"'{path.name}' already exists in the export directory; pick another name")
+    result = export_pairs(store, path, fmt=fmt, schema=schema, pair_filter=flt, with_scores=with_scores,
                           with_provenance=with_provenance)
     manifest = json.loads(Path(result.manifest_path).read_text())
     return {"path": result.path, "manifest_path": result.manifest_path, "rows": result.rows, "manifest": manifest}

@@ -50,6 +50,7 @@ class DemoSettings:
 
 
 def demo_prompts_path() -> Path:
+    """The 75 demo prompts shipped with the package."""
     return Path(str(resources.files("workbench") / "data" / "demo_prompts.jsonl"))
 
 
@@ -70,6 +71,7 @@ class _Step:
 
 
 def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dict:
+    """Build the demo store: import the prompts, sample, train a first reward model, score, pick, pair, export."""
     from engine.backbone import resolve_model_path
     from workbench.importer import import_files
     from workbench.pairs import build_pairs
@@ -106,9 +108,11 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
                             progress=progress)
         print(f"      {scored.scored} scored now, {picks} best-of-{settings.n} picks, {pairs.candidates} pairs")
     with _Step(settings, 6, total, "Export DPO pairs (TRL schema)"):
-        from workbench.export import ExportSpec, export_pairs
+        from workbench.export import export_pairs
+        from workbench.pair_filter import PairFilter
 
-        exported = export_pairs(store, work / "dpo.jsonl", spec=ExportSpec(label="rm"), with_scores=True)
+        exported = export_pairs(store, work / "dpo.jsonl", pair_filter=PairFilter(label="rm"), with_scores=True,
+                                overwrite=True)  # a rerun replaces its own earlier export
         print(f"      {exported.rows} pairs -> {exported.path}")
     settings.timings["total_before_app"] = round(time.perf_counter() - started, 1)
     (work / "timings.json").write_text(json.dumps(settings.timings, indent=2) + "\n")
@@ -140,7 +144,7 @@ def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_
                          max_packed_length=4096, lr=1e-4, head_lr_multiplier=10.0, seed=settings.seed,
                          checkpoint_every=10, warmup_ratio=0.1)
     summary = train_rm(store, config, data=[str(data)], skip_invalid=True, eval_fraction=0.25, name=DEMO_RM,
-                       resume=(rm_dir / "checkpoints").exists(), progress=progress)
+                       resume=rm_dir.exists(), progress=progress)  # resumes, or restarts a run killed early
     evaluation = summary.get("eval") or {}
     if evaluation:
         print(f"      held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} pairs "

@@ -1,10 +1,13 @@
 """One error hierarchy for everything a user can get wrong.
 
-The CLI turns a `WorkbenchError` into a one-line message and a non-zero exit; the app turns
-it into `gr.Error`. Anything else is a bug and keeps its traceback.
+The CLI turns a user error (`USER_ERRORS`: a `WorkbenchError`, or an `EngineError` from the
+engine below) into a one-line message and a non-zero exit; the app turns it into `gr.Error`.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+from engine.errors import EngineError
 
 
 class WorkbenchError(Exception):
@@ -44,3 +47,7 @@ class StoreBusy(StoreError):
 
 class NotFound(WorkbenchError):
     """A named thing (reward model, run, prompt) is not in the store."""
+
+
+# Everything a person can fix, from the workbench or the engine: what the CLI and the app catch.
+USER_ERRORS = (WorkbenchError, EngineError)

@@ -6,35 +6,63 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.export import ExportSpec
+from workbench.pair_filter import PairFilter
 from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
-from workbench.scoring import load_scorer
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
 
-def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), spec: ExportSpec | None = None,
+def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True,
-                          precision: str = "auto", trust_remote_code: bool = False) -> dict:
+                          fmt: str = "auto", precision: str = "auto", trust_remote_code: bool = False) -> dict:
     """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline.
 
     `precision` as for `workbench score` (fp32 makes the scores comparable with a plain fp32 loop).
     """
     from engine.evaluation import evaluate_pairs
 
-    if bool(data) == bool(spec):
+    if bool(data) == bool(pair_filter):
         raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
-    path = Path(rm)
-    if path.is_dir():  # evaluated in place, not registered: its format is detected
-        label = str(path)
-        scorer = load_scorer(str(path), max_length=max_length, precision=precision, trust_remote_code=trust_remote_code)
-    else:
-        model = resolve_reward_model(store, rm)
-        label = describe(model)
-        scorer = load_registered_scorer(model, max_length=max_length, precision=precision,
-                                        trust_remote_code=trust_remote_code)
-    pairs = pairs_from_files(data, skip_invalid=skip_invalid, progress=progress) if data else \
-        pairs_from_store(store, spec)
+    label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
+                                    trust_remote_code=trust_remote_code)
+    pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
+        pairs_from_store(store, pair_filter)
     result = evaluate_pairs(scorer, pairs)
     return {"rm": label, "precision": scorer.precision,
             **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}
+
+
+def scorer_for_eval(store: Store, rm: str, *, max_length: int, precision: str = "auto",
+                    trust_remote_code: bool = False):
+    """(label, Scorer) of the reward model to evaluate: a directory (evaluated in place, its format
+    detected), or one from the store (its recorded format, its weights checked unchanged)."""
+    from engine.scoring import load_scorer
+
+    path = Path(rm)
+    if path.is_dir():
+        return str(path), load_scorer(str(path), max_length=max_length, precision=precision,
+                                      trust_remote_code=trust_remote_code)
+    model = resolve_reward_model(store, rm, trust_remote_code)
+    return describe(model), load_registered_scorer(model, max_length=max_length, precision=precision,
+                                                   trust_remote_code=trust_remote_code)
+
+
+def evaluate_rewardbench(store: Store, rm: str, data: Sequence[str], *, skip_invalid: bool = False,
+                         max_length: int = 1024, scorer=None, precision: str = "auto",
+                         trust_remote_code: bool = False) -> dict:
+    """RewardBench-style accuracy per subset, section and overall (see `workbench.rewardbench`).
+
+    `precision` and `trust_remote_code` as for `evaluate_reward_model` (unused with a given `scorer`)."""
+    from workbench.rewardbench import read_rewardbench, rewardbench_report, score_rows
+
+    if not data:
+        raise WorkbenchError("--format rewardbench needs the rows with --data FILE")
+    if scorer is None:
+        label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
+                                        trust_remote_code=trust_remote_code)
+        resolved = {"precision": scorer.precision}
+    else:
+        label, resolved = rm, {}
+    rows, skipped = read_rewardbench(data, skip_invalid=skip_invalid)
+    return {"rm": label, "format": "rewardbench", "skipped": skipped, **resolved,
+            **rewardbench_report(rows, score_rows(scorer, rows))}

@@ -9,18 +9,20 @@ Schemas:
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
 - `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
   as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+- `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
+  `messages` rows (rejection sampling; see `workbench.sft`).
 
 Same store and same arguments give a byte-identical file: rows are ordered by pair id and
 nothing time-dependent is written into the data file (the manifest carries the time).
+An existing path is replaced only with `overwrite` and only if it is an earlier export; data and
+manifest are staged under temporary names and swapped in after the store commits (export_files.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,41 +32,14 @@ import pyarrow.parquet as pq
 
 from workbench import ids
 from workbench.errors import WorkbenchError
+from workbench.export_files import StagedExport, check_export_target, manifest_path
+from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version, environment
 from workbench.reward_models import format_fields, resolve_reward_model
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner")
-LABELS = ("human", "rm")
-
-
-@dataclass
-class ExportSpec:
-    """Which pairs to export; every field is a bound parameter, never SQL text."""
-
-    source: str | None = None
-    min_margin: float | None = None
-    label: str | None = None
-    rm: str | None = None
-    strategy: str | None = None
-    tag: str | None = None
-    min_score: float | None = None  # both replies' scores at least this
-    max_score: float | None = None  # both replies' scores at most this
-    min_chars: int | None = None
-    max_chars: int | None = None
-    exclude_flagged: bool = False
-    limit: int | None = None
-
-    def validate(self) -> None:
-        if self.label is not None and self.label not in LABELS:
-            raise WorkbenchError(f"--label must be one of {', '.join(LABELS)}")
-        if self.limit is not None and self.limit < 0:
-            raise WorkbenchError("--limit must be >= 0")
-        if self.min_chars is not None and self.max_chars is not None and self.min_chars > self.max_chars:
-            raise WorkbenchError("--min-chars is larger than --max-chars")
-        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
-            raise WorkbenchError("--min-score is larger than --max-score")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
 
 
 @dataclass
@@ -82,76 +57,94 @@ class ExportResult:
 
 
 def store_hash(con) -> str:
+    """SHA-256 over the store's completed data runs and table sizes: which state an export came from."""
     return hashlib.sha256(ids.canonical_json(queries.store_fingerprint_rows(con)).encode()).hexdigest()
 
 
-def _query_spec(store: Store, spec: ExportSpec) -> dict:
-    query = {k: v for k, v in asdict(spec).items() if k != "limit"}
-    if spec.rm is not None:
-        query["rm"] = resolve_reward_model(store, spec.rm)["rm_id"]
-    return query
+def query_values(store: Store, pair_filter: PairFilter) -> dict:
+    """The filter's values for the export query, its reward model resolved (a directory is registered)."""
+    pair_filter.validate()
+    rm_id = resolve_reward_model(store, pair_filter.rm)["rm_id"] if pair_filter.rm is not None else None
+    return pair_filter.query_values(rm_id)
 
 
-def count_pairs(store: Store, spec: ExportSpec) -> int:
-    """How many rows an export with this spec would write (before --limit)."""
-    spec.validate()
-    query = _query_spec(store, spec)
+def count_pairs(store: Store, pair_filter: PairFilter) -> int:
+    """How many rows an export with this filter would write (before its limit)."""
+    values = query_values(store, pair_filter)
     with store.connect() as con:
-        return queries.count_export_pairs(con, query)
+        return queries.count_export_pairs(con, values)
 
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
-                 spec: ExportSpec | None = None, with_scores: bool = False,
-                 with_provenance: bool = False) -> ExportResult:
-    spec = spec or ExportSpec()
-    spec.validate()
+                 pair_filter: PairFilter | None = None, with_scores: bool = False,
+                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False) -> ExportResult:
+    """Write the filtered pairs to `out` in one format and schema, plus the manifest beside it;
+    the export is recorded in the store (run and exports row). Same store and arguments: same bytes.
+    With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`).
+
+    An existing `out` is refused unless `overwrite`, and then only an earlier export is replaced.
+    """
+    pair_filter = pair_filter or PairFilter()
+    pair_filter.validate()
+    if schema == "sft" or top is not None:
+        from workbench.sft import check_sft_export
+
+        labeler, top = check_sft_export(store, schema, pair_filter, top)
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(SCHEMAS)}")
     out = Path(out)
-    if out.exists() and out.is_dir() and fmt != "hf":
-        raise WorkbenchError(f"{out} is a directory; give a file path for {fmt}")
+    check_export_target(out, fmt, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    query = _query_spec(store, spec)
+    values = query_values(store, pair_filter)
 
-    column_sets = ["standard" if schema == "trl-standard" else "conversational"]
+    column_sets = ["standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"]
     column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
-    config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": asdict(spec),
-              "with_scores": with_scores, "with_provenance": with_provenance}
-    manifest_path = _manifest_path(out, fmt)
+    config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": pair_filter.as_dict(),
+              "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
+    manifest_file = manifest_path(out, fmt)
 
-    def work(con) -> ExportResult:
+    def work(con, staged: StagedExport) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
-        labelers = queries.stage_export(con, query, column_sets, spec.limit)
+        if schema == "sft":
+            from workbench.store.sft import stage_sft_export
+
+            labelers = stage_sft_export(con, values, labeler, top, column_sets, pair_filter.limit)
+        else:
+            labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
-            content_hash = _write_jsonl(con, out)
+            content_hash = _write_jsonl(con, staged.data)
         else:
             table = queries.staged_export_table(con)
-            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, out)
+            content_hash = (_write_parquet if fmt == "parquet" else _write_hf)(table, staged.data)
         manifest = {
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
-            "filter": asdict(spec), "columns": {"scores": with_scores, "provenance": with_provenance},
+            "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
+            **_top_field(top),
             "labelers": labelers, "reward_models": _reward_models(con, labelers),
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        staged.write_manifest(manifest)
         run_id = ids.run_id("export", {**config, "content": content_hash, "store": fingerprint})
         if queries.get_run(con, run_id) is None:
             queries.insert_run(con, run_id, "export", "completed", config, environment(),
                                {"rows": rows, "content_sha256": content_hash})
-        queries.insert_export(con, ids._digest("export", str(out.resolve()), content_hash), run_id,
-                              str(out.resolve()), fmt, schema, asdict(spec), rows, content_hash, fingerprint)
-        return ExportResult(str(out), str(manifest_path), fmt, schema, rows, content_hash, fingerprint)
+        queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
+                              str(out.resolve()), fmt, schema, pair_filter.as_dict(), rows, content_hash, fingerprint)
+        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint)
 
-    return store.write(work)
+    with StagedExport(out, fmt) as staged:
+        result = store.write(lambda con: work(con, staged))
+        staged.swap_in()  # only once the store holds the export: files and store agree
+    return result
 
 
-def _manifest_path(out: Path, fmt: str) -> Path:
-    return out / "workbench_manifest.json" if fmt == "hf" else out.with_name(out.name + ".manifest.json")
+def _top_field(top: int | None) -> dict:
+    return {"top": top} if top else {}
 
 
 def _reward_models(con, labelers: dict) -> list[dict]:
@@ -163,20 +156,19 @@ def _reward_models(con, labelers: dict) -> list[dict]:
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"], **format_fields(model)})
+        config = json.loads(model["config"]) if isinstance(model["config"], str) else model["config"] or {}
+        if "combine" in config:  # a combination of reward models (`workbench.combine`): name its members
+            models[-1] |= {"combine": config["combine"], "members": config["members"]}
     return models
 
 
 def _write_jsonl(con, out: Path) -> str:
-    tmp = out.with_name(f".{out.name}.tmp")
-    queries.write_staged_export_jsonl(con, str(tmp))
-    os.replace(tmp, out)  # readers never see a half-written file
+    queries.write_staged_export_jsonl(con, str(out))
     return ids.sha256_file(out)
 
 
 def _write_parquet(table: pa.Table, out: Path) -> str:
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, out)
+    pq.write_table(table, out, compression="zstd")
     return ids.sha256_file(out)
 
 
@@ -190,13 +182,7 @@ def _write_hf(table: pa.Table, out: Path) -> str:
             writer.write_batch(batch)
         content_hash.update(sink.getvalue().to_pybytes())
     digest = content_hash.hexdigest()
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        # A fingerprint from the content (not a random one) keeps the directory reproducible.
-        Dataset(table, fingerprint=digest[:16]).save_to_disk(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # the staged directory: empty it when the store retries the work
+    # A fingerprint from the content (not a random one) keeps the directory reproducible.
+    Dataset(table, fingerprint=digest[:16]).save_to_disk(str(out))
     return digest

@@ -18,12 +18,12 @@ same-role neighbours when it renders a chat template, see `engine.conversation`)
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import InputError
+from workbench.finite_scores import finite_score, first_non_finite
 
 FORMATS = ("trl", "xtuner", "trl-standard", "hh-rlhf", "bon", "prompts")
 ROLES = ("system", "user", "assistant")
@@ -62,6 +62,7 @@ def detect_format(value: Any) -> str | None:
 
 
 def parse_record(value: Any, fmt: str) -> ParsedRecord:
+    """One record of a format as a `ParsedRecord`; raises InputError naming the field."""
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object, got {type(value).__name__}")
     parser = _PARSERS.get(fmt)
@@ -178,11 +179,7 @@ def _parse_hh(value: dict) -> ParsedRecord:
 
 
 def _score(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"expected a finite number, got {value!r}", field=name)
-    return float(value)
+    return finite_score(value, name)
 
 
 def _all_text(items: list) -> bool:
@@ -190,7 +187,7 @@ def _all_text(items: list) -> bool:
 
 
 def _all_finite(items: list) -> bool:
-    return all((type(x) is float and math.isfinite(x)) or type(x) is int for x in items)
+    return first_non_finite(items) is None
 
 
 def _parse_bon(value: dict) -> ParsedRecord:

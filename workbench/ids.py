@@ -12,7 +12,7 @@ is last, or length-prefixed in bytes, so two different contents never share a ke
     pair       "pair\\n" + labeler + "\\n" + spec + "\\n" + chosen_id + "\\n" + rejected_id
 
 Run, export and reward-model ids name configurations rather than content and never need SQL:
-they stay BLAKE2b-128 digests of their parts (`_digest`).
+they stay BLAKE2b-128 digests of their parts (`digest`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def content_id(key: str) -> str:
     return hashlib.md5(key.encode("utf-8")).hexdigest()
 
 
-def _digest(*parts: str) -> str:
+def digest(*parts: str) -> str:
+    """BLAKE2b-128 of the parts joined by NUL: the id of a configuration (a run, an export, a scorer)."""
     return hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=ID_BYTES).hexdigest()
 
 
@@ -53,20 +54,24 @@ def canonical_messages(messages: list[dict]) -> str:
                         option=orjson.OPT_SORT_KEYS).decode()
 
 
-def prompt_key(messages: list[dict]) -> str:
+def prompt_key_text(messages: list[dict]) -> str:
+    """The key text of a prompt's id (see the module docstring); DuckDB builds the same text."""
     return "prompt" + "".join(f"\n{m['role']} {len(m['content'].encode('utf-8'))}\n{m['content']}"
                               for m in messages)
 
 
 def prompt_id(messages: list[dict]) -> str:
-    return content_id(prompt_key(messages))
+    """The content id of a prompt (its messages)."""
+    return content_id(prompt_key_text(messages))
 
 
 def imported_response_id(prompt: str, text: str) -> str:
+    """The content id of an imported reply: its prompt id and text."""
     return content_id(f"response\n{prompt}\n{text}")
 
 
 def generated_response_id(run: str, prompt: str, sample_index: int) -> str:
+    """The id of a generated sample: its generation run, prompt id and sample index."""
     return content_id(f"generated\n{run}\n{prompt}\n{sample_index}")
 
 
@@ -76,18 +81,30 @@ def pair_id(labeler: str, spec: str, chosen: str, rejected: str) -> str:
 
 
 def run_id(kind: str, config: dict) -> str:
-    return _digest("run", kind, canonical_json(config))
+    """The id of a run: its kind and resolved config, so the same command finds its run again."""
+    return digest("run", kind, canonical_json(config))
+
+
+def export_id(path: str, content_hash: str) -> str:
+    """The id of an export: where it was written and what it holds."""
+    return digest("export", path, content_hash)
+
+
+def external_scorer_id(score_name: str) -> str:
+    """The reward-model id that scores imported under `score_name` are filed under."""
+    return digest("external-scorer", score_name)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+    """SHA-256 of a file's bytes, read in chunks."""
+    hasher = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def tree_hash(path: Path) -> str:
     """The hash of a directory's files (relative names and contents), e.g. a `save_to_disk` dataset."""
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    return _digest(*(f"{p.relative_to(path)}:{sha256_file(p)}" for p in files))
+    return digest(*(f"{p.relative_to(path)}:{sha256_file(p)}" for p in files))

@@ -178,7 +178,7 @@ def _import_bulk(store: Store, scanned, result: ImportResult, config: dict, sour
 
 def _external_scorer(score_name: str, source: str) -> dict:
     """The reward-model row that imported scores are filed under."""
-    return {"rm_id": ids._digest("external-scorer", score_name), "name": score_name,
+    return {"rm_id": ids.external_scorer_id(score_name), "name": score_name,
             "config": {"external": True, "source": source}}
 
 
@@ -229,6 +229,7 @@ def parse_files(paths: Iterable[Path], fmt: str = "auto", max_record_bytes: int 
 def _read_file(path, fmt, max_record_bytes, progress, good, bad) -> str:
     file_format = None if fmt == "auto" else fmt
     pending: list[RawRecord] = []  # records read before the format was known
+    errors_before = len(bad)
     records = iter_records(path, max_record_bytes)
     bar = tqdm(records, desc=f"reading {path.name}", unit=" rec", disable=not progress, mininterval=0.5)
     for item in bar:
@@ -244,6 +245,8 @@ def _read_file(path, fmt, max_record_bytes, progress, good, bad) -> str:
                 continue
         _parse_into(item, file_format, good, bad)
     bar.close()
+    if file_format is None and len(bad) > errors_before and not pending:
+        raise bad[errors_before]  # nothing readable to detect a format from: the first reason says why
     if file_format is None:
         raise InputError(
             "cannot detect the format from the first records; pass --format "

@@ -129,6 +129,7 @@ class Job:
         self.state = state
 
     def output_path(self, index: int) -> Path:
+        """Where command `index`'s stdout goes."""
         return self.directory / f"stdout-{index + 1}.txt"
 
     def output(self, index: int) -> str:
@@ -144,6 +145,7 @@ class Job:
             return f.read().decode("utf-8", errors="replace")
 
     def status(self) -> JobStatus:
+        """The job's state, progress and log tail now."""
         raw = self._log_tail()
         log = collapse_log(raw)
         error = None
@@ -164,6 +166,7 @@ class Job:
         threading.Thread(target=_stop, args=(process, grace_s), daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
+        """Wait for the job to end (at most `timeout` seconds); its status."""
         self._thread.join(timeout)
         return self.status()
 
@@ -200,15 +203,18 @@ class JobManager:
         return job.start()
 
     def get(self, job_id: str | None) -> Job:
+        """The job with this id; refuses an unknown id."""
         job = self._jobs.get(job_id or "")
         if job is None:
             raise WorkbenchError("no such job: start one first")
         return job
 
     def running(self, kind: str | None = None) -> list[Job]:
+        """Jobs still running, optionally of one kind."""
         return [j for j in self._jobs.values() if j.state == "running" and kind in (None, j.kind)]
 
     def shutdown(self, grace_s: float = 5.0) -> None:
+        """Cancel every running job (the app is closing)."""
         for job in self.running():
             job.cancel(grace_s)
         for job in list(self._jobs.values()):

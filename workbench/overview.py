@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from workbench.store import Store
-from workbench.store import views
+from workbench.store import Store, queries
 
 HISTOGRAM_BINS = 30
 SCATTER_POINTS = 2000
@@ -20,19 +19,20 @@ TIE_COLUMNS = ["prompt", "source", "replies", "score", "prompt_id"]
 def overview_counts(store: Store) -> dict:
     """Counts of prompts, responses, scores, pairs and reward models."""
     with store.connect() as con:
-        return views.overview_counts(con)
+        return queries.table_counts(con, queries.DATA_TABLES)
 
 
 def reward_model_choices(store: Store, scored_only: bool = False, with_weights: bool = False) -> list[tuple[str, str]]:
     """(description, NAME@VERSION) of the store's reward models, for dropdowns."""
     with store.connect() as con:
-        models = views.reward_models_with_counts(con)
+        models = queries.list_reward_models(con)
     choices = []
     for m in models:
         if (scored_only and not m["n_scores"]) or (with_weights and not m["path"]):
             continue
         kind = "weights" if m["path"] else "imported scores"
-        choices.append((f"{m['label']} ({m['n_scores']:,} scores, {kind})", m["label"]))
+        label = f"{m['name']}@{m['version']}"
+        choices.append((f"{label} ({m['n_scores']:,} scores, {kind})", label))
     return choices
 
 
@@ -48,29 +48,29 @@ def _histogram_frame(low, high, counts, bins: int, column: str) -> pd.DataFrame:
 
 
 def _score_histogram(con, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
-    return _histogram_frame(*views.histogram(con, "scores", rm_id, bins), bins, "score")
+    return _histogram_frame(*queries.histogram(con, "scores", rm_id, bins), bins, "score")
 
 
 def _margin_histogram(con, rm_id: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
-    return _histogram_frame(*views.histogram(con, "margins", rm_id, bins), bins, "margin")
+    return _histogram_frame(*queries.histogram(con, "margins", rm_id, bins), bins, "margin")
 
 
 def _length_bias(con, rm_id: str, points: int = SCATTER_POINTS) -> dict:
-    r, n = views.length_score_correlation(con, rm_id)
-    sample = views.length_score_sample(con, rm_id, points).to_pandas()
+    r, n = queries.length_score_correlation(con, rm_id)
+    sample = queries.length_score_sample(con, rm_id, points).to_pandas()
     sample = sample.rename(columns={"n_chars": "chars"}).sort_values(["chars", "score"], ignore_index=True)
     return {"points": sample, "pearson_r": None if r is None else float(r), "n": int(n)}
 
 
 def _all_tie_prompts(con, rm_id: str, limit: int = TIES_SHOWN) -> dict:
-    total, found = views.all_tie_prompts(con, rm_id, limit)
+    total, found = queries.all_tie_prompts(con, rm_id, limit)
     frame = pd.DataFrame(found, columns=["text", "source", "n", "score", "prompt_id"])
     return {"total": total, "prompts": frame.set_axis(TIE_COLUMNS, axis=1)}
 
 
 def _for_model(store: Store, rm: str, view, **kwargs):
     with store.connect() as con:
-        return view(con, views.rm_id_for(con, rm), **kwargs)
+        return view(con, queries.rm_id_for(con, rm), **kwargs)
 
 
 def score_histogram(store: Store, rm: str, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
@@ -106,6 +106,6 @@ def model_report(store: Store, rm: str) -> dict:
     """Everything the Overview shows for one reward model, from one store connection:
     {"scores": score_histogram, "margins": margin_histogram, "length": length_bias, "ties": all_tie_prompts}."""
     with store.connect() as con:
-        rm_id = views.rm_id_for(con, rm)
+        rm_id = queries.rm_id_for(con, rm)
         return {"scores": _score_histogram(con, rm_id), "margins": _margin_histogram(con, rm_id),
                 "length": _length_bias(con, rm_id), "ties": _all_tie_prompts(con, rm_id)}

@@ -46,21 +46,10 @@ class PairBuildResult:
 def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, min_margin: float = 0.0,
                 max_length_ratio: float | None = None, seed: int = 0, source: str | None = None,
                 generation_run: str | None = None, progress: bool = True) -> PairBuildResult:
-    if strategy not in STRATEGIES:
-        raise WorkbenchError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-    if strategy == "top-k" and (k is None or k < 1):
-        raise WorkbenchError("top-k needs --k, a positive number of replies from each end")
-    if min_margin < 0:
-        raise WorkbenchError("--min-margin must be >= 0")
-    if max_length_ratio is not None and max_length_ratio < 1:
-        raise WorkbenchError("--max-length-ratio must be >= 1 (1 keeps only equal lengths)")
+    """Pair each prompt's responses scored by the reward model by one strategy and store the new
+    pairs (a recorded 'pairs' run)."""
+    params = strategy_params(strategy, k, min_margin, max_length_ratio, seed, source, generation_run)
     model = resolve_reward_model(store, rm)
-    params = {"strategy": strategy, "min_margin": float(min_margin), "max_length_ratio": max_length_ratio,
-              "source": source, "run": generation_run}
-    if strategy == "top-k":
-        params["k"] = int(k)
-    if strategy == "best-vs-random":
-        params["seed"] = int(seed)
     spec = ids.canonical_json(params)
     run_id = ids.run_id("pairs", {"rm_id": model["rm_id"], **params})
 
@@ -81,6 +70,26 @@ def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, m
 
     store.write(write)
     return result
+
+
+def strategy_params(strategy: str, k: int | None, min_margin: float, max_length_ratio: float | None, seed: int,
+                    source: str | None, generation_run: str | None) -> dict:
+    """The checked parameters of a pair build, as recorded with every pair it makes."""
+    if strategy not in STRATEGIES:
+        raise WorkbenchError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
+    if strategy == "top-k" and (k is None or k < 1):
+        raise WorkbenchError("top-k needs --k, a positive number of replies from each end")
+    if min_margin < 0:
+        raise WorkbenchError("--min-margin must be >= 0")
+    if max_length_ratio is not None and max_length_ratio < 1:
+        raise WorkbenchError("--max-length-ratio must be >= 1 (1 keeps only equal lengths)")
+    params = {"strategy": strategy, "min_margin": float(min_margin), "max_length_ratio": max_length_ratio,
+              "source": source, "run": generation_run}
+    if strategy == "top-k":
+        params["k"] = int(k)
+    if strategy == "best-vs-random":
+        params["seed"] = int(seed)
+    return params
 
 
 def ensure_token_counts(store: Store, rm_id: str, source: str | None, run: str | None, progress: bool) -> int:

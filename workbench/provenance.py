@@ -39,6 +39,7 @@ def code_version() -> str:
 
 @functools.cache
 def environment() -> dict:
+    """Code version, library versions and host: recorded with every run."""
     return {
         "workbench": code_version(),
         "python": sys.version.split()[0],

@@ -6,14 +6,19 @@ gzipped (`.gz`), and a directory written by `datasets`' `save_to_disk` (a Datase
 DatasetDict, every split read in order).
 
 A bad line (invalid UTF-8, invalid JSON, over the size limit) does not stop reading: it is
-yielded as an `InputError` so the importer can refuse the file or skip the line.
+yielded as an `InputError` so the importer can refuse the file or skip the line. A file that
+cannot be read as a whole (corrupt gzip or Parquet, a broken `datasets` directory, a JSON document
+that ends early) raises `InputError` naming the file. Text files are read in bounded memory
+(`workbench.json_stream`): near `max_record_bytes` plus one chunk, whatever the file holds.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
-from collections.abc import Iterator
+import json
+import math
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,8 @@ from typing import Any
 import orjson
 
 from workbench.errors import InputError
+from workbench.formats import detect_format
+from workbench.json_stream import JsonScanner, Truncated, bounded_lines
 
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 
@@ -34,6 +41,8 @@ class RawRecord:
 
 
 def iter_records(path: str | Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRecord | InputError]:
+    """Every record of a JSONL, JSON or Parquet file (gzipped too) or a `datasets` directory, each
+    as a RawRecord located by line or row, or an InputError for a record that cannot be read."""
     path = Path(path)
     name = str(path)
     if path.is_dir():
@@ -53,27 +62,31 @@ def iter_records(path: str | Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BY
             "or a datasets directory", file=name)
     opener = gzip.open if compressed else open
     try:
-        with opener(path, "rb") as f:
-            if kind == ".json":
-                data = f.read()
-                yield from _iter_json_document(data, name, max_record_bytes)
-            else:
+        if kind == ".json":
+            yield from _iter_json_document(lambda: opener(path, "rb"), name, max_record_bytes)
+        else:
+            with opener(path, "rb") as f:
                 yield from _iter_jsonl(f, name, max_record_bytes)
-    except (OSError, EOFError) as error:  # truncated or corrupt gzip stream
+    except (OSError, EOFError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise InputError(f"cannot read file: {error}", file=name) from error
 
 
-def _iter_jsonl(f: io.BufferedIOBase, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
-    for number, raw in enumerate(f, start=1):
-        if not raw.strip():
-            continue
-        yield _parse_line(raw, name, number, max_bytes)
+def _iter_jsonl(f, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
+    for number, raw, size in bounded_lines(f, max_bytes):
+        if raw is None:
+            yield _too_large(size, max_bytes, name, number, "line")
+        elif raw.strip():
+            yield _parse_line(raw, name, number, max_bytes)
+
+
+def _too_large(size: int, max_bytes: int, name: str, number: int, unit: str) -> InputError:
+    return InputError(f"record is {size:,} bytes, over the {max_bytes:,}-byte limit "
+                      "(raise it with --max-record-bytes)", file=name, line=number, unit=unit)
 
 
 def _parse_line(raw: bytes, name: str, number: int, max_bytes: int, unit: str = "line") -> RawRecord | InputError:
     if len(raw) > max_bytes:
-        return InputError(f"record is {len(raw):,} bytes, over the {max_bytes:,}-byte limit "
-                          "(raise it with --max-record-bytes)", file=name, line=number, unit=unit)
+        return _too_large(len(raw), max_bytes, name, number, unit)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -81,33 +94,127 @@ def _parse_line(raw: bytes, name: str, number: int, max_bytes: int, unit: str = 
     try:
         return RawRecord(name, number, orjson.loads(raw), unit)
     except orjson.JSONDecodeError as error:
+        value = _with_non_finite_numbers(raw)
+        if value is not None:  # the format then refuses a non-finite score, naming its field
+            return RawRecord(name, number, value, unit)
         return InputError(f"invalid JSON: {error}", file=name, line=number, unit=unit)
 
 
-def _iter_json_document(data: bytes, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
+def _with_non_finite_numbers(raw: bytes):
+    """The value of a line that is valid JSON but for NaN, Infinity or a number beyond a double
+    (1e400), which orjson refuses; None when anything else is wrong with it."""
+    seen = []
+
+    def number(text: str, integer: bool = False):
+        if integer and -2 ** 63 <= (value := int(text)) < 2 ** 64:
+            return value
+        value = float(text)  # as orjson reads numbers: integers past 64 bits become floats
+        if math.isinf(value):
+            seen.append(text)
+        return value
+
+    def constant(text: str) -> float:
+        seen.append(text)
+        return float(text)
+
     try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # Many "JSON" datasets are JSON Lines with a .json name.
-        if data.lstrip()[:1] == b"{" and b"\n" in data.strip():
-            yield from _iter_jsonl(io.BytesIO(data), name, max_bytes)
+        value = json.loads(raw, parse_float=number, parse_int=lambda t: number(t, True), parse_constant=constant)
+        orjson.dumps(value)  # refuses what orjson would refuse besides those numbers: lone surrogates
+    except (ValueError, RecursionError, TypeError):
+        return None
+    return value if seen else None
+
+
+RECORD_KEYS = {"prompt", "messages", "chosen", "rejected", "responses"}
+
+
+def _iter_json_document(reopen: Callable, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
+    """A JSON file: an array of records, one record, or an object holding one array of records
+    (a record itself, like {"messages": [...]}, is one record). Scanned in bounded memory."""
+    with reopen() as f:
+        scanner = JsonScanner(f)
+        first = scanner.peek()
+        if first == ord("["):
+            yield from _json_array(scanner, name, max_bytes)
+            _expect_end(scanner, name)
             return
-        error = _parse_line(data, name, 1, len(data) + 1)
-        raise InputError(str(error.reason) if isinstance(error, InputError) else "invalid JSON", file=name)
-    if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list)]
-        records = lists[0] if len(document) == 1 and len(lists) == 1 else [document]
-    elif isinstance(document, list):
-        records = document
-    else:
-        raise InputError("a JSON file must hold a record, or an array of records", file=name)
-    for number, value in enumerate(records, start=1):
-        size = len(orjson.dumps(value))
-        if size > max_bytes:
-            yield InputError(f"record is {size:,} bytes, over the {max_bytes:,}-byte limit "
-                             "(raise it with --max-record-bytes)", file=name, line=number, unit="record")
-        else:
+        if first != ord("{"):
+            raise InputError("a JSON file must hold a record, or an array of records"
+                             if first is not None else "the file is empty", file=name)
+        data, size = _scan(scanner, max_bytes, name)
+        after = scanner.peek()
+    if after == ord("{"):  # Many "JSON" datasets are JSON Lines with a .json name.
+        with reopen() as f:
+            yield from _iter_jsonl(f, name, max_bytes)
+        return
+    if after is not None:
+        raise InputError("invalid JSON: more data after the document's value", file=name)
+    if data is None:  # too large for one record: it can only be {"key": [records...]}
+        with reopen() as f:
+            yield from _json_wrapped_array(JsonScanner(f), name, max_bytes, size)
+        return
+    item = _parse_line(data, name, 1, max_bytes, "record")
+    if isinstance(item, RawRecord) and _is_wrapper(item.value):
+        for number, value in enumerate(next(iter(item.value.values())), start=1):
             yield RawRecord(name, number, value, "record")
+    else:
+        yield item
+
+
+def _is_wrapper(value) -> bool:
+    return (isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list)
+            and detect_format(value) is None)
+
+
+def _scan(scanner: JsonScanner, limit: int, name: str, after: str = "") -> tuple[bytes | None, int]:
+    try:
+        return scanner.value(limit)
+    except Truncated:
+        raise InputError(f"invalid JSON: the file ends inside a value{after} (is it cut short?)", file=name) from None
+
+
+def _json_array(scanner: JsonScanner, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
+    scanner.take()  # [
+    if scanner.peek() == ord("]"):
+        scanner.take()
+        return
+    number = 0
+    while True:
+        number += 1
+        data, size = _scan(scanner, max_bytes, name, f" (record {number})")
+        yield _too_large(size, max_bytes, name, number, "record") if data is None else \
+            _parse_line(data, name, number, max_bytes, "record")
+        separator = scanner.peek()
+        scanner.take()
+        if separator == ord("]"):
+            return
+        if separator != ord(","):
+            raise InputError(f"invalid JSON after record {number}: expected ',' or ']'", file=name)
+
+
+def _json_wrapped_array(scanner: JsonScanner, name: str, max_bytes: int, size: int) -> Iterator[RawRecord | InputError]:
+    scanner.peek()
+    scanner.take()  # {
+    key, _ = _scan(scanner, max_bytes, name)
+    key = orjson.loads(key) if key is not None and scanner.peek() == ord(":") else None
+    if key in RECORD_KEYS:  # a record, not a wrapper
+        yield _too_large(size, max_bytes, name, 1, "record")
+        return
+    scanner.take()
+    if not isinstance(key, str) or scanner.peek() != ord("["):
+        raise InputError(f"the JSON object is {size:,} bytes, over the {max_bytes:,}-byte record limit; a JSON "
+                         "file that large must hold an array of records, or an object holding only one",
+                         file=name)
+    yield from _json_array(scanner, name, max_bytes)
+    if scanner.peek() != ord("}"):
+        raise InputError("a JSON object holding an array of records must hold nothing else", file=name)
+    scanner.take()
+    _expect_end(scanner, name)
+
+
+def _expect_end(scanner: JsonScanner, name: str) -> None:
+    if scanner.peek() is not None:
+        raise InputError("invalid JSON: more data after the document's value", file=name)
 
 
 def _iter_rows(batches, name: str, max_bytes: int, start: int = 1) -> Iterator[RawRecord | InputError]:
@@ -115,7 +222,11 @@ def _iter_rows(batches, name: str, max_bytes: int, start: int = 1) -> Iterator[R
     for batch in batches:
         for value in batch.to_pylist():
             number += 1
-            size = len(orjson.dumps(value, default=str))
+            try:
+                size = len(orjson.dumps(value, default=str))
+            except orjson.JSONEncodeError as error:  # e.g. nested deeper than orjson writes
+                yield InputError(f"cannot read the row: {error}", file=name, line=number, unit="row")
+                continue
             if size > max_bytes:
                 yield InputError(f"row is {size:,} bytes, over the {max_bytes:,}-byte limit "
                                  "(raise it with --max-record-bytes)", file=name, line=number, unit="row")
@@ -130,7 +241,18 @@ def _iter_parquet(path: Path, name: str, max_bytes: int) -> Iterator[RawRecord |
         parquet = pq.ParquetFile(path)
     except Exception as error:  # pyarrow raises several types for a corrupt file
         raise InputError(f"not a readable Parquet file: {error}", file=name) from error
-    yield from _iter_rows(parquet.iter_batches(batch_size=4096), name, max_bytes)
+    yield from _guarded(_iter_rows(parquet.iter_batches(batch_size=4096), name, max_bytes), name,
+                        "not a readable Parquet file")
+
+
+def _guarded(rows: Iterator[RawRecord | InputError], name: str, what: str) -> Iterator[RawRecord | InputError]:
+    """`rows`, with a failure while reading them (a corrupt data page, a missing file) as InputError."""
+    import pyarrow as pa
+
+    try:
+        yield from rows
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"{what}: {error}", file=name) from error
 
 
 def _iter_hf_dataset(path: Path, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
@@ -139,8 +261,13 @@ def _iter_hf_dataset(path: Path, name: str, max_bytes: int) -> Iterator[RawRecor
                          "(no dataset_dict.json or state.json)", file=name)
     from datasets import Dataset, load_from_disk
 
-    loaded = load_from_disk(str(path))
+    try:
+        loaded = load_from_disk(str(path))
+    except Exception as error:  # datasets raises many types for a broken directory; all are the user's to fix
+        raise InputError(f"cannot load the `datasets` directory: {type(error).__name__}: {error}",
+                         file=name) from error
     splits = [(None, loaded)] if isinstance(loaded, Dataset) else list(loaded.items())
     for split, dataset in splits:
         label = name if split is None else f"{name}[{split}]"
-        yield from _iter_rows(dataset.data.to_batches(max_chunksize=4096), label, max_bytes)
+        yield from _guarded(_iter_rows(dataset.data.to_batches(max_chunksize=4096), label, max_bytes), label,
+                            "cannot read the `datasets` directory")

@@ -32,7 +32,8 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
         raise NotFound(f"{path} is not a reward-model directory (no config.json)")
     spec = inspect_reward_model(path, fmt, label_index, trust_remote_code)
     fingerprint = model_fingerprint(path)
-    rm_id = fingerprint[:32] if label_index is None else hashlib.sha256(f"{fingerprint}:label{label_index}".encode()).hexdigest()[:32]
+    rm_id = fingerprint[:32] if label_index is None else \
+        hashlib.sha256(f"{fingerprint}:label{label_index}".encode()).hexdigest()[:32]
     config = json.loads((path / "config.json").read_text())
     summary = {k: config.get(k) for k in ("architectures", "model_type", "reward_token", "reward_token_id",
                                           "hidden_size", "num_hidden_layers") if k in config}
@@ -66,30 +67,15 @@ def reward_format(model: dict, trust_remote_code: bool = False):
     return inspect_reward_model(model["path"], trust_remote_code=trust_remote_code)
 
 
-def check_unchanged(model: dict) -> None:
-    """Refuse a model whose weights changed on disk since it was registered (its scores would mix)."""
-    from engine.backbone import model_fingerprint
-
-    config = model.get("config") or {}
-    config = json.loads(config) if isinstance(config, str) else config
-    recorded = config.get("fingerprint")
-    if recorded is None:  # registered before fingerprints were kept: the id is the fingerprint's head
-        recorded, now = model["rm_id"], model_fingerprint(model["path"])[:32]
-    else:
-        now = model_fingerprint(model["path"])
-    if now != recorded:
-        raise WorkbenchError(f"the weights in {model['path']} changed since they were registered as {describe(model)}; "
-                             "register the directory again (a new version) to score with them")
-
-
-def load_registered_scorer(model: dict, *, max_length: int, precision: str, trust_remote_code: bool = False):
-    """A Scorer for a registered model: its recorded format, after checking its weights did not change."""
-    from workbench.scoring import load_scorer
+def load_registered_scorer(model: dict, *, max_length: int, precision: str, trust_remote_code: bool = False,
+                           device: str = "auto"):
+    """A Scorer for a registered model: its recorded format, after `registered_weights` checked its weights."""
+    from engine.scoring import load_scorer
 
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
-    check_unchanged(model)
-    return load_scorer(model["path"], max_length=max_length, precision=precision,
+    weights = registered_weights(model)
+    return load_scorer(weights, max_length=max_length, precision=precision, device=device,
                        spec=reward_format(model, trust_remote_code), trust_remote_code=trust_remote_code)
 
 
@@ -106,7 +92,28 @@ def resolve_reward_model(store: Store, ref: str, trust_remote_code: bool = False
     raise NotFound(f"reward model '{ref}' not found ({hint}); a model directory also works")
 
 
+def registered_weights(model: dict) -> str:
+    """The directory of a registered reward model, refused if its weights are no longer the ones
+    registered: the fingerprint recorded in its config (its remote code included), or, for rows
+    registered before fingerprints were kept, the rm id (the fingerprint's head). Cheap: the
+    fingerprint is cached beside the weights and reused while their sizes and mtimes are unchanged."""
+    from engine.backbone import model_fingerprint
+
+    path = Path(model["path"])
+    if not (path / "config.json").is_file():
+        raise WorkbenchError(f"the weights of {describe(model)} are gone from {path}: restore them, or register "
+                             "the model's new location with `workbench rm register DIR`")
+    config = model.get("config") or {}
+    config = json.loads(config) if isinstance(config, str) else config
+    recorded = config.get("fingerprint") or model["rm_id"]  # a label-index model's id is not the fingerprint
+    if model_fingerprint(path)[:len(recorded)] != recorded:
+        raise WorkbenchError(f"the weights in {path} changed since {describe(model)} was registered: register "
+                             f"them as a new version with `workbench rm register {path} --name {model['name']}`")
+    return str(path)
+
+
 def describe(model: dict) -> str:
+    """A reward model's label, NAME@VERSION."""
     return f"{model['name']}@{model['version']}"
 
 
@@ -121,7 +128,10 @@ def list_with_formats(store: Store) -> list[dict]:
 def format_fields(model: dict) -> dict:
     """format, pooling and label_index of a registered model, for listings and manifests."""
     if not model.get("path"):
-        return {"format": "imported", "pooling": None, "label_index": None}
+        config = model.get("config") or {}
+        config = json.loads(config) if isinstance(config, str) else config
+        kind = "combined" if "combine" in config else "imported"  # `workbench.combine`, or scores brought in
+        return {"format": kind, "pooling": None, "label_index": None}
     from engine.errors import EngineError
 
     try:

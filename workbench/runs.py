@@ -1,4 +1,4 @@
-"""Run bookkeeping shared by the long jobs (generation, scoring, training).
+"""Run bookkeeping shared by the long jobs (generation, scoring, training): `recorded_run`.
 
 A run's id is a hash of its kind and resolved config, so the same command finds its own run
 again: a rerun continues a run that was interrupted or failed.
@@ -6,8 +6,40 @@ again: a rerun continues a run that was interrupted or failed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 from workbench.provenance import environment
 from workbench.store import Store, queries
+
+
+@dataclass
+class RecordedRun:
+    """The run a `recorded_run` block works in. Set `summary` to mark it completed on exit."""
+
+    run_id: str
+    earlier: dict | None = None      # the run's record before this start (a resumed run), if any
+    summary: dict | None = None
+
+
+@contextmanager
+def recorded_run(store: Store | None, run_id: str, kind: str, config: dict) -> Iterator[RecordedRun]:
+    """Record the run as running for the block; an exception (Ctrl-C included) marks it failed
+    and goes on; a clean exit marks it completed with `run.summary`. A block that leaves the
+    summary None leaves the run running (a sharded scoring run is closed by its last shard).
+    With no store (training ranks other than 0) nothing is recorded."""
+    if store is None:
+        yield RecordedRun(run_id)
+        return
+    run = RecordedRun(run_id, start_run(store, run_id, kind, config))
+    try:
+        yield run
+    except BaseException as error:
+        fail_run(store, run_id, error)
+        raise
+    if run.summary is not None:
+        finish_run(store, run_id, run.summary)
 
 
 def start_run(store: Store, run_id: str, kind: str, config: dict) -> dict | None:
@@ -25,6 +57,7 @@ def start_run(store: Store, run_id: str, kind: str, config: dict) -> dict | None
 
 
 def fail_run(store: Store, run_id: str, error: BaseException) -> None:
+    """Mark the run failed with the error; if the store itself fails, the run stays running."""
     message = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
     try:
         store.write(lambda con: queries.finish_run(con, run_id, "failed", None, message))
@@ -33,4 +66,5 @@ def fail_run(store: Store, run_id: str, error: BaseException) -> None:
 
 
 def finish_run(store: Store, run_id: str, summary: dict) -> None:
+    """Mark the run completed with its summary."""
     store.write(lambda con: queries.finish_run(con, run_id, "completed", summary))

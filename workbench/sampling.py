@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from engine.data import Sample, SamplingParams
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.runs import fail_run, finish_run, start_run
+from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
 
@@ -67,34 +67,33 @@ def sample_responses(store: Store, policy_spec: str, n: int, *, params: Sampling
     config = generation_config(path, model_fingerprint(path), n, params, selection, backend)
     run_id = ids.run_id("generation", {k: v for k, v in config.items() if k != "policy"}
                         | {"policy": config["policy"]["fingerprint"]})
-    start_run(store, run_id, "generation", config | {"policy_spec": str(policy_spec)})
-
-    with store.connect() as con:
-        done = set(queries.generated_samples(con, run_id))
-    index = {pid: i for i, (pid, _) in enumerate(prompts)}
-    missing = [(index[pid], s) for pid, _ in prompts for s in range(n) if (pid, s) not in done]
-    started = time.perf_counter()
-    if missing:
-        policy = policy or load_policy(path, backend=backend)  # loaded only when there is work
-        messages = [json.loads(m) for _, m in prompts]
-        keys = [pid for pid, _ in prompts]
-        bar = tqdm(total=len(prompts) * n, initial=len(prompts) * n - len(missing), unit=" samples",
-                   desc="sampling", disable=not progress, smoothing=0.1)
-        try:
-            for chunk in policy.generate(messages, n, params, prompt_keys=keys, only=missing,
-                                         batch_size=batch_size, progress=bar.update):
-                table = _response_rows(run_id, [keys[s.prompt_index] for s in chunk], chunk)
-                store.write(lambda con, t=table: queries.insert_new(con, "responses", t))
-        except BaseException as error:
-            fail_run(store, run_id, error)
-            raise
-        finally:
-            bar.close()
-    _flag_run(store, run_id)
-    result = SampleResult(run_id, len(prompts), n, len(missing), n * len(prompts) - len(missing),
-                          n * len(prompts), round(time.perf_counter() - started, 2))
-    finish_run(store, run_id, result.as_dict())
+    with recorded_run(store, run_id, "generation", config | {"policy_spec": str(policy_spec)}) as run:
+        with store.connect() as con:
+            done = set(queries.generated_samples(con, run_id))
+        index = {pid: i for i, (pid, _) in enumerate(prompts)}
+        missing = [(index[pid], s) for pid, _ in prompts for s in range(n) if (pid, s) not in done]
+        started = time.perf_counter()
+        if missing:
+            policy = policy or load_policy(path, backend=backend)  # loaded only when there is work
+            _generate(store, run_id, policy, prompts, n, params, missing, batch_size, progress)
+        _flag_run(store, run_id)
+        result = SampleResult(run_id, len(prompts), n, len(missing), n * len(prompts) - len(missing),
+                              n * len(prompts), round(time.perf_counter() - started, 2))
+        run.summary = result.as_dict()
     return result
+
+
+def _generate(store: Store, run_id: str, policy, prompts: list[tuple[str, str]], n: int, params: SamplingParams,
+              missing: list[tuple[int, int]], batch_size: int, progress: bool) -> None:
+    """Generate the missing (prompt, sample) pairs, committing each chunk as it comes."""
+    messages = [json.loads(m) for _, m in prompts]
+    keys = [pid for pid, _ in prompts]
+    with tqdm(total=len(prompts) * n, initial=len(prompts) * n - len(missing), unit=" samples", desc="sampling",
+              disable=not progress, smoothing=0.1) as bar:
+        for chunk in policy.generate(messages, n, params, prompt_keys=keys, only=missing, batch_size=batch_size,
+                                     progress=bar.update):
+            table = _response_rows(run_id, [keys[s.prompt_index] for s in chunk], chunk)
+            store.write(lambda con, t=table: queries.insert_new(con, "responses", t))
 
 
 def _response_rows(run_id: str, prompt_ids: list[str], samples: list[Sample]) -> pa.Table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -18,8 +19,9 @@ from tqdm.auto import tqdm
 from engine.data import ScoringItem
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
-from workbench.runs import fail_run, start_run
+from workbench.finite_scores import require_finite
+from workbench.reward_models import describe, registered_weights, resolve_reward_model, reward_format
+from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
 
@@ -38,33 +40,6 @@ class ScoreResult:
         return asdict(self)
 
 
-def scoring_device(device: str = "auto") -> str:
-    """auto = this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
-    import os
-
-    import torch
-
-    if device == "auto":
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto", spec=None,
-                trust_remote_code: bool = False):
-    """A Scorer for the reward model at `path` (see `scoring_device` and `engine.precision`).
-
-    `spec` (an `engine.rm_formats.RewardFormat`) says how to read it; by default its format is detected.
-    """
-    from engine.foreign_rm import load_reward_model
-    from engine.rm_formats import inspect_reward_model
-    from engine.scoring import Scorer
-
-    if spec is None:
-        spec = inspect_reward_model(path, trust_remote_code=trust_remote_code)
-    model = load_reward_model(path, spec, device=scoring_device(device), trust_remote_code=trust_remote_code)
-    return Scorer(model, max_length=max_length, precision=precision)
-
-
 def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
                     generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
                     max_length: int = 2048, precision: str = "auto", shard: tuple[int, int] = (0, 1),
@@ -81,50 +56,58 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
     from engine.precision import resolve_precision
+    from engine.scoring import load_scorer, scoring_device
 
     precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
+    if scorer is None:  # checked before any work; a given scorer (tests) brings its own weights
+        # scores go under this rm id only if they come from its weights, read as registered (format, label)
+        load = partial(load_scorer, registered_weights(model), max_length=max_length, precision=precision,
+                       spec=reward_format(model, trust_remote_code), trust_remote_code=trust_remote_code)
     config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
               "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length,
               "precision": precision}
     run_id = ids.run_id("scoring", config)
-    start_run(store, run_id, "scoring", config | {"shards": world})
-    with store.connect() as con:
-        selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
-    started = time.perf_counter()
-    scored = 0
-    bar = tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
-               disable=not progress, smoothing=0.1)
-    try:
-        while True:
-            with store.connect() as con:
-                chunk = queries.responses_to_score(con, model["rm_id"], selection.as_dict(), generation_run,
-                                                   (rank, world), chunk_size)
-            if not chunk.num_rows:
-                break
-            scorer = scorer or load_registered_scorer(model, max_length=max_length, precision=precision,
-                                                      trust_remote_code=trust_remote_code)  # with work
-            columns = chunk.to_pydict()
-            items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
-            values = scorer.score(items, max_tokens_per_batch=max_tokens_per_batch)
-            table = pa.table({"response_id": chunk["response_id"],
-                              "rm_id": pa.array([model["rm_id"]] * chunk.num_rows, pa.string()),
-                              "score": pa.array(values, pa.float64()),
-                              "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
-            scored += store.write(lambda con, t=table: queries.insert_new(con, "scores", t))
-            bar.update(chunk.num_rows)
-    except BaseException as error:
-        fail_run(store, run_id, error)
-        raise
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
-                         round(scored / seconds, 2) if seconds > 0 else 0.0)
-
-    def finish(con) -> None:
-        total, done = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
-        if done == total:  # the last shard to finish closes the run
-            queries.finish_run(con, run_id, "completed", {"scored": done, "selected": total})
-
-    store.write(finish)
+    with recorded_run(store, run_id, "scoring", config | {"shards": world}):
+        with store.connect() as con:
+            selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
+        started = time.perf_counter()
+        scored = 0
+        with tqdm(total=selected, initial=already, unit=" responses", desc=f"scoring with {describe(model)}",
+                  disable=not progress, smoothing=0.1) as bar:
+            while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
+                scorer = scorer or load()  # loaded once there is work
+                scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch)
+                bar.update(chunk.num_rows)
+        seconds = time.perf_counter() - started
+        result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
+                             round(scored / seconds, 2) if seconds > 0 else 0.0)
+        # The run stays running (summary None) until the last shard to finish closes it.
+        store.write(lambda con: _close_if_complete(con, run_id, model["rm_id"], selection, generation_run))
     return result
+
+
+def _next_chunk(store: Store, rm_id: str, selection: PromptSelection, generation_run: str | None,
+                shard: tuple[int, int], chunk_size: int):
+    """The next responses this shard has to score, or None when there are none left."""
+    with store.connect() as con:
+        chunk = queries.responses_to_score(con, rm_id, selection.as_dict(), generation_run, shard, chunk_size)
+    return chunk if chunk.num_rows else None
+
+
+def _score_chunk(store: Store, scorer, chunk: pa.Table, model: dict, run_id: str, max_tokens_per_batch: int) -> int:
+    """Score one chunk and store the scores (a non-finite score refuses the chunk); returns how many were new."""
+    columns = chunk.to_pydict()
+    items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
+    values = require_finite(scorer.score(items, max_tokens_per_batch=max_tokens_per_batch),
+                            [f"response {r}" for r in columns["response_id"]], f"reward model {describe(model)}")
+    rm_id = model["rm_id"]
+    table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows, pa.string()),
+                      "score": pa.array(values, pa.float64()),
+                      "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
+    return store.write(lambda con: queries.insert_new(con, "scores", table))
+
+
+def _close_if_complete(con, run_id: str, rm_id: str, selection: PromptSelection, generation_run: str | None) -> None:
+    total, done = queries.count_scored(con, rm_id, selection.as_dict(), generation_run)
+    if done == total:
+        queries.finish_run(con, run_id, "completed", {"scored": done, "selected": total})

@@ -41,10 +41,12 @@ class SharedStore(Store):
 
     @classmethod
     def sharing(cls, store: Store, **kwargs) -> "SharedStore":
+        """`store` as a SharedStore (the same one if it already is)."""
         return store if isinstance(store, cls) else cls(store.path, timeout=store.timeout, **kwargs)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, after a pause if this process has held the file for long while others wait."""
         depth = getattr(self._local, "depth", 0)
         if not depth:  # a connection opened inside another one in this thread must not wait for itself
             self._acquire()

@@ -8,6 +8,7 @@ from workbench.store import Store, queries
 
 
 def store_stats(store: Store) -> dict:
+    """Counts of prompts, responses (by origin), pairs (by labeler), scores (by model), runs, exports and imports."""
     with store.connect() as con:
         counts = queries.table_counts(con)
         imports = []

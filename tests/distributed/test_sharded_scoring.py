@@ -49,7 +49,7 @@ def store(tmp_path, rm_dir) -> Store:
 
 def _stored_scores(store: Store) -> list[dict]:
     with store.connect() as con:
-        return queries.dicts(con, "SELECT response_id, score, run_id FROM scores")
+        return queries.fetch_dicts(con, "SELECT response_id, score, run_id FROM scores")
 
 
 def _assert_complete_and_correct(store: Store, rm_dir) -> None:
@@ -62,7 +62,7 @@ def _assert_complete_and_correct(store: Store, rm_dir) -> None:
     assert len(rows) == N_PROMPTS * N_REPLIES
     assert len({r["response_id"] for r in rows}) == len(rows)
     with store.connect() as con:
-        responses = queries.dicts(con, "SELECT r.response_id, r.text, p.messages FROM responses r "
+        responses = queries.fetch_dicts(con, "SELECT r.response_id, r.text, p.messages FROM responses r "
                                        "JOIN prompts p ON p.prompt_id = r.prompt_id ORDER BY r.response_id")
         run = queries.get_run(con, rows[0]["run_id"])
     expected = Scorer(RewardModel.load(rm_dir)).score([ScoringItem(json.loads(r["messages"]), r["text"])

@@ -16,7 +16,7 @@ from engine.generation import (
     encode_prompt,
     load_policy,
     pick_next_tokens,
-    prompt_key,
+    default_seed_key,
     sample_seed,
 )
 from tests.tiny import STRICT_CHAT_TEMPLATE, make_tiny_model_dir
@@ -112,10 +112,10 @@ def test_seeds_fix_the_samples(policy):
     assert len({tuple(s.token_ids) for s in first.values()}) > len(first) // 2
     other, _ = run(policy, n=3, params=SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=12, seed=8))
     assert sum(other[k].token_ids != first[k].token_ids for k in first) >= len(first) - 1
-    key = prompt_key(PROMPTS[1])
+    key = default_seed_key(PROMPTS[1])
     assert first[(1, 2)].seed == sample_seed(7, key, 2)
     assert len({sample_seed(7, key, 2), sample_seed(8, key, 2), sample_seed(7, key, 1),
-                sample_seed(7, prompt_key(PROMPTS[0]), 2)}) == 4
+                sample_seed(7, default_seed_key(PROMPTS[0]), 2)}) == 4
     keyed, _ = run(policy, n=3, prompt_keys=["a", "b", "c"])
     assert keyed[(1, 2)].seed == sample_seed(7, "b", 2)
 

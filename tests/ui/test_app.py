@@ -17,7 +17,8 @@ from ui.errors import user_errors
 from ui.inputs import number, or_none
 from workbench.browse import prompt_detail, prompt_page, PromptQuery
 from workbench.errors import NotFound, StoreBusy, WorkbenchError
-from workbench.export import ExportSpec, count_pairs
+from workbench.export import count_pairs
+from workbench.pair_filter import PairFilter
 
 
 def test_build_app_only_builds(app_store, tmp_path):
@@ -79,7 +80,7 @@ def test_endpoints_over_http(app_store):
         filters = NO_FILTER.copy()
         filters[4] = "2"  # minimum margin
         count, _, preview = client.predict(*filters, api_name="/curate_preview")
-        expected = count_pairs(app_store, ExportSpec(min_margin=2.0))
+        expected = count_pairs(app_store, PairFilter(min_margin=2.0))
         assert count == f"### {expected:,} pairs would be exported" and len(preview["data"]) == min(expected, 20)
         result, download, manifest = client.predict("api-test", "jsonl", "trl", False, False, *filters,
                                                      api_name="/export")

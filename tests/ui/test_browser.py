@@ -15,7 +15,8 @@ import pytest
 
 from tests.ui.conftest import running_app
 from tests.ui.data import make_store
-from workbench.export import ExportSpec, count_pairs
+from workbench.export import count_pairs
+from workbench.pair_filter import PairFilter
 
 pytestmark = pytest.mark.browser
 
@@ -84,13 +85,13 @@ def test_browse_filter_export_and_download(browser, shots, tmp_path):
         page.screenshot(path=shots / "2-browse.png", full_page=True)
 
         _tab(page, "Curate & export")
-        everything = count_pairs(store, ExportSpec())
+        everything = count_pairs(store, PairFilter())
         page.get_by_text(f"{everything} pairs would be exported").wait_for()
         page.get_by_label("Minimum margin").fill("2")
-        by_margin = count_pairs(store, ExportSpec(min_margin=2.0))
+        by_margin = count_pairs(store, PairFilter(min_margin=2.0))
         page.get_by_text(f"{by_margin} pairs would be exported").wait_for()
         page.get_by_label("Drop pairs with a truncated or repetitive reply").check()
-        expected = count_pairs(store, ExportSpec(min_margin=2.0, exclude_flagged=True))
+        expected = count_pairs(store, PairFilter(min_margin=2.0, exclude_flagged=True))
         assert 0 < expected < by_margin < everything
         page.get_by_text(f"{expected} pairs would be exported").wait_for()
         grid = page.locator("#curate-preview [role=grid]")  # rows are virtualised: read the row count

@@ -10,14 +10,14 @@ import json
 import subprocess
 import sys
 import threading
-import time
 
 from gradio_client import Client
 
 from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
-from workbench.curation import CurationFilter, PairIndex, curation_preview
-from workbench.export import ExportSpec, count_pairs
+from workbench.curation import PairIndex, curation_preview
+from workbench.export import count_pairs
+from workbench.pair_filter import PairFilter
 from workbench.stats import store_stats
 
 FILES, PAIRS_PER_FILE = 2, 40
@@ -34,7 +34,7 @@ def test_cli_and_two_sessions_share_the_store(tmp_path):
     before = store_stats(store)
     files = [_pairs_file(tmp_path / f"cli-{i}.jsonl", i) for i in range(FILES)]
     errors, done = [], {"previews": 0, "exports": []}
-    stop = threading.Event()
+    stop, progressed = threading.Event(), threading.Condition()
 
     with running_app(store) as (demo, url):
         def browsing_tab():
@@ -46,7 +46,9 @@ def test_cli_and_two_sessions_share_the_store(tmp_path):
                     filters = NO_FILTER.copy()
                     filters[4] = str(margin % 3)
                     client.predict(*filters, api_name="/curate_preview")
-                    done["previews"] += 1
+                    with progressed:
+                        done["previews"] += 1
+                        progressed.notify_all()
                     margin += 1
                 except Exception as error:  # noqa: BLE001 - any failure is what this test looks for
                     errors.append(error)
@@ -57,16 +59,26 @@ def test_cli_and_two_sessions_share_the_store(tmp_path):
                 try:
                     name = f"concurrent-{len(done['exports'])}"
                     _, _, manifest = client.predict(name, "jsonl", "trl", False, True, *NO_FILTER, api_name="/export")
-                    done["exports"].append((demo.workbench.export_dir / f"{name}.jsonl",
-                                            json.loads(manifest["value"])["rows"]))
+                    with progressed:
+                        done["exports"].append((demo.workbench.export_dir / f"{name}.jsonl",
+                                                json.loads(manifest["value"])["rows"]))
+                        progressed.notify_all()
                 except Exception as error:  # noqa: BLE001
                     errors.append(error)
 
         tabs = [threading.Thread(target=browsing_tab), threading.Thread(target=exporting_tab)]
         for tab in tabs:
             tab.start()
+        def both_sessions_passed(previews: int, exports: int) -> bool:
+            """Wait (60 s at most) until each session has done more than this; False if one failed."""
+            with progressed:
+                return progressed.wait_for(lambda: errors or (done["previews"] > previews
+                                                              and len(done["exports"]) > exports), timeout=60) \
+                    and not errors
+
         try:
-            time.sleep(1.0)  # both sessions are busy before the CLI starts
+            assert both_sessions_passed(0, 0), errors[:3]  # both sessions are busy before the CLI starts
+            at_start = done["previews"], len(done["exports"])
             for path in files:
                 cli = subprocess.run([sys.executable, "-m", "workbench", "--db", str(store.path), "--timeout", "60",
                                       "-q", "import", str(path), "--source", "cli"],
@@ -76,17 +88,17 @@ def test_cli_and_two_sessions_share_the_store(tmp_path):
                                  capture_output=True, text=True, timeout=180)
             assert cli.returncode == 0, cli.stderr
             assert json.loads(cli.stdout)["pairs"] == before["pairs"] + FILES * PAIRS_PER_FILE
+            assert both_sessions_passed(*at_start), errors[:3]  # the sessions kept working through the CLI's writes
         finally:
             stop.set()
             for tab in tabs:
                 tab.join(timeout=60)
 
     assert not errors, errors[:3]
-    assert done["previews"] >= 3 and len(done["exports"]) >= 2  # the sessions worked while the CLI wrote
     for path, rows in done["exports"]:
         assert len(path.read_text().splitlines()) == rows
     after = store_stats(store)
     assert after["pairs"] == before["pairs"] + FILES * PAIRS_PER_FILE
     assert after["prompts"] == before["prompts"] + FILES * PAIRS_PER_FILE
     assert after["exports"] == before["exports"] + len(done["exports"])  # every export was recorded
-    assert curation_preview(store, PairIndex(store), CurationFilter()).total == count_pairs(store, ExportSpec())
+    assert curation_preview(store, PairIndex(store), PairFilter()).total == count_pairs(store, PairFilter())

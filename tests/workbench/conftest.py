@@ -23,5 +23,5 @@ def table_counts(store: Store) -> dict:
 
     with store.connect() as con:
         counts = queries.table_counts(con)
-        counts["scores"] = queries.value(con, "SELECT count(*) FROM scores")
+        counts["scores"] = queries.fetch_value(con, "SELECT count(*) FROM scores")
     return counts

@@ -24,13 +24,13 @@ TABLES = {
 
 def dump(store: Store) -> dict:
     with store.connect() as con:
-        return {t: queries.rows(con, f"SELECT {cols} FROM {t} ORDER BY ALL") for t, cols in TABLES.items()}
+        return {t: queries.fetch_rows(con, f"SELECT {cols} FROM {t} ORDER BY ALL") for t, cols in TABLES.items()}
 
 
 def lanes_used(store: Store) -> list[str]:
     with store.connect() as con:
         return [json.loads(s).get("lane", "exact") for (s,) in
-                queries.rows(con, "SELECT summary FROM runs WHERE kind = 'import' ORDER BY started_at")]
+                queries.fetch_rows(con, "SELECT summary FROM runs WHERE kind = 'import' ORDER BY started_at")]
 
 
 def import_both(tmp_path, paths, **kwargs):
@@ -110,7 +110,7 @@ def test_both_lanes_store_the_same_rows(tmp_path):
                                                                         exact.new_scores) == (6, 13, 8)
     assert bulk.records == exact.records == 8
     with bulk_store.connect() as con:  # the first occurrence of a reply keeps its score and index
-        assert queries.rows(con, "SELECT r.sample_index, s.score FROM responses r JOIN scores s USING (response_id) "
+        assert queries.fetch_rows(con, "SELECT r.sample_index, s.score FROM responses r JOIN scores s USING (response_id) "
                                  "WHERE r.text = 'hello'") == [(1, 2.0)]
 
     # importing into a store that already holds some of it adds the same rows in both lanes

@@ -8,7 +8,7 @@ import pytest
 from tests.ui.data import make_store
 from workbench import commands
 from workbench.cli import load_commands
-from workbench.curation import CurationFilter
+from workbench.pair_filter import PairFilter
 from workbench.errors import WorkbenchError
 from workbench.selection import PromptSelection
 
@@ -61,20 +61,20 @@ def test_count_selected_prompts(store):
 
 
 def test_train_command_maps_the_curation_filter(store, tmp_path):
-    flt = CurationFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
+    flt = PairFilter(source="bon-demo", tag="synthetic", label="rm", rm="ext", min_margin=0.5,
                          exclude_flagged=True, max_chars=300, strategy="top-k")
     request = commands.TrainRequest(name="rm-v2", base="/models/base", lora=True, epochs=2, lr=1e-4, max_steps=5)
     argv = commands.train_command(store, flt, request, tmp_path / "rm-v2")
     ctx = parse(argv)
     assert ctx.command.name == "train" and ctx.params["from_store"] and ctx.params["as_json"]
-    assert {k: ctx.params[k] for k in ("source", "tag", "label", "labeler", "min_margin", "exclude_flagged",
+    assert {k: ctx.params[k] for k in ("source", "tag", "label", "rm", "min_margin", "exclude_flagged",
                                        "max_chars", "strategy")} == {
-        "source": "bon-demo", "tag": "synthetic", "label": "rm", "labeler": "ext", "min_margin": 0.5,
+        "source": "bon-demo", "tag": "synthetic", "label": "rm", "rm": "ext", "min_margin": 0.5,
         "exclude_flagged": True, "max_chars": 300, "strategy": "top-k"}
     assert (ctx.params["base"], ctx.params["out_dir"], ctx.params["name"]) == ("/models/base", str(tmp_path / "rm-v2"),
                                                                              "rm-v2")
     assert (ctx.params["lora"], ctx.params["epochs"], ctx.params["lr"], ctx.params["max_steps"]) == (True, 2.0, 1e-4, 5)
-    argv = commands.train_command(store, CurationFilter(), commands.TrainRequest(lora=False), tmp_path / "x")
+    argv = commands.train_command(store, PairFilter(), commands.TrainRequest(lora=False), tmp_path / "x")
     ctx = parse(argv)
     assert ctx.params["lr"] is None and not ctx.params["lora"] and ctx.params["source"] is None
 
@@ -85,7 +85,7 @@ def test_train_command_maps_the_curation_filter(store, tmp_path):
 ])
 def test_train_request_validation(store, tmp_path, changes, message):
     with pytest.raises(WorkbenchError, match=message):
-        commands.train_command(store, CurationFilter(), commands.TrainRequest(**changes), tmp_path)
+        commands.train_command(store, PairFilter(), commands.TrainRequest(**changes), tmp_path)
 
 
 def test_training_dir_stays_in_the_runs_dir(tmp_path):
@@ -141,14 +141,15 @@ def test_parse_json_output():
 @pytest.mark.slow  # three CLI processes that each load torch and a model (~30 s)
 def test_evaluation_and_rescoring_jobs_with_the_real_cli(tmp_path, tiny_model_dir):
     from engine.reward_model import RewardModel
-    from workbench.export import ExportSpec, export_pairs
+    from workbench.export import export_pairs
+    from workbench.pair_filter import PairFilter
     from workbench.jobs import JobManager
     from workbench.reward_models import register_reward_model
 
     store = make_store(tmp_path, prompts=3)
     model = register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm"), name="tiny")
     data = tmp_path / "heldout_pairs.jsonl"
-    export_pairs(store, data, spec=ExportSpec(limit=4))
+    export_pairs(store, data, pair_filter=PairFilter(limit=4))
     argvs = commands.eval_commands(store, ["tiny", model["rm_id"]], data) + [commands.rescore_command(store, "tiny")]
     job = JobManager(tmp_path / "jobs").start("eval", argvs)
     status = job.wait(timeout=300)

@@ -2,16 +2,18 @@
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from tests.ui.data import make_store
-from workbench.curation import (CurationFilter, PairIndex, curation_preview,
+from workbench.curation import (PairIndex, curation_preview,
                                 export_curated, safe_export_path)
 from workbench.errors import WorkbenchError
 from workbench.export import count_pairs, export_pairs
 from workbench.importer import import_files
+from workbench.pair_filter import PairFilter
 from workbench.pairs import build_pairs
 from workbench.store import queries
 
@@ -42,23 +44,23 @@ FILTERS = [
 @pytest.mark.parametrize("fields", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all")
 def test_index_count_equals_export_count(store, fields):
     index = PairIndex(store)
-    flt = CurationFilter(**fields)
+    flt = PairFilter(**fields)
     preview = curation_preview(store, index, flt)
-    assert preview.total == count_pairs(store, flt.export_spec())
+    assert preview.total == count_pairs(store, flt)
     assert preview.breakdown["pairs"].sum() == preview.total
 
 
 def test_dedupe_is_exercised(store):
     with store.connect() as con:
-        stored = queries.value(con, "SELECT count(*) FROM pairs")
-    assert count_pairs(store, CurationFilter().export_spec()) < stored  # same texts from several strategies
+        stored = queries.fetch_value(con, "SELECT count(*) FROM pairs")
+    assert count_pairs(store, PairFilter()) < stored  # same texts from several strategies
 
 
 def test_preview_rows_are_the_first_rows_of_the_export(store, tmp_path):
-    flt = CurationFilter(min_margin=0.7, exclude_flagged=True)
+    flt = PairFilter(min_margin=0.7, exclude_flagged=True)
     preview = curation_preview(store, PairIndex(store), flt, page_size=10)
     out = tmp_path / "x.jsonl"
-    export_pairs(store, out, spec=flt.export_spec(), with_scores=True, with_provenance=True)
+    export_pairs(store, out, pair_filter=flt, with_scores=True, with_provenance=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert preview.rows["pair_id"].tolist() == [r["pair_id"] for r in rows[:10]]
     assert preview.rows["margin"].tolist() == [round(r["margin"], 4) for r in rows[:10]]
@@ -70,16 +72,16 @@ def test_preview_rows_are_the_first_rows_of_the_export(store, tmp_path):
 
 
 def test_score_range(store, tmp_path):
-    flt = CurationFilter(rm="ext", min_score=1.0, max_score=5.0)
+    flt = PairFilter(rm="ext", min_score=1.0, max_score=5.0)
     preview = curation_preview(store, PairIndex(store), flt)
     out = tmp_path / "s.jsonl"
-    export_pairs(store, out, spec=CurationFilter(rm="ext").export_spec(), with_scores=True)
+    export_pairs(store, out, pair_filter=PairFilter(rm="ext"), with_scores=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     inside = [r for r in rows if 1.0 <= min(r["score_chosen"], r["score_rejected"])
               and max(r["score_chosen"], r["score_rejected"]) <= 5.0]
     assert 0 < preview.total == len(inside) < len(rows)
-    assert count_pairs(store, flt.export_spec()) == preview.total
-    export_pairs(store, tmp_path / "ranged.jsonl", spec=flt.export_spec(), with_scores=True)
+    assert count_pairs(store, flt) == preview.total
+    export_pairs(store, tmp_path / "ranged.jsonl", pair_filter=flt, with_scores=True)
     ranged = [json.loads(line) for line in (tmp_path / "ranged.jsonl").read_text().splitlines()]
     assert sorted(map(json.dumps, ranged)) == sorted(map(json.dumps, inside))
 
@@ -87,26 +89,26 @@ def test_score_range(store, tmp_path):
 def test_index_follows_store_changes_and_only_then_rebuilds(tmp_path):
     store = make_store(tmp_path, prompts=4)
     index = PairIndex(store)
-    before = curation_preview(store, index, CurationFilter()).total
-    curation_preview(store, index, CurationFilter(min_margin=1))
+    before = curation_preview(store, index, PairFilter()).total
+    curation_preview(store, index, PairFilter(min_margin=1))
     assert index.builds == 1
     extra = tmp_path / "more.jsonl"
     extra.write_text("".join(json.dumps({"prompt": f"new {i}", "chosen": "yes", "rejected": "no"}) + "\n"
                              for i in range(3)))
     import_files(store, [extra], source="more", progress=False)  # as the CLI would, between two filter changes
-    assert curation_preview(store, index, CurationFilter()).total == before + 3
+    assert curation_preview(store, index, PairFilter()).total == before + 3
     assert index.builds == 2
 
 
 def test_filter_validation():
     with pytest.raises(WorkbenchError, match="length range is empty"):
-        CurationFilter(min_chars=10, max_chars=5).validate()
+        PairFilter(min_chars=10, max_chars=5).validate()
     with pytest.raises(WorkbenchError, match="score range is empty"):
-        CurationFilter(min_score=2, max_score=1).validate()
+        PairFilter(min_score=2, max_score=1).validate()
     with pytest.raises(WorkbenchError, match="label must be"):
-        CurationFilter(label="robot").validate()
-    assert CurationFilter().describe() == "all pairs"
-    assert CurationFilter(source="a", min_margin=1.0).describe() == "source=a, min_margin=1.0"
+        PairFilter(label="robot").validate()
+    assert PairFilter().describe() == "all pairs"
+    assert PairFilter(source="a", min_margin=1.0).describe() == "source=a, min_margin=1.0"
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -147,7 +149,7 @@ def test_safe_export_path_refuses_symlinks_out(tmp_path):
 
 
 def test_export_curated_writes_inside_the_export_dir(store, tmp_path):
-    flt = CurationFilter(label="rm", min_margin=1.0)
+    flt = PairFilter(label="rm", min_margin=1.0)
     expected = curation_preview(store, PairIndex(store), flt).total
     done = export_curated(store, tmp_path / "exports", "nested/dpo", flt, fmt="jsonl", schema="trl")
     path = tmp_path / "exports" / "nested" / "dpo.jsonl"
@@ -161,3 +163,12 @@ def test_export_curated_writes_inside_the_export_dir(store, tmp_path):
     with pytest.raises(WorkbenchError, match="unknown schema"):
         export_curated(store, tmp_path / "exports", "dpo", flt, schema="csv")
     assert not any(tmp_path.glob("*.jsonl"))  # nothing landed outside
+
+
+def test_export_curated_refuses_a_name_that_exists(store, tmp_path):
+    flt = PairFilter(label="rm")
+    first = export_curated(store, tmp_path / "exports", "dpo", flt)
+    before = Path(first["path"]).read_bytes()
+    with pytest.raises(WorkbenchError, match="already exists in the export directory; pick another name"):
+        export_curated(store, tmp_path / "exports", "dpo", PairFilter(label="rm", min_margin=5.0))
+    assert Path(first["path"]).read_bytes() == before

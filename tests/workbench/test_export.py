@@ -5,7 +5,8 @@ import pytest
 
 from tests.workbench.conftest import write_jsonl
 from workbench.errors import WorkbenchError
-from workbench.export import ExportSpec, count_pairs, export_pairs
+from workbench.export import count_pairs, export_pairs
+from workbench.pair_filter import PairFilter
 from workbench.importer import import_files
 from workbench.pairs import build_pairs
 
@@ -32,7 +33,7 @@ def _lines(path):
 
 def test_trl_schema_jsonl_and_manifest(filled, tmp_path):
     out = tmp_path / "dpo.jsonl"
-    result = export_pairs(filled, out, spec=ExportSpec(label="human"))
+    result = export_pairs(filled, out, pair_filter=PairFilter(label="human"))
     rows = _lines(out)
     assert result.rows == len(rows) == 6
     for row in rows:
@@ -55,28 +56,29 @@ def test_same_store_same_arguments_byte_identical(filled, tmp_path):
 
 def test_filters_scores_and_provenance(filled, tmp_path):
     out = tmp_path / "rm.jsonl"
-    export_pairs(filled, out, spec=ExportSpec(rm="ext", min_margin=1.5), with_scores=True, with_provenance=True)
+    export_pairs(filled, out, pair_filter=PairFilter(rm="ext", min_margin=1.5), with_scores=True, with_provenance=True)
     rows = _lines(out)
     # margins: bon 0 -> 1.0 (0 vs -1), bon 1 -> 2.0, bon 2 -> 3.0
     assert sorted(r["margin"] for r in rows) == [2.0, 3.0]
     for r in rows:
         assert r["labeler"] == "ext@1" and r["strategy"] == "best-vs-worst" and r["source"] == "bon-src"
         assert r["score_chosen"] - r["score_rejected"] == r["margin"]
-    assert count_pairs(filled, ExportSpec(source="human-src")) == 5
+    assert count_pairs(filled, PairFilter(source="human-src")) == 5
     # both replies <= 6 chars: the hh pair ("good"/"bad") and the three bon pairs ("first"/"third")
-    assert count_pairs(filled, ExportSpec(max_chars=6)) == 4
-    assert count_pairs(filled, ExportSpec(tag="nope")) == 0
-    export_pairs(filled, tmp_path / "lim.jsonl", spec=ExportSpec(limit=2))
+    assert count_pairs(filled, PairFilter(max_chars=6)) == 4
+    assert count_pairs(filled, PairFilter(tag="nope")) == 0
+    export_pairs(filled, tmp_path / "lim.jsonl", pair_filter=PairFilter(limit=2))
     assert len(_lines(tmp_path / "lim.jsonl")) == 2
 
 
 def test_trl_standard_schema_renders_multi_turn_prompts(filled, tmp_path):
     out = tmp_path / "std.jsonl"
-    export_pairs(filled, out, schema="trl-standard", spec=ExportSpec(source="hh"))
+    export_pairs(filled, out, schema="trl-standard", pair_filter=PairFilter(source="hh"))
     [row] = _lines(out)
     assert row == {"prompt": "\n\nHuman: A\n\nAssistant: B\n\nHuman: C\n\nAssistant:", "chosen": " good",
                    "rejected": " bad"}
-    export_pairs(filled, out, schema="trl-standard", spec=ExportSpec(source="human-src", limit=1))
+    export_pairs(filled, out, schema="trl-standard", pair_filter=PairFilter(source="human-src", limit=1),
+                 overwrite=True)
     [row] = _lines(out)
     assert row["prompt"].startswith("question ") and row["chosen"].startswith("good answer")
 
@@ -99,7 +101,7 @@ def test_export_is_recorded_and_bad_arguments_are_refused(filled, tmp_path):
     export_pairs(filled, tmp_path / "x.jsonl")
     assert store_stats(filled)["exports"] == 1
     with pytest.raises(WorkbenchError, match="--label must be"):
-        export_pairs(filled, tmp_path / "y.jsonl", spec=ExportSpec(label="robots"))
+        export_pairs(filled, tmp_path / "y.jsonl", pair_filter=PairFilter(label="robots"))
     with pytest.raises(WorkbenchError, match="unknown schema"):
         export_pairs(filled, tmp_path / "y.jsonl", schema="csv")
 

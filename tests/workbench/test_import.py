@@ -19,7 +19,7 @@ HH = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?",
 
 def _pairs(store):
     with store.connect() as con:
-        return queries.dicts(con, """
+        return queries.fetch_dicts(con, """
             SELECT p.messages, c.text AS chosen, r.text AS rejected, pr.label_source
             FROM pairs pr JOIN prompts p USING (prompt_id)
             JOIN responses c ON c.response_id = pr.chosen_id JOIN responses r ON r.response_id = pr.rejected_id
@@ -81,7 +81,7 @@ def test_bon_with_scores_registers_an_external_scorer(store, tmp_path):
     result = import_files(store, [write_jsonl(tmp_path / "bon.jsonl", records)], score_name="ext", progress=False)
     assert (result.new_prompts, result.new_responses, result.new_scores, result.new_pairs) == (2, 4, 4, 0)
     with store.connect() as con:
-        scores = dict(queries.rows(con, """SELECT r.text, s.score FROM scores s JOIN responses r USING (response_id)
+        scores = dict(queries.fetch_rows(con, """SELECT r.text, s.score FROM scores s JOIN responses r USING (response_id)
                                            JOIN reward_models m USING (rm_id) WHERE m.name = 'ext'"""))
     # the record-level `scores` list wins over per-response scores
     assert scores == {"hi": 1.0, "hello": 2.0, "hey": 3.0, "bye": -1.0}
@@ -92,7 +92,7 @@ def test_prompts_format_with_tags(store, tmp_path):
                {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}]
     import_files(store, [write_jsonl(tmp_path / "prompts.jsonl", records)], tags=["batch1"], progress=False)
     with store.connect() as con:
-        got = queries.rows(con, "SELECT text, tags FROM prompts ORDER BY source_line")
+        got = queries.fetch_rows(con, "SELECT text, tags FROM prompts ORDER BY source_line")
     assert got == [("Write a poem", ["batch1", "writing"]), ("Hi", ["batch1"])]
 
 

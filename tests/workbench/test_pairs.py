@@ -18,7 +18,7 @@ def _bon(store, tmp_path, records, name="ext"):
 
 def _built(store):
     with store.connect() as con:
-        return queries.dicts(con, """
+        return queries.fetch_dicts(con, """
             SELECT c.text AS chosen, r.text AS rejected, pr.score_chosen, pr.score_rejected, pr.margin,
                    pr.strategy, pr.params, pr.label_source, m.name AS rm
             FROM pairs pr JOIN responses c ON c.response_id = pr.chosen_id
@@ -72,7 +72,7 @@ def test_best_vs_random_is_seeded(store, tmp_path):
     for seed in (1, 2, 1):
         with store.connect() as con:
             table = queries.candidate_pairs(con, "best-vs-random", {
-                "rm_id": ids._digest("external-scorer", "ext"), "seed": seed, "min_margin": 0.0})
+                "rm_id": ids.external_scorer_id("ext"), "seed": seed, "min_margin": 0.0})
         picks.setdefault(seed, []).append(table["rejected_id"].to_pylist())
     assert picks[1][0] == picks[1][1]
     assert picks[1][0] != picks[2][0]
@@ -84,10 +84,10 @@ def test_identical_generated_texts_never_pair(store, tmp_path):
     """Two samples with the same text collapse to one candidate before pairing."""
     import_files(store, [write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q"}])], progress=False)
     with store.connect() as con:
-        pid = queries.value(con, "SELECT prompt_id FROM prompts")
+        pid = queries.fetch_value(con, "SELECT prompt_id FROM prompts")
     texts, scores = ["same", "same", "other"], [1.0, 0.9, 0.0]
     rids = [ids.generated_response_id("gen", pid, i) for i in range(3)]
-    rm = ids._digest("external-scorer", "ext")
+    rm = ids.external_scorer_id("ext")
 
     def write(con):
         queries.insert_reward_model(con, rm, "ext", None, {}, None)
@@ -109,7 +109,7 @@ def test_max_length_ratio_counts_missing_tokens_then_filters(store, tmp_path, ti
     result = build_pairs(store, "ext", "best-vs-worst", max_length_ratio=1.5, progress=False)
     assert result.new_pairs == 1 and _built(store)[0]["rejected"] == "y" * 12
     with store.connect() as con:
-        assert sorted(queries.rows(con, "SELECT n_chars, n_tokens FROM responses")) == [
+        assert sorted(queries.fetch_rows(con, "SELECT n_chars, n_tokens FROM responses")) == [
             (10, 10), (10, 10), (12, 12), (40, 40)]
 
 
@@ -136,9 +136,9 @@ def test_best_vs_worst_aggregate_equals_the_ranked_window_on_ties_and_duplicates
                         "scores": [float(rng.choice([0, 1, 1, 2])) for _ in dict.fromkeys(texts)]})
     _bon(store, tmp_path, records)
     # generated replies repeating imported texts (and each other), for the duplicate rule
-    rm = ids._digest("external-scorer", "ext")
+    rm = ids.external_scorer_id("ext")
     with store.connect() as con:
-        prompts = queries.rows(con, "SELECT prompt_id FROM prompts ORDER BY text LIMIT 20")
+        prompts = queries.fetch_rows(con, "SELECT prompt_id FROM prompts ORDER BY text LIMIT 20")
     rows = [(ids.generated_response_id("gen", pid, k), pid, rng.choice(["a", "bb", "zz"]), k)
             for (pid,) in prompts for k in range(3)]
 

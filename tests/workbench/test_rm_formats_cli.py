@@ -41,8 +41,8 @@ def plain_transformers(path, records):
 
 def stored_scores(db, rm_id):
     with Store(db).connect() as con:
-        return dict(queries.rows(con, "SELECT r.text, s.score FROM scores s JOIN responses r USING (response_id) "
-                                      "WHERE s.rm_id = ?", [rm_id]))
+        return dict(queries.fetch_rows(con, "SELECT r.text, s.score FROM scores s JOIN responses r USING (response_id) "
+                                            "WHERE s.rm_id = ?", [rm_id]))
 
 
 def test_hf_register_list_score_eval_pairs_export(tmp_path):
@@ -153,7 +153,7 @@ def test_internlm2_needs_trust_remote_code_on_each_command(tmp_path):
     code.write_text(code.read_text() + "\n# edited\n")  # the code is part of the model: a changed model
     pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "chosen": "Hello.", "rejected": "Go away."}])
     result = invoke(db, "rm", "eval", "--rm", "ilm", "--trust-remote-code", "--data", str(pairs))
-    assert result.exit_code == 1 and "changed since they were registered as ilm@1" in result.output
+    assert result.exit_code == 1 and "changed since ilm@1 was registered" in result.output
 
 
 def test_changed_weights_are_refused(tmp_path):
@@ -168,7 +168,7 @@ def test_changed_weights_are_refused(tmp_path):
     state["score.weight"] = state["score.weight"] * 2
     save_file(state, path / "model.safetensors", metadata={"format": "pt"})
     result = invoke(db, "score", "--rm", "hf")
-    assert result.exit_code == 1 and "changed since they were registered as hf@1" in result.output
+    assert result.exit_code == 1 and "changed since hf@1 was registered" in result.output
     assert table_counts(Store(db))["scores"] == 0
     assert invoke(db, "rm", "register", str(path), "--name", "hf").exit_code == 0  # a new version
     assert invoke(db, "score", "--rm", "hf", "--json").exit_code == 0
@@ -203,3 +203,50 @@ def test_a_row_registered_before_formats_were_recorded_is_detected(tmp_path):
     assert result.exit_code == 0, result.output
     reference = plain_transformers(path, records)
     assert max(abs(v - reference[k]) for k, v in stored_scores(db, rm_id).items()) < 1e-4
+
+
+@torch.no_grad()
+def test_rewardbench_eval_of_a_label_index_model_at_the_chosen_precision(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from workbench.rewardbench import read_rewardbench, rewardbench_report
+
+    db = str(tmp_path / "t.duckdb")
+    path = make_hf_rm(tmp_path / "multi", num_labels=2)
+    assert invoke(db, "rm", "register", str(path), "--name", "help", "--label-index", "1").exit_code == 0
+    (prompt, chosen), (_, wrong), (_, short) = CONVERSATIONS[:3]
+    rows = [{"prompt": prompt, "chosen": chosen, "rejected": [wrong, short], "subset": "math-prm"},
+            {"prompt": prompt, "chosen": short, "rejected": wrong, "subset": "hep-go"}]
+    data = write_jsonl(tmp_path / "rb.jsonl", rows)
+    result = invoke(db, "rm", "eval", "--rm", "help", "--data", str(data), "--format", "rewardbench",
+                    "--precision", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+
+    def score(reply):  # output 1, as registered
+        ids = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}],
+                                            return_tensors="pt", return_dict=True)["input_ids"]
+        return model(input_ids=ids).logits[0, 1].item()
+
+    outcomes = [float(score(chosen) > max(score(wrong), score(short))), float(score(short) > score(wrong))]
+    expected = rewardbench_report(read_rewardbench([data])[0], outcomes)
+    assert report["precision"] == "fp32" and report["rm"] == "help@1"
+    assert report["subsets"] == expected["subsets"] and report["score"] == expected["score"]
+    text = invoke(db, "rm", "eval", "--rm", "help", "--data", str(data), "--format", "rewardbench",
+                  "--precision", "fp32")
+    assert text.exit_code == 0 and "evaluation of help@1 (fp32) on 2 rows" in text.output
+
+
+def test_a_combination_of_reward_models_is_listed_as_combined(tmp_path):
+    from workbench.combine import combined_labeler
+    from workbench.reward_models import register_reward_model
+
+    db = str(tmp_path / "t.duckdb")
+    store = Store(db)
+    models = [register_reward_model(store, make_hf_rm(tmp_path / f"m{i}", seed=i), name=f"m{i}") for i in (0, 1)]
+    combined_labeler(store, models, "mean-z")
+    listed = {m["name"]: m for m in json.loads(invoke(db, "rm", "list", "--json").stdout)}
+    assert listed["mean-z(m0,m1)"]["format"] == "combined" and listed["m0"]["format"] == "hf"
+    assert "mean-z(m0,m1)@1" in invoke(db, "rm", "list").output

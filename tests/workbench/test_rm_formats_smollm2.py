@@ -55,8 +55,8 @@ def test_smollm2_trl_rm_bon_pairs_export(tmp_path, smollm2_trl_rm, monkeypatch):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_trl_rm)
     reference_model = AutoModelForSequenceClassification.from_pretrained(smollm2_trl_rm).eval()
     with Store(db).connect() as con:
-        rows = queries.rows(con, "SELECT p.messages, r.text FROM scores s JOIN responses r USING (response_id) "
-                                 "JOIN prompts p USING (prompt_id)")
+        rows = queries.fetch_rows(con, "SELECT p.messages, r.text FROM scores s JOIN responses r USING (response_id) "
+                                       "JOIN prompts p USING (prompt_id)")
     assert len(rows) == 8
     with torch.no_grad():
         for messages, text in rows:

@@ -20,7 +20,7 @@ def prompts(store, tmp_path):
 
 def _generated(store):
     with store.connect() as con:
-        return queries.dicts(con, """
+        return queries.fetch_dicts(con, """
             SELECT prompt_id, sample_index, text, n_tokens, finish_reason, seed, gen_time_s, run_id,
                    flag_truncated, flag_repetition, flag_near_duplicate_of
             FROM responses WHERE origin = 'generated' ORDER BY prompt_id, sample_index""")

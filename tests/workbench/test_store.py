@@ -33,9 +33,9 @@ def test_blank_and_first_schema_stores_migrate_to_the_same_latest_schema(tmp_pat
     store = Store(old)  # opening migrates
     assert _schema(old) == _schema(blank)
     with store.connect() as con:
-        assert queries.value(con, "SELECT max(version) FROM schema_migrations") == migrations.LATEST
+        assert queries.fetch_value(con, "SELECT max(version) FROM schema_migrations") == migrations.LATEST
         # old rows survive, new columns are NULL
-        assert queries.rows(con, "SELECT text, flag_truncated FROM responses") == [("hello", None)]
+        assert queries.fetch_rows(con, "SELECT text, flag_truncated FROM responses") == [("hello", None)]
 
 
 def test_migrations_are_numbered_in_order_and_append_only():
@@ -82,7 +82,7 @@ def test_a_locked_store_is_retried_until_free_then_reported_busy(tmp_path):
         ready.wait(10)
         start = time.monotonic()
         with Store(path, timeout=20).connect() as con:  # waits for the other process
-            assert queries.value(con, "SELECT 1") == 1
+            assert queries.fetch_value(con, "SELECT 1") == 1
         assert time.monotonic() - start > 0.5
     finally:
         holder.join()
@@ -146,16 +146,16 @@ def test_m003_rekeys_a_schema_2_store_with_the_ids_new_imports_compute(tmp_path)
     new_hi, new_hello = ids.imported_response_id(new["single"], "hi"), ids.imported_response_id(new["single"], "hello")
     new_gen0 = ids.generated_response_id("gen", new["multi"], 0)
     with store.connect() as con:
-        assert sorted(queries.rows(con, "SELECT prompt_id FROM prompts")) == sorted((v,) for v in new.values())
-        assert sorted(queries.rows(con, "SELECT response_id, prompt_id, flag_near_duplicate_of FROM responses")) == \
+        assert sorted(queries.fetch_rows(con, "SELECT prompt_id FROM prompts")) == sorted((v,) for v in new.values())
+        assert sorted(queries.fetch_rows(con, "SELECT response_id, prompt_id, flag_near_duplicate_of FROM responses")) == \
             sorted([(new_hi, new["single"], None), (new_hello, new["single"], None), (new_gen0, new["multi"], None),
                     (ids.generated_response_id("gen", new["multi"], 1), new["multi"], new_gen0)])
-        assert sorted(queries.rows(con, "SELECT response_id, score FROM scores")) == \
+        assert sorted(queries.fetch_rows(con, "SELECT response_id, score FROM scores")) == \
             sorted([(new_hi, 1.0), (new_hello, 0.0), (new_gen0, 2.0)])
-        assert sorted(queries.rows(con, "SELECT pair_id, prompt_id, chosen_id, rejected_id FROM pairs")) == sorted([
+        assert sorted(queries.fetch_rows(con, "SELECT pair_id, prompt_id, chosen_id, rejected_id FROM pairs")) == sorted([
             (ids.pair_id("human", "human", new_hi, new_hello), new["single"], new_hi, new_hello),
             (ids.pair_id("rm1", spec, new_hi, new_hello), new["single"], new_hi, new_hello)])
-        assert queries.rows(con, "SELECT prompt_id, response_id FROM bon_picks") == [(new["multi"], new_gen0)]
+        assert queries.fetch_rows(con, "SELECT prompt_id, response_id FROM bon_picks") == [(new["multi"], new_gen0)]
 
     # the same content imported now is recognised as already stored
     data = tmp_path / "again.jsonl"

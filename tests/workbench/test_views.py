@@ -22,7 +22,7 @@ def _rm_id(store, name="ext"):
 
 def _scores_and_lengths(store, rm_id):
     with store.connect() as con:
-        return np.array(queries.rows(con, """SELECT s.score, r.n_chars FROM scores s
+        return np.array(queries.fetch_rows(con, """SELECT s.score, r.n_chars FROM scores s
             JOIN responses r USING (response_id) WHERE s.rm_id = ?""", [rm_id]), dtype=float)
 
 
@@ -47,7 +47,7 @@ def test_margin_histogram_covers_the_models_pairs(store):
     rm_id = _rm_id(store)
     frame = overview.margin_histogram(store, rm_id, bins=10)
     with store.connect() as con:
-        margins = [r[0] for r in queries.rows(con, "SELECT margin FROM pairs WHERE rm_id = ?", [rm_id])]
+        margins = [r[0] for r in queries.fetch_rows(con, "SELECT margin FROM pairs WHERE rm_id = ?", [rm_id])]
     assert frame["count"].sum() == len(margins) == 31
     assert frame["margin"].min() > min(margins) and frame["margin"].max() < max(margins)
 
@@ -95,8 +95,8 @@ def test_prompt_page_paging_and_counts(store):
             for pid in browse.prompt_page(store, browse.PromptQuery(page_size=15, page=page)).rows["prompt_id"]]
     assert len(seen) == len(set(seen)) == 38
     with store.connect() as con:
-        expected = dict(queries.rows(con, "SELECT prompt_id, count(*) FROM responses GROUP BY 1"))
-        pairs = dict(queries.rows(con, "SELECT prompt_id, count(*) FROM pairs GROUP BY 1"))
+        expected = dict(queries.fetch_rows(con, "SELECT prompt_id, count(*) FROM responses GROUP BY 1"))
+        pairs = dict(queries.fetch_rows(con, "SELECT prompt_id, count(*) FROM pairs GROUP BY 1"))
     for row in first.rows.itertuples():
         assert row.responses == expected[row.prompt_id]
         assert row.pairs == pairs.get(row.prompt_id, 0)

@@ -6,14 +6,14 @@ with a non-zero exit. Global options (`--db`, `--timeout`, `--quiet`) come befor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 
 import click
 
-from engine.errors import EngineError
-from workbench.errors import WorkbenchError
+from workbench.errors import USER_ERRORS
 from workbench.store import Store, default_db_path
 
 
@@ -23,7 +23,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (WorkbenchError, EngineError) as error:
+        except USER_ERRORS as error:
             raise click.ClickException(" ".join(str(error).split())) from None
 
 
@@ -47,36 +47,35 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def emit_json(value) -> None:
+    """Print a value as indented JSON (dates and paths as strings)."""
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
 def pair_filter_options(rm_flag: str = "--rm"):
-    """Options that select stored pairs, as `workbench export` does; the command receives `spec`
-    (an ExportSpec, no limit). `rm_flag` names the option for the labelling reward model."""
+    """One option per `PairFilter` field, with the field's help (the dataclass is the source of
+    truth); the command receives them as `pair_filter`. `rm_flag` names the option for the
+    labelling reward model (`rm eval` and `rm train` use `--rm` for another model)."""
     from functools import wraps
 
-    from workbench.export import LABELS, ExportSpec
+    from workbench.pair_filter import PairFilter, field_type, option_name
+
+    names = [f.name for f in dataclasses.fields(PairFilter)]
 
     def decorate(command):
-        @click.option("--source", help="Only pairs whose prompt came from this source.")
-        @click.option("--label", type=click.Choice(LABELS), help="Only human-labelled or only RM-labelled pairs.")
-        @click.option(rm_flag, "labeler", help="Only pairs labelled by this reward model (NAME, NAME@VERSION, id).")
-        @click.option("--strategy", help="Only pairs built with this strategy.")
-        @click.option("--tag", help="Only prompts with this tag.")
-        @click.option("--min-margin", type=float, help="Only pairs with at least this reward margin.")
-        @click.option("--min-score", type=float, help="Both replies scored at least this.")
-        @click.option("--max-score", type=float, help="Both replies scored at most this.")
-        @click.option("--min-chars", type=int, help="Both replies at least this many characters.")
-        @click.option("--max-chars", type=int, help="Both replies at most this many characters.")
-        @click.option("--exclude-flagged", is_flag=True, help="Drop pairs with a truncated or repetitive reply.")
         @wraps(command)
-        def wrapper(*args, source, label, labeler, strategy, tag, min_margin, min_score, max_score, min_chars,
-                    max_chars, exclude_flagged, **kwargs):
-            spec = ExportSpec(source=source, label=label, rm=labeler, strategy=strategy, tag=tag,
-                              min_margin=min_margin, min_score=min_score, max_score=max_score,
-                              min_chars=min_chars, max_chars=max_chars, exclude_flagged=exclude_flagged)
-            return command(*args, spec=spec, **kwargs)
+        def wrapper(*args, **kwargs):
+            pair_filter = PairFilter(**{name: kwargs.pop(name) for name in names})
+            return command(*args, pair_filter=pair_filter, **kwargs)
 
+        for f in reversed(dataclasses.fields(PairFilter)):
+            flag = rm_flag if f.name == "rm" else option_name(f.name)
+            kind = field_type(f.name)
+            if kind is bool:
+                wrapper = click.option(flag, f.name, is_flag=True, help=f.metadata["help"])(wrapper)
+            else:
+                choices = f.metadata.get("choices")
+                wrapper = click.option(flag, f.name, type=click.Choice(choices) if choices else kind,
+                                       help=f.metadata["help"])(wrapper)
         return wrapper
 
     return decorate
@@ -123,12 +122,13 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
 
 def load_commands() -> click.Group:
     """The `workbench` group with every command module imported (each registers its commands)."""
-    from workbench.cli import app, data, demo, generate, rm  # noqa: F401
+    from workbench.cli import app, data, demo, generate, rm, serve  # noqa: F401
 
     return cli
 
 
 def main() -> None:
+    """The `workbench` console script."""
     load_commands()(prog_name="workbench")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
+from workbench.combine import RULES as COMBINE_RULES
+from workbench.combine import build_combined_pairs
 from workbench.export import FORMATS as EXPORT_FORMATS
 from workbench.export import SCHEMAS, export_pairs
 from workbench.formats import FORMATS as IMPORT_FORMATS
@@ -88,29 +90,47 @@ def pairs_group() -> None:
 
 
 @pairs_group.command("build")
-@click.option("--rm", required=True, help="Reward model: NAME, NAME@VERSION, id, or directory.")
+@click.option("--rm", "rms", required=True, multiple=True,
+              help="Reward model: NAME, NAME@VERSION, id, or directory. Repeat it with --combine.")
+@click.option("--combine", type=click.Choice(COMBINE_RULES),
+              help="With several --rm: mean-z (average of each model's z-scores) or agree (pairs every model "
+                   "orders the same way).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="best-vs-worst", show_default=True)
 @click.option("--k", type=int, help="For top-k: replies taken from each end of the ranking.")
-@click.option("--min-margin", type=float, default=0.0, show_default=True,
-              help="Smallest score difference kept; ties (margin 0) are always dropped.")
+@click.option("--min-margin", "min_margins", type=float, multiple=True,
+              help="Smallest score difference kept; ties (margin 0) are always dropped [default: 0]. With "
+                   "--combine agree: once for every model or once per --rm.")
 @click.option("--max-length-ratio", type=float, help="Keep pairs whose token lengths are within this ratio.")
 @click.option("--seed", type=int, default=0, show_default=True, help="For best-vs-random.")
 @click.option("--source", help="Only prompts from this source.")
 @click.option("--generation-run", help="Only responses from this generation run.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, seed, source, generation_run,
-                as_json) -> None:
+def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length_ratio, seed, source,
+                generation_run, as_json) -> None:
     """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
+
+    With several --rm and --combine, pairs come from all the models together, labelled by the
+    combination (e.g. mean-z(A,B)): see the README.
 
     \b
     Example:
       workbench pairs build --rm demo-rm --strategy best-vs-worst --min-margin 0.5
       workbench pairs build --rm demo-rm --strategy top-k --k 2 --max-length-ratio 1.5
+      workbench pairs build --rm rm-a --rm rm-b --combine agree --min-margin 0.5 --min-margin 1.0
     """
-    result = build_pairs(ctx.store, rm, strategy, k=k, min_margin=min_margin,
-                         max_length_ratio=max_length_ratio, seed=seed, source=source,
-                         generation_run=generation_run, progress=ctx.progress)
+    if len(rms) > 1 or combine:
+        if not combine:
+            raise click.UsageError("several --rm need --combine mean-z or --combine agree")
+        result = build_combined_pairs(ctx.store, list(rms), combine, strategy, k=k, min_margins=list(min_margins),
+                                      max_length_ratio=max_length_ratio, seed=seed, source=source,
+                                      generation_run=generation_run, progress=ctx.progress)
+    else:
+        if len(min_margins) > 1:
+            raise click.UsageError("one --rm takes one --min-margin")
+        result = build_pairs(ctx.store, rms[0], strategy, k=k, min_margin=min_margins[0] if min_margins else 0.0,
+                             max_length_ratio=max_length_ratio, seed=seed, source=source,
+                             generation_run=generation_run, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -122,28 +142,37 @@ def pairs_build(ctx: Context, rm, strategy, k, min_margin, max_length_ratio, see
 @click.argument("out", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
 @click.option("--schema", type=click.Choice(SCHEMAS), default="trl", show_default=True,
-              help="trl/xtuner: message lists; trl-standard: strings.")
+              help="trl/xtuner: message lists; trl-standard: strings; sft: each prompt's best reply by --rm "
+                   "as `messages` rows (rejection sampling).")
 @pair_filter_options()
-@click.option("--limit", type=int, help="At most this many rows.")
+@click.option("--top", type=int, help="For --schema sft: the best N replies per prompt [default: 1].")
 @click.option("--with-scores", is_flag=True, help="Add score_chosen, score_rejected and margin columns.")
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export at OUT (only a workbench export: one with its manifest).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_command(ctx: Context, out, fmt, schema, spec, limit, with_scores, with_provenance, as_json) -> None:
+def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores, with_provenance, overwrite,
+                   as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
+
+    With --schema sft: each prompt's best reply (or --top N) by the --rm model, as the
+    `messages` rows TRL's SFTTrainer reads (rejection sampling); the reply filters apply.
 
     \b
     Example:
       workbench --db t.duckdb export dpo.jsonl --schema trl
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
+      workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
+      workbench export dpo-hf --format hf --overwrite   # replace an earlier export there
     """
-    spec.limit = limit
-    result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, spec=spec, with_scores=with_scores,
-                          with_provenance=with_provenance)
+    result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, pair_filter=pair_filter, with_scores=with_scores,
+                          with_provenance=with_provenance, top=top, overwrite=overwrite)
     if as_json:
         emit_json(result.as_dict())
     else:
-        click.echo(f"Wrote {result.rows} pairs to {result.path} (manifest {result.manifest_path}).")
+        what = "rows" if schema == "sft" else "pairs"
+        click.echo(f"Wrote {result.rows} {what} to {result.path} (manifest {result.manifest_path}).")
 
 
 @cli.group("runs")

@@ -12,6 +12,7 @@ from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
 
 
 def sampling_options(command):
+    """The policy and sampling options shared by `sample` and `bon`."""
     for option in reversed([
         click.option("--policy", default="smollm2", show_default=True,
                      help="Policy: a Hugging Face directory, a .gguf file, or smollm2."),
@@ -64,6 +65,7 @@ trust_remote_code_option = click.option(
 
 
 def scoring_options(command):
+    """The scoring options shared by `score` and `bon`."""
     for option in reversed([
         click.option("--max-length", type=int, default=2048, show_default=True,
                      help="Tokens per conversation; longer ones keep their end."),

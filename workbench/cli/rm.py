@@ -13,6 +13,7 @@ from engine.rm_formats import FORMATS
 from engine.train_config import TrainConfig
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
 from workbench.cli.generate import trust_remote_code_option
+from workbench.formats import FORMATS as IMPORT_FORMATS
 
 _EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
 
@@ -41,11 +42,11 @@ def config_options(command):
     return command
 
 
-def store_pairs(from_store: bool, spec):
+def store_pairs(from_store: bool, pair_filter):
     """The store filter when --from-store is given; filters without it are a usage error."""
     if from_store:
-        return spec
-    if spec != type(spec)():
+        return pair_filter
+    if pair_filter != type(pair_filter)():
         raise click.UsageError("pair filters (--source, --min-margin, ...) need --from-store")
     return None
 
@@ -71,11 +72,13 @@ def rm_group() -> None:
 @click.option("--eval-data", multiple=True, type=click.Path(exists=True),
               help="Evaluate on these pairs instead of a held-out share.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--allow-pickle", is_flag=True,
+              help="With --resume: read checkpoint files that need unpickling (can run code: trusted files only).")
 @config_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_dir, name, eval_fraction, eval_data,
-             resume, as_json, **overrides) -> None:
+def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, base, out_dir, name, eval_fraction, eval_data,
+             resume, allow_pickle, as_json, **overrides) -> None:
     """Train a reward model (InternLM2 recipe: reward token, value head, focal ranking + log barrier).
 
     Runs as a plain process, on one GPU, or under torchrun with several processes.
@@ -89,14 +92,14 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
     """
     from workbench.training import train_rm
 
-    spec = store_pairs(from_store, spec)
+    pair_filter = store_pairs(from_store, pair_filter)
     settings = {k: v for k, v in overrides.items() if v is not None}
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
-    summary = train_rm(store, config, data=data, spec=spec, fmt=fmt,
+    summary = train_rm(store, config, data=data, pair_filter=pair_filter, fmt=fmt,
                        skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
-                       resume=resume, progress=ctx.progress)
+                       resume=resume, progress=ctx.progress, allow_pickle=allow_pickle)
     if store is None:
         return
     if as_json:
@@ -113,6 +116,9 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
 @rm_group.command("eval")
 @click.option("--rm", "rm_ref", required=True, help="Reward model: directory, NAME, NAME@VERSION or id.")
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Labelled pairs to evaluate on.")
+@click.option("--format", "fmt", type=click.Choice(("auto", *IMPORT_FORMATS, "rewardbench")), default="auto",
+              show_default=True, help="Format of --data: any `workbench import` pair format, or rewardbench (prompt, chosen, "
+                   "rejected [a list for best-of-k], subset: accuracy per subset, section and overall).")
 @click.option("--skip-invalid", is_flag=True)
 @click.option("--from-store", is_flag=True, help="Evaluate on the store's pairs, selected like `workbench export`.")
 @pair_filter_options("--pairs-rm")
@@ -122,20 +128,33 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, spec, base, out_
 @trust_remote_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, skip_invalid, from_store, spec, max_length, precision, trust_remote_code,
-            as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, max_length, precision,
+            trust_remote_code, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
 
     \b
     Example:
       workbench rm eval --rm runs/rm-hh --data runs/rm-hh/heldout_pairs.jsonl --json
+      workbench rm eval --rm demo-rm --data workbench/data/rewardbench_sample.jsonl --format rewardbench
       workbench rm eval --rm my-trl-rm --data pairs.jsonl --precision fp32
     """
-    from workbench.evaluation import evaluate_reward_model
+    from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
-    spec = store_pairs(from_store, spec)
-    result = evaluate_reward_model(ctx.store, rm_ref, data=data, spec=spec, skip_invalid=skip_invalid,
-                                   max_length=max_length, progress=ctx.progress, precision=precision,
+    pair_filter = store_pairs(from_store, pair_filter)
+    if fmt == "rewardbench":
+        if pair_filter is not None:
+            raise click.UsageError("--format rewardbench reads --data files, not --from-store")
+        from workbench.rewardbench import format_report
+
+        report = evaluate_rewardbench(ctx.store, rm_ref, data, skip_invalid=skip_invalid, max_length=max_length,
+                                      precision=precision, trust_remote_code=trust_remote_code)
+        if as_json:
+            emit_json(report)
+        else:
+            click.echo(format_report(report))
+        return
+    result = evaluate_reward_model(ctx.store, rm_ref, data=data, pair_filter=pair_filter, skip_invalid=skip_invalid,
+                                   max_length=max_length, progress=ctx.progress, fmt=fmt, precision=precision,
                                    trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result)
@@ -210,3 +229,35 @@ def rm_register(ctx: Context, path, name, fmt, label_index, trust_remote_code) -
                                   trust_remote_code=trust_remote_code)
     spec = reward_format(model)
     click.echo(f"{describe(model)} -> {model['path']} ({spec.format}, pooled at {spec.pooling})")
+
+
+@rm_group.command("compare")
+@click.argument("rm_a")
+@click.argument("rm_b")
+@click.option("--source", help="Only responses to prompts from this source.")
+@click.option("--top", type=int, default=10, show_default=True, help="How many most-disagreeing pairs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def rm_compare(ctx: Context, rm_a, rm_b, source, top, as_json) -> None:
+    """Compare two reward models on the responses both scored: rank correlations overall and per
+    prompt, same-prompt pairs ordered alike, length correlations, the most-disagreeing pairs.
+
+    \b
+    Example:
+      workbench rm compare demo-rm demo-rm-v2 --top 5
+      workbench rm compare demo-rm@1 demo-rm@2 --source demo-prompts --json
+    """
+    from workbench.browse import shorten
+    from workbench.compare import compare_reward_models, summary_table
+
+    result = compare_reward_models(ctx.store, rm_a, rm_b, source=source, top=top)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"A = {result['a']}, B = {result['b']}")
+    for measure, value in summary_table(result).itertuples(index=False):
+        click.echo(f"{measure:<44}{'n/a' if value is None else value}")
+    for n, d in enumerate(result["disagreements"], 1):
+        click.echo(f"\n#{n} prompt {d['prompt_id']} (firmness {d['firmness']:.3f}): {shorten(d['prompt'], 100)}")
+        click.echo(f"  A prefers ({d['a_scores'][0]:.4g} > {d['a_scores'][1]:.4g}): {shorten(d['a_prefers_text'], 100)}")
+        click.echo(f"  B prefers ({d['b_scores'][1]:.4g} > {d['b_scores'][0]:.4g}): {shorten(d['b_prefers_text'], 100)}")

@@ -28,6 +28,7 @@ _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked"
 
 
 def default_db_path() -> Path:
+    """$WORKBENCH_DB, else ./workbench.duckdb."""
     return Path(os.environ.get("WORKBENCH_DB", DEFAULT_DB))
 
 

@@ -1,0 +1,131 @@
+"""The Retrain and Sample tabs' steps, driven without a browser: a stand-in job manager records
+the argv a tab would run and plays back the job states a timer tick would see."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.ui.conftest import NO_FILTER
+from ui import retrain_steps, sample_steps
+from ui.context import AppContext
+from workbench.errors import WorkbenchError
+from workbench.export import count_pairs
+from workbench.jobs import JobStatus
+from workbench.pair_filter import PairFilter
+
+SETTINGS = ["rm-next", "smollm2", True, 1.0, "", 512, 8, "3", 0.1, 0]
+
+
+@dataclass
+class FakeJob:
+    id: str
+    kind: str
+    argvs: list
+    state: str = "running"
+    outputs: list = field(default_factory=list)
+
+    def status(self) -> JobStatus:
+        return JobStatus(self.id, self.kind, self.state, 1, len(self.argvs), None, "log", None, 0.0)
+
+    def output(self, index: int) -> str:
+        return self.outputs[index]
+
+
+class FakeJobs:
+    def __init__(self):
+        self.jobs = {}
+
+    def start(self, kind, argvs, env=None):
+        job = FakeJob(f"job{len(self.jobs)}", kind, argvs)
+        self.jobs[job.id] = job
+        return job
+
+    def get(self, job_id):
+        return self.jobs[job_id]
+
+
+def after(argv: list[str], first: str) -> list[str]:
+    """The workbench command's own arguments, from its name on (the global options come before)."""
+    return argv[argv.index(first):]
+
+
+@pytest.fixture
+def ctx(app_store, tmp_path):
+    context = AppContext.create(app_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
+    context.jobs = FakeJobs()
+    return context
+
+
+def test_describe_training_counts_the_curated_pairs_and_shows_the_command(ctx):
+    text, shown = retrain_steps.describe_training(ctx, SETTINGS + NO_FILTER)
+    assert f"**{count_pairs(ctx.store, PairFilter()):,} pairs**" in text
+    assert shown.startswith("workbench --db ") and " rm train --from-store --base smollm2 " in shown
+    assert "--name rm-next" in shown and "--max-steps 3" in shown
+    _, shown = retrain_steps.describe_training(ctx, ["../x", *SETTINGS[1:]] + NO_FILTER)
+    assert shown.startswith("# ") and "model name" in shown
+
+
+def test_training_starts_once_then_the_timer_reads_its_curve_and_result(ctx):
+    job = retrain_steps.start_training(ctx, None, SETTINGS + NO_FILTER)
+    fake = ctx.jobs.get(job.id)
+    assert (job.kind, job.names) == ("train", ["rm-next"]) and after(fake.argvs[0], "rm")[:3] == ["rm", "train", "--from-store"]
+    with pytest.raises(WorkbenchError, match="A job is running"):
+        retrain_steps.start_training(ctx, job, SETTINGS + NO_FILTER)
+
+    (ctx.runs_dir / "reward-models" / "rm-next").mkdir(parents=True)
+    (ctx.runs_dir / "reward-models" / "rm-next" / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "loss": 0.7, "accuracy": 0.5}) + "\n")
+    running = retrain_steps.job_view(ctx, job)
+    assert not running.status.done and running.text == "" and running.table is None
+    assert running.curve.to_dict("records") == [{"step": 1, "value": 0.7, "metric": "loss"},
+                                                {"step": 1, "value": 0.5, "metric": "accuracy"}]
+    fake.state, job.names = "completed", ["ext"]  # a model the store knows stands in for the trained one
+    done = retrain_steps.job_view(ctx, job)
+    assert done.trained == "ext@1" and "Trained and registered **ext**" in done.text
+
+
+def test_evaluation_job_compares_the_two_models(ctx):
+    job = retrain_steps.RetrainJob("e", "eval", None, ["old@1", "new@1"])
+    outputs = [json.dumps({"n": 10, "accuracy": 0.5, "mean_margin": 0.1, "length_baseline": 0.6}),
+               "progress...\n" + json.dumps({"n": 10, "accuracy": 0.7, "mean_margin": 0.3, "length_baseline": 0.6})]
+    ctx.jobs.jobs["e"] = FakeJob("e", "eval", [[], []], "completed", outputs)
+    view = retrain_steps.job_view(ctx, job)
+    assert view.curve is None and view.trained is None
+    assert view.table.set_index("metric").loc["accuracy"].to_dict() == {"old@1": 0.5, "new@1": 0.7, "change": 0.2}
+    ctx.jobs.jobs["e"].state = "failed"
+    assert retrain_steps.job_view(ctx, job).table is None
+
+
+def test_evaluation_and_rescoring_need_their_models(ctx):
+    with pytest.raises(WorkbenchError, match="Pick the new model"):
+        retrain_steps.start_evaluation(ctx, None, "", "ext")
+    with pytest.raises(WorkbenchError, match="pick the reward model"):
+        retrain_steps.start_rescore(ctx, None, "")
+    job = retrain_steps.start_rescore(ctx, None, "ext@1")
+    assert after(ctx.jobs.get(job.id).argvs[0], "score")[:3] == ["score", "--rm", "ext@1"]
+
+
+def test_model_selection_keeps_current_picks_only_while_they_exist(ctx):
+    choices, new, old, hint = retrain_steps.model_selection(ctx, "gone@1", None)
+    assert choices == [] and new is None and old is None and "No reward model with weights" in hint
+
+
+def test_sampling_steps(ctx):
+    chosen = sample_steps.selection("(any)", "(any)", " ", "2")
+    assert (chosen.source, chosen.search, chosen.limit) == (None, None, 2)
+    assert sample_steps.selected_text(ctx, chosen) == "**2 prompts** selected."
+    assert "No prompt" in sample_steps.selected_text(ctx, sample_steps.selection("(any)", "(any)", "zzz-none", ""))
+    assert sample_steps.default_reward_model(None, [sample_steps.SAMPLE_ONLY, "a@1"]) == "a@1"
+    assert sample_steps.default_reward_model("b@2", [sample_steps.SAMPLE_ONLY, "a@1"]) == "a@1"
+    assert sample_steps.default_reward_model(None, [sample_steps.SAMPLE_ONLY]) == sample_steps.SAMPLE_ONLY
+
+    job = sample_steps.start_sampling(ctx, None, chosen, "smollm2", "ext@1", 4, 0.8, 0.95, 64, 0, 8)
+    argv = ctx.jobs.get(job.id).argvs[0]
+    assert after(argv, "bon")[:3] == ["bon", "--rm", "ext@1"] and argv[argv.index("--limit") + 1] == "2"
+    with pytest.raises(WorkbenchError, match="in progress"):
+        sample_steps.start_sampling(ctx, job, chosen, "smollm2", None, 4, 0.8, 0.95, 64, 0, 8)
+    assert sample_steps.run_view(ctx, job)[1] is None
+    fake = ctx.jobs.get(job.id)
+    fake.state, fake.outputs = "completed", [json.dumps({"total": 8, "prompts": 2, "n": 4, "generated": 8})]
+    assert sample_steps.run_view(ctx, job)[1].startswith("Sampled **8** responses (2 prompts × 4; 8 new)")

@@ -1,0 +1,108 @@
+"""`workbench export` never deletes or half-writes user files (issue 13, items 1 and 7).
+
+An existing path is refused for every format unless --overwrite, and --overwrite only replaces an
+earlier export (one with a workbench manifest). Data and manifest are written to temporary names,
+the store records the export, and only then are both swapped in: a failure anywhere leaves the
+directory exactly as it was, with no temporary files in it.
+"""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tests.workbench.test_export import filled  # noqa: F401  (fixture)
+from workbench.cli import load_commands
+from workbench.errors import WorkbenchError
+from workbench.export import export_pairs
+from workbench.pair_filter import PairFilter
+from workbench.stats import store_stats
+from workbench.store import queries
+
+
+def _tree(root) -> dict:
+    """Every file under root (names relative to it) with its bytes: 'unchanged' means equal trees."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_an_existing_user_path_is_refused_for_every_format(filled, tmp_path, fmt):
+    user = tmp_path / "user"
+    (user / "notes").mkdir(parents=True)
+    (user / "notes" / "thesis.txt").write_text("years of work")
+    (user / "data.bin").write_bytes(b"\x00\x01")
+    before, exports = _tree(user), store_stats(filled)["exports"]
+    target = user if fmt == "hf" else user / "data.bin"
+    with pytest.raises(WorkbenchError, match="already exists: pass --overwrite"):
+        export_pairs(filled, target, fmt=fmt)
+    # even with --overwrite, a path that holds no earlier export is never replaced
+    with pytest.raises(WorkbenchError, match="not an earlier workbench export"):
+        export_pairs(filled, target, fmt=fmt, overwrite=True)
+    assert _tree(user) == before
+    assert store_stats(filled)["exports"] == exports
+
+
+def test_export_dot_as_hf_through_the_cli_keeps_the_working_directory(filled, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    before = _tree(work)
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(load_commands(), ["--db", str(filled.path), "export", ".", "--format", "hf",
+                                                      *extra])
+        assert result.exit_code != 0
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert _tree(work) == before
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_overwrite_replaces_an_earlier_export_with_its_manifest(filled, tmp_path, fmt):
+    out = tmp_path / "exports" / ("hf" if fmt == "hf" else f"d.{fmt}")
+    first = export_pairs(filled, out, fmt=fmt)
+    second = export_pairs(filled, out, fmt=fmt, pair_filter=PairFilter(limit=2), overwrite=True)
+    assert second.rows == 2 and first.rows > 2
+    manifest = json.loads(open(second.manifest_path).read())
+    assert manifest["rows"] == 2 and manifest["content_sha256"] == second.content_hash
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_a_failed_store_write_leaves_neither_data_nor_manifest_nor_temps(filled, tmp_path, monkeypatch, fmt):
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    out = out_dir / ("hf" if fmt == "hf" else f"d.{fmt}")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full while recording the export")
+
+    monkeypatch.setattr(queries, "insert_export", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_pairs(filled, out, fmt=fmt)
+    assert list(out_dir.iterdir()) == []  # no data, no manifest, no .NAME.tmp
+    assert store_stats(filled)["exports"] == 0
+
+
+def test_a_failed_data_write_leaves_no_temporary_file(filled, tmp_path, monkeypatch):
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    original = queries.write_staged_export_jsonl
+
+    def write_then_fail(con, path):
+        original(con, path)
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(queries, "write_staged_export_jsonl", write_then_fail)
+    with pytest.raises(OSError, match="no space"):
+        export_pairs(filled, out_dir / "d.jsonl")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_failed_overwrite_keeps_the_earlier_export_whole(filled, tmp_path, monkeypatch):
+    out = tmp_path / "exports" / "hf"
+    export_pairs(filled, out, fmt="hf")
+    before = _tree(out.parent)
+    monkeypatch.setattr(queries, "insert_export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        export_pairs(filled, out, fmt="hf", overwrite=True)
+    assert _tree(out.parent) == before

@@ -1,0 +1,60 @@
+"""`workbench serve`: a registered reward model as an HTTP reward service for RL trainers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from workbench.cli import Context, cli, emit_json, pass_ctx
+from workbench.serving.config import ServeConfig
+
+_CHOICES = {"precision": click.Choice(["auto", "fp32", "bf16"])}
+
+
+def config_options(command):
+    """One option per ServeConfig field, help and default from the dataclass."""
+    for f in reversed(dataclasses.fields(ServeConfig)):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            option = click.option(flag, f.name, is_flag=True, help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            option = click.option(flag, f.name, type=_CHOICES.get(f.name, kind), default=f.default,
+                                  show_default=f.default is not None, help=f.metadata["help"])
+        command = option(command)
+    return command
+
+
+@cli.command("serve")
+@click.option("--rm", required=True, help="Reward model: NAME, NAME@VERSION, id or a directory.")
+@config_options
+@pass_ctx
+def serve_command(ctx: Context, rm, **options) -> None:
+    """Serve a reward model over HTTP for RL: OpenRLHF's /get_reward, /v1/score, /health, /metrics.
+
+    Requests that arrive within --max-wait-ms are scored together as packed rows. Binds
+    127.0.0.1 unless told otherwise; another address needs an API key. Stop with Ctrl+C: the
+    queue is scored and the rollouts are committed first.
+
+    \b
+    Example:
+      workbench serve --rm demo-rm --port 8000 --log-to-store
+      # OpenRLHF: --remote_rm_url http://127.0.0.1:8000/get_reward
+      RM_KEY=s3cret workbench serve --rm demo-rm --host 0.0.0.0 --api-key-env RM_KEY
+    """
+    from workbench.serving.server import api_key_from_env, serve
+
+    config = ServeConfig(**options)
+    api_key = api_key_from_env(config.api_key_env)
+    config.validate(api_key)
+
+    def ready(server, web) -> None:
+        host, port = server.address
+        click.echo(f"Serving {server.model_name} on http://{host}:{port} (POST /get_reward, /v1/score; "
+                   f"GET /health, /metrics){' with rollouts logged to ' + str(ctx.store.path) if config.log_to_store else ''}. "
+                   "Ctrl+C to stop.", err=True)
+
+    final = serve(ctx.store, rm, config, api_key=api_key, on_ready=ready)
+    if not ctx.quiet:
+        emit_json({k: final[k] for k in ("model", "requests_served", "rollouts_logged")})

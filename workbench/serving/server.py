@@ -1,0 +1,157 @@
+"""`workbench serve`: load a registered reward model once and serve it over HTTP (see `app.py`).
+
+`RewardServer` holds everything a request needs (the scorer, the chat-template markers, the
+dynamic batcher, the metrics and, with `log_to_store`, the rollout log). `serve` runs it under
+uvicorn on the calling thread until SIGINT/SIGTERM, then scores what is queued, commits the
+rollouts and removes its status file. While it runs, a small JSON status file beside the store
+(`<store>.rm-server-<pid>.json`: pid, address, counters) tells the app's Overview about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
+from workbench.serving.batching import DynamicBatcher
+from workbench.serving.config import ServeConfig
+from workbench.serving.metrics import ServerMetrics
+from workbench.serving.rollout_log import Rollout, RolloutLog
+from workbench.serving.transcripts import TemplateMarkers
+from workbench.store import Store
+
+STATUS_EVERY_S = 1.0
+log = logging.getLogger(__name__)
+
+
+def api_key_from_env(var: str | None) -> str | None:
+    """The key held in environment variable `var` (None when no variable is named)."""
+    if var is None:
+        return None
+    key = os.environ.get(var, "")
+    if not key.strip():
+        raise WorkbenchError(f"--api-key-env {var}: the environment variable is unset or empty")
+    return key.strip()
+
+
+class RewardServer:
+    """A loaded reward model plus the machinery around it; `close()` drains and commits."""
+
+    def __init__(self, store: Store, rm: str, config: ServeConfig, *, api_key: str | None = None, scorer=None):
+        config.validate(api_key)
+        self.store, self.config, self.api_key = store, config, api_key
+        self.model = resolve_reward_model(store, rm, config.trust_remote_code)
+        if not self.model["path"]:
+            raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
+        self.model_name = describe(self.model)
+        self.scorer = scorer or load_registered_scorer(self.model, max_length=config.max_length,
+                                                       precision=config.precision,
+                                                       trust_remote_code=config.trust_remote_code)
+        self.encoder = self.scorer.encoder
+        self._encoding = threading.Lock()  # one Rust tokenizer shared by the request threads
+        tokenizer = self.encoder.tokenizer
+        self.markers = TemplateMarkers.from_tokenizer(tokenizer)
+        self.eos = tokenizer.eos_token
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.address = (config.host, config.port)
+        self.metrics = ServerMetrics()
+        self.rollouts = RolloutLog(store, self.model, {"started": self.started, "pid": os.getpid()}) \
+            if config.log_to_store else None
+        self.batcher = DynamicBatcher(self.scorer, max_batch_tokens=config.max_batch_tokens,
+                                      max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+                                      max_batch_requests=config.max_batch_requests, on_batch=self._scored_batch)
+        self.metrics.queue_depth = self.batcher.depth
+        self.metrics.rollouts = lambda: (self.rollouts.logged, self.rollouts.pending()) if self.rollouts else (0, 0)
+        self.status_path = Path(f"{store.path}.rm-server-{os.getpid()}.json")
+
+    def _scored_batch(self, jobs, scores) -> None:
+        self.metrics.batch(len(jobs), sum(len(job.items) for job in jobs))
+        if self.rollouts is None:
+            return
+        self.rollouts.add([Rollout(list(item.prompt), item.response, value, job.step)
+                           for job, values in zip(jobs, scores) for item, value in zip(job.items, values)
+                           if math.isfinite(value)])
+
+    def encode(self, items) -> tuple[list[list[int]], list[bool]]:
+        """Token ids and truncation flags of scoring items (called from request threads)."""
+        with self._encoding:
+            return self.encoder.encode_many_reporting(items)
+
+    def status(self) -> dict:
+        """What `/health` answers and the status file holds."""
+        return {"status": "ok", "pid": os.getpid(), "model": self.model_name, "rm_id": self.model["rm_id"],
+                "host": self.address[0], "port": self.address[1], "started": self.started,
+                "store": str(self.store.path), "queue_depth": self.batcher.depth(),
+                "requests_served": self.metrics.served(),
+                "log_to_store": self.rollouts is not None,
+                "rollouts_logged": self.rollouts.logged if self.rollouts else 0,
+                "rollouts_pending": self.rollouts.pending() if self.rollouts else 0}
+
+    def write_status(self) -> None:
+        """Rewrite the status file atomically; a store folder we cannot write to only loses the Overview line."""
+        tmp = self.status_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status()))
+            os.replace(tmp, self.status_path)
+        except OSError as error:
+            if not getattr(self, "_status_warned", False):
+                log.warning("cannot write the status file %s: %s", self.status_path, error)
+                self._status_warned = True
+
+    def close(self) -> None:
+        """Score what is queued, commit the rollouts, remove the status file."""
+        self.batcher.close()
+        if self.rollouts is not None:
+            self.rollouts.close()
+        self.status_path.unlink(missing_ok=True)
+
+
+def serve(store: Store, rm: str, config: ServeConfig, *, api_key: str | None = None, scorer=None,
+          on_ready=None) -> dict:
+    """Serve until SIGINT/SIGTERM (or `server.should_exit`); returns the final status."""
+    import uvicorn
+
+    from workbench.serving.app import build_app
+
+    server = RewardServer(store, rm, config, api_key=api_key, scorer=scorer)
+    web = uvicorn.Server(uvicorn.Config(build_app(server), host=config.host, port=config.port,
+                                        log_level="warning", access_log=False, lifespan="off"))
+    stop = threading.Event()
+
+    def keep_status() -> None:
+        while not web.started and not stop.wait(0.05):
+            pass
+        if not web.started:
+            return
+        if web.servers:
+            server.address = web.servers[0].sockets[0].getsockname()[:2]
+        if on_ready:
+            on_ready(server, web)
+        while True:
+            if not stop.is_set():
+                server.write_status()
+            if stop.wait(STATUS_EVERY_S):
+                return
+
+    watcher = threading.Thread(target=keep_status, name="rm-status", daemon=True)
+    watcher.start()
+    try:
+        web.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        if not web.started:
+            raise WorkbenchError(f"cannot listen on {config.host}:{config.port} (address in use?)") from None
+        raise
+    finally:
+        stop.set()
+        watcher.join(5)
+        final = server.status()
+        server.close()
+        final.update(rollouts_logged=server.rollouts.logged if server.rollouts else 0, rollouts_pending=0,
+                     queue_depth=0)
+    return final

@@ -1,0 +1,39 @@
+"""All SQL outside the schema migrations (`workbench/store/migrations.py`) and the bulk import
+lane (`workbench/store/bulk_import.py`, `content_ids.py`), one module per concern:
+
+    fetch              run a statement, get rows / one value / dicts / a changed-row count
+    runs               the runs table (start, finish, restart, list)
+    reward_models      registered models and external scorers; lookup by id, NAME, NAME@VERSION
+    new_rows           first-writer-wins bulk inserts of prompts, responses, scores, pairs
+    prompts_responses  prompt selection, a run's samples, curation flags, token counts
+    scores             what a reward model still has to score; Best-of-N picks
+    pairs              pair-building strategies
+    pair_filter        the pair filter (one SQL fragment for the export and the app's index)
+    export             the export query and its staging
+    pair_index         the app's in-memory curation index
+    stats              table counts, scores per model, pairs per labeler
+    overview           the Overview's histograms, length bias and ties
+    browse             the prompt browser's pages and detail
+
+Every statement takes `?` or `$name` parameters; bulk data arrives as Arrow tables registered
+on the connection, then moves in one INSERT ... SELECT. Callers use the package
+(`queries.get_run(con, ...)`); every public function is re-exported here.
+"""
+
+from workbench.store.queries.browse import *  # noqa: F401,F403
+from workbench.store.queries.export import *  # noqa: F401,F403
+from workbench.store.queries.fetch import *  # noqa: F401,F403
+from workbench.store.queries.new_rows import *  # noqa: F401,F403
+from workbench.store.queries.overview import *  # noqa: F401,F403
+from workbench.store.queries.pair_filter import *  # noqa: F401,F403
+from workbench.store.queries.pair_index import *  # noqa: F401,F403
+from workbench.store.queries.pairs import *  # noqa: F401,F403
+from workbench.store.queries.prompts_responses import *  # noqa: F401,F403
+from workbench.store.queries.reward_models import *  # noqa: F401,F403
+from workbench.store.queries.runs import *  # noqa: F401,F403
+from workbench.store.queries.scores import *  # noqa: F401,F403
+from workbench.store.queries.stats import *  # noqa: F401,F403
+
+# The names the helpers had before the split, kept so code written against them (other branches
+# being merged) still runs; new code uses the fetch_* names.
+rows, value, dicts = fetch_rows, fetch_value, fetch_dicts  # noqa: F405
