@@ -109,14 +109,21 @@ _MODEL_FILES = {"config.json", "generation_config.json", "tokenizer.json", "toke
                 "special_tokens_map.json", "chat_template.jinja", "reward_model.json", "adapter_config.json"}
 
 
+def fingerprint_cache_path(path: str | os.PathLike) -> Path:
+    """Where the fingerprint of the model directory `path` is cached: in the workbench's own cache,
+    never inside the model directory (it may belong to someone else, or be shared read-only)."""
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
+    return cache_home() / "fingerprints" / f"{key}.json"
+
+
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of a model directory's weights, config and tokenizer (cached beside it by size+mtime)."""
+    """Content hash of a model directory's weights, config and tokenizer (cached by size+mtime)."""
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.is_file()
                    and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES
                         or p.suffix == ".py"))  # remote code (InternLM2) is part of the model
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    cache = path / "workbench_fingerprint.json"
+    cache = fingerprint_cache_path(path)
     try:
         cached = json.loads(cache.read_text())
         if cached["stamp"] == [list(s) for s in stamp]:
@@ -131,7 +138,10 @@ def model_fingerprint(path: str | os.PathLike) -> str:
                 digest.update(chunk)
     value = digest.hexdigest()
     try:
-        cache.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        os.replace(tmp, cache)  # two jobs hashing the same model never leave a torn file
     except OSError:
-        pass  # read-only model directory: hash again next time
+        pass  # unwritable cache: hash again next time
     return value

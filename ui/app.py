@@ -5,6 +5,11 @@
     demo = build_app(Store("t.duckdb"))            # a gr.Blocks, not running
     demo, url = launch(Store("t.duckdb"), block=False)
 
+Limits: at most one training and one sampling/scoring job at a time per store (`workbench.jobs`),
+bounded inputs (`workbench.commands.MAX_*`), a bounded request queue, models only from the places
+`workbench.allowed_models` lists, exports in Gradio's cache deleted after an hour, and a Host
+check when no login is required (`ui.exposure`). The app's jobs stop when it exits.
+
 Concurrency: the app holds no store connection while idle. Every callback opens the store for
 one short read (`Store.connect`), long work runs as `workbench` CLI processes (`workbench.jobs`),
 and DuckDB's single-writer file lock is waited out with retries, so the CLI, background jobs and
@@ -13,23 +18,32 @@ several browser tabs share one store file.
 
 from __future__ import annotations
 
+import atexit
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 
 from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, sample_tab
 from ui.context import AppContext
+from ui.exposure import check_exposure, host_guard
 from ui.render import CSS
 from workbench.store import Store
 
 TITLE = "DPO Workbench"
+QUEUE_MAX_SIZE = 64             # waiting requests; more are refused with "queue is full"
+DELETE_CACHE = (600, 3600)      # every 10 minutes, delete files Gradio served (exports) older than an hour
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # besides Ctrl+C (SIGINT): stop the jobs, then the app
 
 
-def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> gr.Blocks:
+def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+              models_dir: str | Path | None = None) -> gr.Blocks:
     """The app as a `gr.Blocks` (not launched). `export_dir` and `runs_dir` default to
-    `exports/` and `runs/` beside the store file."""
-    ctx = AppContext.create(store, export_dir, runs_dir)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    `exports/` and `runs/` beside the store file; `models_dir` adds the models under it to those
+    the app may load (`workbench.allowed_models`)."""
+    ctx = AppContext.create(store, export_dir, runs_dir, models_dir)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# {TITLE}\nStore `{store.path}` · reward models, Best-of-N sampling, curation and DPO export.")
         with gr.Tabs():
             with gr.Tab("Overview", id="overview") as overview_t:
@@ -54,8 +68,9 @@ def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: s
 
 
 def parse_auth(auth: str | None) -> tuple[str, str] | None:
-    """'USER:PASS' as a (user, password) pair for Gradio's login page."""
-    if not auth:
+    """'USER:PASS' as a (user, password) pair for Gradio's login page; None for no login (an
+    empty string is refused: an empty $WORKBENCH_UI_AUTH must not silently mean "no login")."""
+    if auth is None:
         return None
     user, sep, password = auth.partition(":")
     if not sep or not user or not password:
@@ -64,27 +79,68 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 
 def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-           export_dir: str | Path | None = None, runs_dir: str | Path | None = None, block: bool = True,
-           quiet: bool = False) -> tuple[gr.Blocks, str]:
+           export_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+           models_dir: str | Path | None = None, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Serve the app on host:port (never a public share link); with `auth`, visitors log in first.
+    A non-loopback host without `auth` is refused (ValueError).
 
     With block=False it returns at once (the server runs in a thread): call `close_app(demo)`.
+    With block=True it serves until Ctrl+C, SIGTERM or SIGHUP, then stops the app's jobs
+    (`jobs_stop_with_the_app`).
     """
     credentials = parse_auth(auth)
-    demo = build_app(store, export_dir=export_dir, runs_dir=runs_dir)
-    demo.queue(default_concurrency_limit=8)  # two tabs (or two people) do not wait on each other
+    check_exposure(host, auth)
+    demo = build_app(store, export_dir=export_dir, runs_dir=runs_dir, models_dir=models_dir)
+    # Two tabs (or two people) do not wait on each other; a flood of requests is refused, not queued.
+    demo.queue(default_concurrency_limit=8, max_size=QUEUE_MAX_SIZE)
     ctx: AppContext = demo.workbench
-    _, url, _ = demo.launch(
-        server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
-        allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=quiet, ssr_mode=False, run_history=False,
-        footer_links=["api", "settings"], css=CSS, theme=gr.themes.Soft(), mcp_server=False,
-    )
-    if block:
-        try:
-            demo.block_thread()
-        finally:
-            close_app(demo)
+
+    def serve() -> str:
+        _, local_url, _ = demo.launch(
+            server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
+            allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=quiet, ssr_mode=False, run_history=False,
+            footer_links=["api", "settings"], css=CSS, theme=gr.themes.Soft(), mcp_server=False,
+            app_kwargs={"middleware": host_guard(host, auth)},
+        )
+        return local_url
+
+    if not block:
+        return demo, serve()
+    url = None
+    with jobs_stop_with_the_app(demo):  # before the server starts: no job can slip through
+        url = serve()
+        demo.block_thread()
     return demo, url
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # Gradio's block_thread closes the server on it
+
+
+@contextmanager
+def jobs_stop_with_the_app(demo: gr.Blocks):
+    """While inside, SIGTERM and SIGHUP interrupt like Ctrl+C; on leaving (by any of them, or
+    normally), stop the app's jobs (their process groups: SIGINT, then SIGTERM, then SIGKILL) and
+    the server. Jobs run in their own sessions, so nothing else would stop them; an exit by any
+    other path stops them through `atexit`."""
+    ctx: AppContext = demo.workbench
+    atexit.register(ctx.jobs.shutdown)
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                **{sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}}
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass  # the way to stop the app: not an error
+    finally:
+        # A second Ctrl+C must not cut the shutdown short and leave jobs running.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            close_app(demo)
+        finally:
+            atexit.unregister(ctx.jobs.shutdown)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def close_app(demo: gr.Blocks) -> None:

@@ -65,11 +65,12 @@ def _split(values) -> tuple[list, list]:
 
 
 def plan_training(ctx: AppContext, values) -> tuple[commands.TrainRequest, Path, list[str]]:
-    """(request, output directory, argv) for the settings followed by the Curate tab's filters."""
+    """(request, output directory, argv) for the settings followed by the Curate tab's filters; the
+    base model must be one the app may load (`ctx.models`)."""
     settings, filters = _split(values)
     request = train_request(*settings)
     out_dir = commands.training_dir(ctx.runs_dir, request.name)
-    return request, out_dir, commands.train_command(ctx.store, to_filter(*filters), request, out_dir)
+    return request, out_dir, commands.train_command(ctx.store, to_filter(*filters), request, out_dir, ctx.models)
 
 
 def describe_training(ctx: AppContext, values) -> tuple[str, str]:
@@ -112,19 +113,22 @@ def start_training(ctx: AppContext, current: RetrainJob | None, values) -> Retra
 
 
 def start_evaluation(ctx: AppContext, current: RetrainJob | None, new_id: str, old_id: str) -> RetrainJob:
-    """Evaluate both models on the new model's held-out pairs."""
+    """Evaluate both models on the new model's held-out pairs (both must be ones the app may load)."""
     check_idle(ctx, current)
     if not new_id or not old_id:
         raise WorkbenchError("Pick the new model and the one to compare it with.")
+    ctx.models.check_reward_model(ctx.store, new_id)  # before resolving: a directory would be registered
+    ctx.models.check_reward_model(ctx.store, old_id)
     new, old = resolve_reward_model(ctx.store, new_id), resolve_reward_model(ctx.store, old_id)
     argvs = commands.eval_commands(ctx.store, [old_id, new_id], commands.heldout_path(new["path"]))
     return RetrainJob(ctx.jobs.start("eval", argvs).id, "eval", None, [describe(old), describe(new)])
 
 
 def start_rescore(ctx: AppContext, current: RetrainJob | None, new_id: str) -> RetrainJob:
-    """Score the store with the new model."""
+    """Score the store with the new model (one the app may load)."""
     check_idle(ctx, current)
-    return RetrainJob(ctx.jobs.start("score", [commands.rescore_command(ctx.store, new_id)]).id, "score")
+    return RetrainJob(ctx.jobs.start("score", [commands.rescore_command(ctx.store, new_id, ctx.models)]).id,
+                      "score")
 
 
 def job_view(ctx: AppContext, current: RetrainJob) -> JobView:

@@ -9,8 +9,10 @@ import pandas as pd
 
 from ui import render
 from ui import retrain_steps as steps
+from ui.choices import model_dropdown
 from ui.context import AppContext
 from ui.errors import user_errors
+from workbench import commands
 
 
 def build(ctx: AppContext, filters: list) -> dict:
@@ -21,13 +23,16 @@ def build(ctx: AppContext, filters: list) -> dict:
     data = gr.Markdown(elem_id="retrain-data")
     with gr.Row():
         name = gr.Textbox(label="New model name", value="rm-curated")
-        base = gr.Textbox(label="Base model", value="smollm2", info="A model directory or smollm2.")
+        base = gr.Dropdown(label="Base model", choices=["smollm2"], value="smollm2", allow_custom_value=True,
+                           info="smollm2, a model the store knows, or one under the app's --models-dir.")
         lora = gr.Checkbox(label="LoRA (faster, smaller)", value=True)
     with gr.Row():
         epochs = gr.Number(label="Epochs", value=1.0)
-        lr = gr.Textbox(label="Learning rate", placeholder="default: 2e-4 LoRA, 2e-5 full")
-        max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0)
-        pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0)
+        lr = gr.Textbox(label="Learning rate", placeholder="default: 2e-4 LoRA, 2e-5 full",
+                        info=f"At most {commands.MAX_LR:g}.")
+        max_length = gr.Number(label="Max tokens per conversation", value=512, precision=0,
+                               maximum=commands.MAX_TRAIN_LENGTH)
+        pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0, maximum=commands.MAX_PAIRS_PER_STEP)
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
         eval_fraction = gr.Number(label="Held-out fraction", value=0.1)
         seed = gr.Number(label="Seed", value=0, precision=0)
@@ -63,6 +68,10 @@ def build(ctx: AppContext, filters: list) -> dict:
     def load_models(current_new, current_old):
         choices, new, old, hint = steps.model_selection(ctx, current_new, current_old)
         return gr.Dropdown(choices=choices, value=new, info=hint), gr.Dropdown(choices=choices, value=old)
+
+    @user_errors
+    def load_bases(current):
+        return model_dropdown(ctx.models, ctx.store, current)
 
     def started(started_job: steps.RetrainJob):
         status = ctx.jobs.get(started_job.id).status()
@@ -112,6 +121,7 @@ def build(ctx: AppContext, filters: list) -> dict:
 
     def refresh_on(listener) -> None:
         listener(describe, [*settings, *filters], [data, command], api_visibility="private").then(
-            load_models, [new_model, old_model], [new_model, old_model], api_visibility="private")
+            load_models, [new_model, old_model], [new_model, old_model], api_visibility="private").then(
+            load_bases, base, base, api_visibility="private")
 
     return {"refresh_on": refresh_on}

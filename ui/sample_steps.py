@@ -48,7 +48,8 @@ def default_reward_model(current: str | None, model_ids: list[str]) -> str:
 
 def start_sampling(ctx: AppContext, current: SampleJob | None, chosen: PromptSelection, policy, rm, n,
                    temperature, top_p, max_new_tokens, seed, batch_size) -> SampleJob:
-    """Start `workbench bon` (or `workbench sample` without a reward model) on the selection."""
+    """Start `workbench bon` (or `workbench sample` without a reward model) on the selection; the
+    policy and reward model must be ones the app may load (`ctx.models`)."""
     if current and ctx.jobs.get(current.id).state == "running":
         raise WorkbenchError("A run is in progress in this tab: wait for it or cancel it first.")
     request = commands.SampleRequest(
@@ -56,7 +57,7 @@ def start_sampling(ctx: AppContext, current: SampleJob | None, chosen: PromptSel
         max_new_tokens=int(max_new_tokens), seed=int(seed or 0), batch_size=int(batch_size or 1), selection=chosen)
     if not commands.count_selected_prompts(ctx.store, request.selection):
         raise WorkbenchError("No prompt matches the selection.")
-    return SampleJob(ctx.jobs.start("sample", [commands.sample_command(ctx.store, request)]).id)
+    return SampleJob(ctx.jobs.start("sample", [commands.sample_command(ctx.store, request, ctx.models)]).id)
 
 
 def run_view(ctx: AppContext, current: SampleJob) -> tuple[JobStatus, str | None]:

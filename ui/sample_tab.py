@@ -8,12 +8,13 @@ import gradio as gr
 
 from ui import render
 from ui import sample_steps as steps
-from ui.choices import source_and_tag_dropdowns
+from ui.choices import model_dropdown, source_and_tag_dropdowns
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY
 from ui.sample_steps import SAMPLE_ONLY
-from workbench import overview
+from workbench import commands, overview
+
 
 def build(ctx: AppContext) -> dict:
     """Lay out the tab and wire it to `ui.sample_steps`."""
@@ -32,19 +33,21 @@ def build(ctx: AppContext) -> dict:
             selected = gr.Markdown()
         with gr.Column():
             gr.Markdown("**Policy and reward model**")
-            policy = gr.Textbox(label="Policy", value="smollm2",
-                                info="A Hugging Face model directory, a .gguf file, or smollm2.")
+            policy = gr.Dropdown(label="Policy", choices=["smollm2"], value="smollm2", allow_custom_value=True,
+                                 info="smollm2, a policy the store has used, or a model under the app's "
+                                      "--models-dir.")
             rm = gr.Dropdown(label="Reward model (picks the best)", choices=[SAMPLE_ONLY], value=None,
                              info="Reward models with weights in the store.")
-            n = gr.Slider(1, 64, value=4, step=1, label="N (replies per prompt)")
+            n = gr.Slider(1, commands.MAX_N, value=4, step=1, label="N (replies per prompt)")
         with gr.Column():
             gr.Markdown("**Sampling**")
             temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 is greedy.")
             top_p = gr.Slider(0.05, 1, value=0.95, step=0.01, label="Top-p")
-            max_new_tokens = gr.Slider(8, 2048, value=128, step=8, label="Max new tokens")
+            max_new_tokens = gr.Slider(8, commands.MAX_NEW_TOKENS, value=128, step=8, label="Max new tokens")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0)
-                batch_size = gr.Number(label="Batch size", value=32, precision=0, minimum=1)
+                batch_size = gr.Number(label="Batch size", value=32, precision=0, minimum=1,
+                                       maximum=commands.MAX_BATCH_SIZE)
     with gr.Row():
         run = gr.Button("Run Best-of-N", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
@@ -56,11 +59,11 @@ def build(ctx: AppContext) -> dict:
     timer = gr.Timer(1.0, active=False)
 
     @user_errors
-    def load_choices(current_source, current_tag, current_rm):
+    def load_choices(current_source, current_tag, current_rm, current_policy):
         models = [(SAMPLE_ONLY, SAMPLE_ONLY), *overview.reward_model_choices(ctx.store, with_weights=True)]
         rm_value = steps.default_reward_model(current_rm, [v for _, v in models])
         return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
-                gr.Dropdown(choices=models, value=rm_value))
+                gr.Dropdown(choices=models, value=rm_value), model_dropdown(ctx.models, ctx.store, current_policy))
 
     @user_errors
     def count_selected(*values):
@@ -96,7 +99,7 @@ def build(ctx: AppContext) -> dict:
     cancel.click(stop, job_id, None, api_name="sample_cancel")
 
     def refresh_on(listener) -> None:
-        listener(load_choices, [source, tag, rm], [source, tag, rm], api_visibility="private").then(
+        listener(load_choices, [source, tag, rm, policy], [source, tag, rm, policy], api_visibility="private").then(
             count_selected, selection_inputs, selected, api_visibility="private")
 
     return {"refresh_on": refresh_on}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.allowed_models import AllowedModels
 from workbench.errors import WorkbenchError
 from workbench.jobs import workbench_command
 from workbench.pair_filter import PairFilter
@@ -25,10 +26,27 @@ METRIC_COLUMNS = ["step", "loss", "accuracy", "chosen_score", "rejected_score", 
 EVAL_KEYS = ("n", "accuracy", "mean_margin", "length_baseline")
 
 
+# Upper bounds on what the app may ask for, so one request cannot exhaust the machine's memory
+# (batch x N x tokens) or train into NaN. The UI shows them as the inputs' maxima.
+MAX_N = 64
+MAX_BATCH_SIZE = 256
+MAX_NEW_TOKENS = 2048
+MAX_LR = 1e-2
+MAX_TRAIN_LENGTH = 4096
+MAX_PAIRS_PER_STEP = 256
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is None or value <= 0:
             raise WorkbenchError(f"{name.replace('_', ' ')} must be a positive number")
+
+
+def _check_at_most(**values) -> None:
+    """values: name=(value, maximum)."""
+    for name, (value, maximum) in values.items():
+        if value > maximum:
+            raise WorkbenchError(f"{name.replace('_', ' ')} must be at most {maximum:g} in the app, not {value:g}")
 
 
 # --- Best-of-N ------------------------------------------------------------------------------
@@ -51,6 +69,8 @@ class SampleRequest:
         if not (self.policy or "").strip():
             raise WorkbenchError("give a policy: a model directory, a .gguf file, or smollm2")
         _check_positive(n=self.n, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        _check_at_most(n=(self.n, MAX_N), max_new_tokens=(self.max_new_tokens, MAX_NEW_TOKENS),
+                       batch_size=(self.batch_size, MAX_BATCH_SIZE))
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise WorkbenchError("temperature must be >= 0 and top-p in (0, 1]")
         if self.selection.limit is not None and self.selection.limit < 1:
@@ -64,9 +84,14 @@ def count_selected_prompts(store: Store, selection: PromptSelection) -> int:
     return total if selection.limit is None else min(total, selection.limit)
 
 
-def sample_command(store: Store, request: SampleRequest) -> list[str]:
-    """`workbench bon` (with a reward model) or `workbench sample` (without) for the request."""
+def sample_command(store: Store, request: SampleRequest, allowed: AllowedModels | None = None) -> list[str]:
+    """`workbench bon` (with a reward model) or `workbench sample` (without) for the request; with
+    `allowed` (the app), the policy and reward model must be ones it may load."""
     request.validate()
+    if allowed is not None:
+        allowed.check_model(store, request.policy)
+        if request.rm:
+            allowed.check_reward_model(store, request.rm)
     args = ["bon", "--rm", request.rm] if request.rm else ["sample"]
     args += ["--policy", request.policy.strip(), "--n", request.n, "--temperature", request.temperature,
              "--top-p", request.top_p, "--max-new-tokens", request.max_new_tokens, "--seed", request.seed,
@@ -115,18 +140,25 @@ class TrainRequest:
         if not (self.base or "").strip():
             raise WorkbenchError("give a base model: a directory or smollm2")
         _check_positive(epochs=self.epochs, max_length=self.max_length, pairs_per_step=self.pairs_per_step)
-        if self.lr is not None and self.lr <= 0:
-            raise WorkbenchError("learning rate must be a positive number (or empty for the default)")
+        if self.lr is not None and not 0 < self.lr <= MAX_LR:
+            raise WorkbenchError(f"learning rate must be a positive number up to {MAX_LR:g} "
+                                 "(or empty for the default)")
+        _check_at_most(max_length=(self.max_length, MAX_TRAIN_LENGTH),
+                       pairs_per_step=(self.pairs_per_step, MAX_PAIRS_PER_STEP))
         if self.max_steps is not None and self.max_steps < 1:
             raise WorkbenchError("max steps must be at least 1 (or empty for no limit)")
         if not 0 < self.eval_fraction < 1:
             raise WorkbenchError("the held-out fraction must be between 0 and 1, e.g. 0.1")
 
 
-def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir: Path) -> list[str]:
-    """argv of `workbench rm train` on the curated pairs."""
+def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir: Path,
+                  allowed: AllowedModels | None = None) -> list[str]:
+    """argv of `workbench rm train` on the curated pairs; with `allowed` (the app), the base model
+    must be one it may load."""
     request.validate()
     flt.validate()
+    if allowed is not None:
+        allowed.check_model(store, request.base)
     args = ["rm", "train", "--from-store", *flt.argv(rm_flag="--pairs-rm")]
     args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
              "--epochs", request.epochs, "--max-length", request.max_length,
@@ -206,8 +238,11 @@ def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:
     return table
 
 
-def rescore_command(store: Store, rm: str) -> list[str]:
-    """argv of `workbench score --json` with the reward model."""
+def rescore_command(store: Store, rm: str, allowed: AllowedModels | None = None) -> list[str]:
+    """argv of `workbench score --json` with the reward model; with `allowed` (the app), it must be
+    one the app may load."""
     if not rm:
         raise WorkbenchError("pick the reward model to score the store with")
+    if allowed is not None:
+        allowed.check_reward_model(store, rm)
     return workbench_command(store, "score", "--rm", rm, "--json")

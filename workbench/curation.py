@@ -141,6 +141,9 @@ def _texts(con, found: list[dict]) -> tuple[dict, dict]:
     return queries.texts_by_id(con, response_ids, prompt_ids)  # rows moved since the index was built
 
 
+MAX_NAME_BYTES = 200  # a file name may hold 255 bytes; leave room for the extension and temp names
+
+
 def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
     """`name` as a file inside `export_dir`, with the format's extension; refuses anything else."""
     if fmt not in UI_FORMATS:
@@ -155,6 +158,12 @@ def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
         raise WorkbenchError("give a name inside the export directory, not an absolute path")
     if ".." in relative.parts:
         raise WorkbenchError("'..' is not allowed in export names: exports stay in the export directory")
+    if not relative.name:
+        raise WorkbenchError(f"'{name}' names no file: give a file name, e.g. dpo-pairs")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise WorkbenchError("the export name has a control character (a line break?): use plain text")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in relative.parts):
+        raise WorkbenchError(f"each part of the export name must be at most {MAX_NAME_BYTES} bytes long")
     if relative.suffix != f".{fmt}":
         relative = relative.with_name(relative.name + f".{fmt}")
     root = Path(export_dir).resolve()

@@ -9,6 +9,10 @@ SIGTERM and SIGKILL if they do not exit.
 Children are ordinary CLI processes: they write to the store in short transactions and retry
 while the app holds it, so the app stays usable while they run, and a crash in a child cannot
 take the app down.
+
+A `JobManager` caps how many jobs run at once per store (default: one training and one
+sampling/scoring/evaluation), whichever tab, API call or app process asks: each running job holds
+a slot, a lock file under the manager's `slots_dir` that the kernel frees if the app dies.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.store import Store
+from workbench.job_slots import DEFAULT_LIMITS, JobSlot, acquire_slot
 
 LOG_TAIL_BYTES = 64 * 1024
 LOG_TAIL_LINES = 40
@@ -82,9 +87,11 @@ def last_progress(raw: str) -> tuple[int, int, str] | None:
 class Job:
     """A sequence of commands run in the background; see the module docstring."""
 
-    def __init__(self, kind: str, commands: list[list[str]], directory: Path, env: dict | None = None):
+    def __init__(self, kind: str, commands: list[list[str]], directory: Path, env: dict | None = None,
+                 slot: JobSlot | None = None):
         if not commands:
             raise WorkbenchError("a job needs at least one command")
+        self.slot = slot  # released when the last command has exited
         self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{uuid.uuid4().hex[:6]}"
         self.kind, self.commands = kind, commands
         self.directory = Path(directory) / self.id
@@ -104,6 +111,13 @@ class Job:
         return self
 
     def _run(self) -> None:
+        try:
+            self._run_commands()
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+
+    def _run_commands(self) -> None:
         state = "completed"
         for index, argv in enumerate(self.commands):
             with self._lock:
@@ -189,15 +203,28 @@ def _stop(process: subprocess.Popen, grace_s: float) -> None:
 
 
 class JobManager:
-    """The app's jobs, by id; `shutdown()` stops those still running when the app closes."""
+    """The app's jobs, by id; `shutdown()` stops those still running when the app closes.
 
-    def __init__(self, directory: str | Path):
+    At most `limits[class]` jobs of each class run at once among all managers sharing `slots_dir`
+    (default: `directory`/.slots; the app uses one per store, `job_slots.store_slots_dir`).
+    """
+
+    def __init__(self, directory: str | Path, slots_dir: str | Path | None = None,
+                 limits: dict[str, int] | None = None):
         self.directory = Path(directory)
+        self.slots_dir = Path(slots_dir) if slots_dir else self.directory / ".slots"
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
     def start(self, kind: str, commands: list[list[str]], env: dict | None = None) -> Job:
-        job = Job(kind, commands, self.directory, env)
+        """Start a job, or raise JobLimitReached when its class is at its limit."""
+        slot = acquire_slot(self.slots_dir, kind, self.limits)
+        try:
+            job = Job(kind, commands, self.directory, env, slot)
+        except BaseException:
+            slot.release()
+            raise
         with self._lock:
             self._jobs[job.id] = job
         return job.start()

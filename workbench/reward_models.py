@@ -96,7 +96,7 @@ def registered_weights(model: dict) -> str:
     """The directory of a registered reward model, refused if its weights are no longer the ones
     registered: the fingerprint recorded in its config (its remote code included), or, for rows
     registered before fingerprints were kept, the rm id (the fingerprint's head). Cheap: the
-    fingerprint is cached beside the weights and reused while their sizes and mtimes are unchanged."""
+    fingerprint is cached (in the workbench's cache) and reused while their sizes and mtimes are unchanged."""
     from engine.backbone import model_fingerprint
 
     path = Path(model["path"])

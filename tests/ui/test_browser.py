@@ -133,11 +133,12 @@ def _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts: int):
 
 def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp_path, tiny_model_dir):
     store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=4)
-    with running_app(store) as (demo, url):
+    with running_app(store, models_dir=tiny_model_dir.parent) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Sample")
         page.get_by_text("10 prompts selected.").wait_for()  # the tab's own refresh is done
-        page.get_by_label("Policy").fill(str(tiny_model_dir))
+        page.get_by_label("Policy").click()  # offered: the models under --models-dir
+        page.get_by_role("option", name=str(tiny_model_dir), exact=True).click()
         limit = page.get_by_label("At most this many prompts")
         limit.fill("2")
         limit.press("Tab")
@@ -174,12 +175,13 @@ def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp
 
 def test_retrain_tab_trains_then_compares_models(browser, shots, tmp_path, tiny_model_dir):
     store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=12)
-    with running_app(store) as (demo, url):
+    with running_app(store, models_dir=tiny_model_dir.parent) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Retrain")
         page.locator("#retrain-data").get_by_text("Training data:").wait_for()
         page.get_by_label("New model name").fill("rm-e2e")
-        page.get_by_label("Base model").fill(str(tiny_model_dir))
+        page.get_by_label("Base model").click()
+        page.get_by_role("option", name=str(tiny_model_dir), exact=True).click()
         page.get_by_label("Max steps").fill("3")
         page.get_by_label("Pairs per step").fill("4")
         page.get_by_label("Max tokens per conversation").fill("256")

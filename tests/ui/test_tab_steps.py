@@ -52,7 +52,9 @@ def after(argv: list[str], first: str) -> list[str]:
 
 @pytest.fixture
 def ctx(app_store, tmp_path):
-    context = AppContext.create(app_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
+    (tmp_path / "models" / "rm").mkdir(parents=True)  # a reward model the app may load (--models-dir)
+    context = AppContext.create(app_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r",
+                                models_dir=tmp_path / "models")
     context.jobs = FakeJobs()
     return context
 
@@ -102,8 +104,13 @@ def test_evaluation_and_rescoring_need_their_models(ctx):
         retrain_steps.start_evaluation(ctx, None, "", "ext")
     with pytest.raises(WorkbenchError, match="pick the reward model"):
         retrain_steps.start_rescore(ctx, None, "")
-    job = retrain_steps.start_rescore(ctx, None, "ext@1")
-    assert after(ctx.jobs.get(job.id).argvs[0], "score")[:3] == ["score", "--rm", "ext@1"]
+    with pytest.raises(WorkbenchError, match="does not load reward model 'ext@1'"):  # scores only, no weights
+        retrain_steps.start_rescore(ctx, None, "ext@1")
+    with pytest.raises(WorkbenchError, match="does not load reward model 'ext@1'"):
+        retrain_steps.start_evaluation(ctx, None, "ext@1", "ext@1")
+    rm = str(ctx.models.models_dir / "rm")
+    job = retrain_steps.start_rescore(ctx, None, rm)
+    assert after(ctx.jobs.get(job.id).argvs[0], "score")[:3] == ["score", "--rm", rm]
 
 
 def test_model_selection_keeps_current_picks_only_while_they_exist(ctx):
@@ -120,9 +127,12 @@ def test_sampling_steps(ctx):
     assert sample_steps.default_reward_model("b@2", [sample_steps.SAMPLE_ONLY, "a@1"]) == "a@1"
     assert sample_steps.default_reward_model(None, [sample_steps.SAMPLE_ONLY]) == sample_steps.SAMPLE_ONLY
 
-    job = sample_steps.start_sampling(ctx, None, chosen, "smollm2", "ext@1", 4, 0.8, 0.95, 64, 0, 8)
+    with pytest.raises(WorkbenchError, match="does not load model '/etc'"):
+        sample_steps.start_sampling(ctx, None, chosen, "/etc", None, 4, 0.8, 0.95, 64, 0, 8)
+    rm = str(ctx.models.models_dir / "rm")
+    job = sample_steps.start_sampling(ctx, None, chosen, "smollm2", rm, 4, 0.8, 0.95, 64, 0, 8)
     argv = ctx.jobs.get(job.id).argvs[0]
-    assert after(argv, "bon")[:3] == ["bon", "--rm", "ext@1"] and argv[argv.index("--limit") + 1] == "2"
+    assert after(argv, "bon")[:3] == ["bon", "--rm", rm] and argv[argv.index("--limit") + 1] == "2"
     with pytest.raises(WorkbenchError, match="in progress"):
         sample_steps.start_sampling(ctx, job, chosen, "smollm2", None, 4, 0.8, 0.95, 64, 0, 8)
     assert sample_steps.run_view(ctx, job)[1] is None

@@ -47,6 +47,8 @@ def test_sample_command_for_bon_and_for_sampling_only(store):
 @pytest.mark.parametrize("changes,message", [
     ({"n": 0}, "n must be a positive"), ({"policy": " "}, "give a policy"), ({"top_p": 0}, "top-p"),
     ({"selection": PromptSelection(limit=0)}, "prompt limit"),
+    ({"n": commands.MAX_N + 1}, "n must be at most 64"), ({"batch_size": 10**6}, "batch size must be at most"),
+    ({"max_new_tokens": commands.MAX_NEW_TOKENS + 1}, "max new tokens must be at most"),
 ])
 def test_sample_request_validation(store, changes, message):
     with pytest.raises(WorkbenchError, match=message):
@@ -82,6 +84,8 @@ def test_train_command_maps_the_curation_filter(store, tmp_path):
 @pytest.mark.parametrize("changes,message", [
     ({"name": "../escape"}, "model name"), ({"name": ""}, "model name"), ({"eval_fraction": 1.5}, "held-out"),
     ({"lr": -1.0}, "learning rate"), ({"max_steps": 0}, "max steps"), ({"pairs_per_step": 0}, "pairs per step"),
+    ({"lr": 1.0}, "learning rate must be a positive number up to 0.01"), ({"lr": float("nan")}, "learning rate"),
+    ({"pairs_per_step": 10**5}, "pairs per step must be at most"), ({"max_length": 10**6}, "max length must be at most"),
 ])
 def test_train_request_validation(store, tmp_path, changes, message):
     with pytest.raises(WorkbenchError, match=message):

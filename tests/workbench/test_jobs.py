@@ -1,12 +1,14 @@
 """Background jobs: child processes with a log, progress from their bars, JSON output, cancel."""
 
 import os
+import subprocess
 import sys
 import time
 
 import pytest
 
 from workbench.errors import WorkbenchError
+from workbench.job_slots import JobLimitReached
 from workbench.jobs import JobManager, collapse_log, last_progress, workbench_command
 from workbench.store import Store
 
@@ -23,6 +25,9 @@ print(json.dumps({"total": 5, "args": sys.argv[1:]}))
 """
 # Prints "ready" (spelled so that the echoed command line does not contain it), then waits forever.
 SLEEPER = "import time, sys\nsys.stderr.write('rea' + 'dy\\n'); sys.stderr.flush()\nwhile True: time.sleep(0.1)"
+# Takes the store's training slot, says so, and keeps it until killed.
+HOLD_SLOT = ("import sys, time\nfrom workbench.job_slots import acquire_slot, DEFAULT_LIMITS\n"
+             "slot = acquire_slot(sys.argv[1], 'train', DEFAULT_LIMITS)\nprint('held', flush=True)\ntime.sleep(300)")
 FAILING = "import sys; sys.stderr.write('Error: no prompts match the selection\\n'); sys.exit(1)"
 
 
@@ -90,3 +95,48 @@ def test_workbench_command_targets_this_store(tmp_path):
     argv = workbench_command(store, "stats", "--json")
     assert argv[:3] == [sys.executable, "-m", "workbench"]
     assert argv[3:] == ["--db", str(store.path), "--timeout", "7", "stats", "--json"]
+
+
+def test_one_training_and_one_sampling_job_per_store_across_managers(tmp_path):
+    first, second = JobManager(tmp_path / "a", slots_dir=tmp_path / "slots"), \
+        JobManager(tmp_path / "b", slots_dir=tmp_path / "slots")  # two tabs' or two apps' managers on one store
+    train = first.start("train", [[sys.executable, "-c", SLEEPER]])
+    with pytest.raises(JobLimitReached, match="a training job is already running on this store.*cancel it"):
+        second.start("train", [[sys.executable, "-c", FAKE_RUN]])
+    sample = second.start("sample", [[sys.executable, "-c", SLEEPER]])  # the other class has its own slot
+    for manager, kind in ((first, "score"), (second, "eval"), (first, "sample")):
+        with pytest.raises(JobLimitReached, match="sampling, scoring or evaluation job is already running"):
+            manager.start(kind, [[sys.executable, "-c", FAKE_RUN]])
+    assert [j.id for j in first.running()] == [train.id] and [j.id for j in second.running()] == [sample.id]
+    train.cancel(grace_s=2)
+    assert train.wait(timeout=30).state == "cancelled"
+    assert second.start("train", [[sys.executable, "-c", FAKE_RUN]]).wait(timeout=60).state == "completed"
+    first.shutdown(grace_s=2)
+    second.shutdown(grace_s=2)
+
+
+def test_limits_are_configurable_and_a_refused_job_leaves_no_trace(tmp_path):
+    jobs = JobManager(tmp_path, limits={"sampling": 2})
+    running = [jobs.start("sample", [[sys.executable, "-c", SLEEPER]]) for _ in range(2)]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(JobLimitReached, match="at most 2 at a time"):
+        jobs.start("sample", [[sys.executable, "-c", FAKE_RUN]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and len(jobs.running()) == 2
+    jobs.shutdown(grace_s=2)
+    assert all(j.status().state == "cancelled" for j in running)
+
+
+def test_a_slot_held_by_another_process_is_freed_when_it_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SLOT, str(tmp_path / "slots")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        jobs = JobManager(tmp_path / "jobs", slots_dir=tmp_path / "slots")
+        with pytest.raises(JobLimitReached):
+            jobs.start("train", [[sys.executable, "-c", FAKE_RUN]])
+        holder.kill()  # no clean-up code runs: the kernel drops the lock
+        holder.wait(timeout=10)
+        assert jobs.start("train", [[sys.executable, "-c", FAKE_RUN]]).wait(timeout=60).state == "completed"
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
+import os
 
 import click
 
 from workbench.cli import Context, cli, pass_ctx
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @cli.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback makes the app reachable from other machines.")
+              help="Address to listen on. Anything but loopback makes the app reachable from other machines "
+                   "and needs --auth.")
 @click.option("--port", type=int, default=7860, show_default=True)
 @click.option("--auth", metavar="USER:PASS", envvar="WORKBENCH_UI_AUTH",
               help="Require this login (or set $WORKBENCH_UI_AUTH, which keeps it out of the process list).")
@@ -29,26 +21,33 @@ def _is_loopback(host: str) -> bool:
                    "(default: exports/ beside the store).")
 @click.option("--runs-dir", type=click.Path(file_okay=False),
               help="Where trained reward models and job logs go (default: runs/ beside the store).")
+@click.option("--models-dir", type=click.Path(exists=True, file_okay=False),
+              help="Model directories and .gguf files under it may be used as policy or base model in the app "
+                   "(besides smollm2 and the models the store already knows).")
 @pass_ctx
-def ui_command(ctx: Context, host, port, auth, export_dir, runs_dir) -> None:
+def ui_command(ctx: Context, host, port, auth, export_dir, runs_dir, models_dir) -> None:
     """Open the app: overview, browse, Best-of-N sampling, curation and export, reward-model retraining.
 
-    The app binds 127.0.0.1 and never creates a public share link. The CLI keeps working on the
-    same store while it is open.
+    The app binds 127.0.0.1 and never creates a public share link; another --host needs --auth.
+    The CLI keeps working on the same store while it is open. Closing the app (Ctrl+C, SIGTERM)
+    stops the jobs it started.
 
     \b
     Example:
       workbench --db t.duckdb ui
-      workbench --db t.duckdb ui --port 8080 --auth alice:s3cret
+      workbench --db t.duckdb ui --port 8080 --auth alice:s3cret --models-dir ~/models
     """
     from ui.app import launch, parse_auth
+    from ui.exposure import check_exposure
 
+    if auth is None and os.environ.get("WORKBENCH_UI_AUTH") is not None:
+        raise click.BadParameter("$WORKBENCH_UI_AUTH is set but empty: set it to USER:PASS, or unset it "
+                                 "to serve on loopback without a login", param_hint="--auth")
     try:
         parse_auth(auth)
+        check_exposure(host, auth)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--auth") from None
-    if not _is_loopback(host) and not auth:
-        click.echo(f"Warning: listening on {host} without --auth: anyone who can reach this machine can use the app.",
-                   err=True)
     click.echo(f"Opening the app on {ctx.store.path} at http://{host}:{port} (Ctrl+C to stop).", err=True)
-    launch(ctx.store, host=host, port=port, auth=auth, export_dir=export_dir, runs_dir=runs_dir, quiet=True)
+    launch(ctx.store, host=host, port=port, auth=auth, export_dir=export_dir, runs_dir=runs_dir,
+           models_dir=models_dir, quiet=True)

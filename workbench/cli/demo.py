@@ -30,8 +30,12 @@ def demo_command(ctx: Context, work_dir, n, max_new_tokens, pairs_file, epochs, 
       workbench demo
       workbench demo --pairs ../shared/data/hh-rlhf-harmless-1800.jsonl
     """
+    from ui.exposure import is_loopback
     from workbench.demo import DemoSettings, run_demo
 
+    if not no_app and not is_loopback(host):  # refused before the long build, not after
+        raise click.BadParameter(f"the demo app has no login, so it serves on loopback only: run with --no-app, "
+                                 f"then `workbench ui --host {host} --auth USER:PASS`", param_hint="--host")
     settings = DemoSettings(work_dir=Path(work_dir), n=n, max_new_tokens=max_new_tokens, pairs_file=pairs_file,
                             epochs=epochs)
     result = run_demo(ctx.store, settings, progress=ctx.progress)
