@@ -1,16 +1,23 @@
-"""Benchmark: `workbench score` throughput vs. a naive loop that scores one response per forward pass.
+"""Benchmark: `workbench score` throughput vs. plain transformers loops, on Best-of-N data.
 
 Best-of-N shaped data: hh-rlhf prompts (multi-turn, as in the file) with N replies each drawn from
-the file's replies. Both sides use the same reward model (SmolLM2-135M with a reward token and
-value head). The naive side is what a plain transformers user writes: template, append the
-reward token, tokenize, one AutoModelForSequenceClassification forward per reply. The workbench
-side is the real command path: store -> engine (packed, prompt prefix shared across the N replies)
--> store. Both run in fp32, and, where this CPU has native bf16 (`workbench score`'s default
-precision there), both again under bf16 autocast: the speedup is reported at the same precision,
-and against the naive fp32 loop, with how closely each scoring agrees with naive fp32.
-Prints one JSON object; target (issue #4): >= 5x.
+the file's replies. Both sides use the same reward model, SmolLM2-135M with a value head, in one of
+two formats (`--format`):
 
-    python bench/scoring.py                  # 24 prompts x N=8
+- `workbench` (default): the workbench's own, with a reward token appended to every conversation.
+- `hf`: a stock sequence classifier as TRL's RewardTrainer saves it (no reward token; transformers
+  pools at the last non-pad token), registered by `workbench score` through format detection.
+
+Baselines, what a plain transformers user writes: "naive", one AutoModelForSequenceClassification
+forward per reply; "careful", replies sorted by length and run in right-padded batches of 16. The
+workbench side is the real command path: store -> engine (packed, prompt prefix shared across
+the N replies) -> store. All run in fp32, and, where this CPU has native bf16 (`workbench score`'s
+default precision there), again under bf16 autocast: speedups are reported at the same precision,
+with how closely each scoring agrees with naive fp32.
+Prints one JSON object; targets (issues #4, #14): >= 5x naive, >= 2x careful.
+
+    python bench/scoring.py                  # 24 prompts x N=8, workbench format
+    python bench/scoring.py --format hf      # the same with a TRL-style reward model
     python bench/scoring.py --prompts 8 --n 4
 """
 
@@ -39,27 +46,81 @@ def bon_records(prompts: int, n: int, seed: int) -> list[dict]:
     return [{"prompt": p.prompt, "responses": rng.sample(replies, n)} for p in chosen]
 
 
-def naive_scores(rm_dir: Path, records: list[dict], max_length: int, precision: str) -> tuple[list[float], float]:
-    """What a plain transformers user writes: one AutoModelForSequenceClassification forward per reply."""
+def _load_plain(rm_dir: Path, records: list[dict], max_length: int):
+    """The model, its tokenizer, and every reply's token ids as a transformers user encodes them."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(rm_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
+    reward = getattr(model.config, "reward_token", None) or ""  # hf format: nothing appended
+    texts = [tokenizer.apply_chat_template(r["prompt"] + [{"role": "assistant", "content": reply}], tokenize=False)
+             + reward for r in records for reply in r["responses"]]
+    ids = [row[-max_length:] for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return model, tokenizer, ids
+
+
+def _autocast(precision: str):
     import contextlib
 
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def naive_scores(rm_dir: Path, records: list[dict], max_length: int, precision: str) -> tuple[list[float], float]:
+    """What a plain transformers user writes: one AutoModelForSequenceClassification forward per reply."""
+    import torch
 
     start = time.perf_counter()  # loading counts on both sides: `workbench score` loads its model too
-    tokenizer = AutoTokenizer.from_pretrained(rm_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
-    reward = model.config.reward_token
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    scores = []
-    with torch.no_grad(), autocast:
-        for record in records:
-            for reply in record["responses"]:
-                text = tokenizer.apply_chat_template(record["prompt"] + [{"role": "assistant", "content": reply}],
-                                                     tokenize=False) + reward
-                ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, -max_length:]
-                scores.append(model(input_ids=ids).logits[0, 0].float().item())
+    model, _, ids = _load_plain(rm_dir, records, max_length)
+    with torch.no_grad(), _autocast(precision):
+        scores = [model(input_ids=torch.tensor([row])).logits[0, 0].float().item() for row in ids]
     return scores, time.perf_counter() - start
+
+
+def careful_scores(rm_dir: Path, records: list[dict], max_length: int, precision: str,
+                   batch_size: int = 16) -> tuple[list[float], float]:
+    """A careful transformers user: replies sorted by length, right-padded batches of `batch_size`."""
+    import torch
+
+    start = time.perf_counter()
+    model, tokenizer, ids = _load_plain(rm_dir, records, max_length)
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    scores = [0.0] * len(ids)
+    with torch.no_grad(), _autocast(precision):
+        for b in range(0, len(order), batch_size):
+            chunk = order[b:b + batch_size]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in chunk])
+            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in chunk])
+            # workbench-format rows end in the reward token, not pad: the stock pooling finds it in both formats
+            for i, value in zip(chunk, model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist()):
+                scores[i] = value
+    return scores, time.perf_counter() - start
+
+
+def make_reward_model(tmp: Path, fmt: str, seed: int) -> Path:
+    """SmolLM2 with a fresh value head, saved in the given format."""
+    import torch
+
+    from engine.backbone import resolve_model_path
+
+    torch.manual_seed(seed)
+    if fmt == "workbench":
+        from engine.reward_model import RewardModel
+
+        return RewardModel.from_base(resolve_model_path("smollm2")).save(tmp / "rm")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = resolve_model_path("smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id  # as TRL's RewardTrainer saves it
+    model.save_pretrained(tmp / "rm-hf")
+    tokenizer.save_pretrained(tmp / "rm-hf")
+    return tmp / "rm-hf"
 
 
 def workbench_scores(tmp: Path, rm_dir: Path, records: list[dict], max_length: int, precision: str):
@@ -104,39 +165,40 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["workbench", "hf"], default="workbench",
+                        help="the reward model's format (hf: a TRL-style sequence classifier)")
     args = parser.parse_args()
     if not HH.exists():
         raise SystemExit(f"{HH} is missing: this benchmark uses hh-rlhf prompts and replies")
-    import torch
-
-    from engine.backbone import resolve_model_path
     from engine.precision import describe_cpu, resolve_precision
-    from engine.reward_model import RewardModel
 
     records = bon_records(args.prompts, args.n, args.seed)
     fast = resolve_precision("auto", "cpu")  # what `workbench score` uses by default here
     precisions = ["fp32"] + (["bf16"] if fast == "bf16" else [])
-    report = {"prompts": args.prompts, "n": args.n, "responses": args.prompts * args.n, "cpu": describe_cpu(),
-              "default_precision": fast, "naive": {}, "workbench_score": {}}
+    report = {"format": args.format, "prompts": args.prompts, "n": args.n, "responses": args.prompts * args.n,
+              "cpu": describe_cpu(), "default_precision": fast, "naive": {}, "careful_batch16": {},
+              "workbench_score": {}}
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        torch.manual_seed(args.seed)
-        rm_dir = RewardModel.from_base(resolve_model_path("smollm2")).save(tmp / "rm")
+        rm_dir = make_reward_model(tmp, args.format, args.seed)
         for precision in precisions:
             ours, seconds, resolved = workbench_scores(tmp, rm_dir, records, args.max_length, precision)
             assert resolved == precision
             scores[("workbench", precision)] = ours
             report["workbench_score"][precision] = {"seconds": round(seconds, 2),
                                                     "responses_per_s": round(len(ours) / seconds, 2)}
-            naive, seconds = naive_scores(rm_dir, records, args.max_length, precision)
-            scores[("naive", precision)] = naive
-            report["naive"][precision] = {"seconds": round(seconds, 2), "responses_per_s": round(len(naive) / seconds, 2)}
+            for who, run in (("naive", naive_scores), ("careful_batch16", careful_scores)):
+                theirs, seconds = run(rm_dir, records, args.max_length, precision)
+                scores[(who, precision)] = theirs
+                report[who][precision] = {"seconds": round(seconds, 2),
+                                          "responses_per_s": round(len(theirs) / seconds, 2)}
     reference = scores[("naive", "fp32")]
-    report["speedup_same_precision"] = {p: round(report["naive"][p]["seconds"] / report["workbench_score"][p]["seconds"], 2)
-                                        for p in precisions}
-    report["speedup_vs_naive_fp32"] = round(report["naive"]["fp32"]["seconds"]
-                                            / report["workbench_score"][fast]["seconds"], 2)
+    ours = report["workbench_score"]
+    report["speedup_same_precision"] = {
+        who: {p: round(report[who][p]["seconds"] / ours[p]["seconds"], 2) for p in precisions}
+        for who in ("naive", "careful_batch16")}
+    report["speedup_vs_naive_fp32"] = round(report["naive"]["fp32"]["seconds"] / ours[fast]["seconds"], 2)
     report["agreement_with_naive_fp32"] = {
         f"{who}_{p}": {"max_abs_score_diff": round(max(abs(a - b) for a, b in zip(scores[(who, p)], reference)), 6),
                        "same_order_share": order_agreement(scores[(who, p)], reference, args.n)}

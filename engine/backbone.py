@@ -120,7 +120,8 @@ def model_fingerprint(path: str | os.PathLike) -> str:
     """Content hash of a model directory's weights, config and tokenizer (cached by size+mtime)."""
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.is_file()
-                   and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES))
+                   and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES
+                        or p.suffix == ".py"))  # remote code (InternLM2) is part of the model
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     cache = fingerprint_cache_path(path)
     try:

@@ -149,6 +149,17 @@ def scoring_device(device: str = "auto") -> str:
     return device
 
 
-def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto") -> Scorer:
-    """A Scorer for the reward model at `path` on `scoring_device(device)` (precision: see `engine.precision`)."""
-    return Scorer(RewardModel.load(path, device=scoring_device(device)), max_length=max_length, precision=precision)
+def load_scorer(path: str, max_length: int = 2048, precision: str = "auto", device: str = "auto", spec=None,
+                trust_remote_code: bool = False) -> Scorer:
+    """A Scorer for the reward model at `path` on `scoring_device(device)` (precision: see `engine.precision`).
+
+    `spec` (an `engine.rm_formats.RewardFormat`) says how to read it; by default its format is detected.
+    `trust_remote_code` lets a model that ships its own Python code (InternLM2) run it.
+    """
+    from engine.foreign_rm import load_reward_model
+    from engine.rm_formats import inspect_reward_model
+
+    if spec is None:
+        spec = inspect_reward_model(path, trust_remote_code=trust_remote_code)
+    model = load_reward_model(path, spec, device=scoring_device(device), trust_remote_code=trust_remote_code)
+    return Scorer(model, max_length=max_length, precision=precision)

@@ -7,56 +7,69 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.pair_filter import PairFilter
-from workbench.reward_models import describe, registered_weights, resolve_reward_model
+from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
 
 def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True,
-                          fmt: str = "auto") -> dict:
-    """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline."""
+                          fmt: str = "auto", precision: str = "auto", trust_remote_code: bool = False) -> dict:
+    """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline.
+
+    `precision` as for `workbench score` (fp32 makes the scores comparable with a plain fp32 loop).
+    """
     from engine.evaluation import evaluate_pairs
     from engine.progress import progress_bar
-    from engine.scoring import load_scorer
 
     if bool(data) == bool(pair_filter):
         raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
-    label, model_path = model_for_eval(store, rm)
+    label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
+                                    trust_remote_code=trust_remote_code)
     pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
         pairs_from_store(store, pair_filter)
-    scorer = load_scorer(model_path, max_length=max_length)
     with progress_bar(2 * len(pairs), f"evaluating {label} on {len(pairs)} pairs", unit=" conv",
                       enabled=progress) as bar:
         result = evaluate_pairs(scorer, pairs, progress=lambda done, total: bar.update(done - bar.n))
-    return {"rm": label, **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}
+    return {"rm": label, "precision": scorer.precision,
+            **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}
 
 
-def model_for_eval(store: Store, rm: str) -> tuple[str, str]:
-    """(label, weights path) of the reward model to evaluate: a directory, or one from the store."""
+def scorer_for_eval(store: Store, rm: str, *, max_length: int, precision: str = "auto",
+                    trust_remote_code: bool = False):
+    """(label, Scorer) of the reward model to evaluate: a directory (evaluated in place, its format
+    detected), or one from the store (its recorded format, its weights checked unchanged)."""
+    from engine.scoring import load_scorer
+
     path = Path(rm)
     if path.is_dir():
-        return str(path), str(path)
-    model = resolve_reward_model(store, rm)
-    if not model["path"]:
-        raise WorkbenchError(f"{describe(model)} has no weights here (its scores were imported)")
-    return describe(model), registered_weights(model)
+        return str(path), load_scorer(str(path), max_length=max_length, precision=precision,
+                                      trust_remote_code=trust_remote_code)
+    model = resolve_reward_model(store, rm, trust_remote_code)
+    return describe(model), load_registered_scorer(model, max_length=max_length, precision=precision,
+                                                   trust_remote_code=trust_remote_code)
 
 
 def evaluate_rewardbench(store: Store, rm: str, data: Sequence[str], *, skip_invalid: bool = False,
-                         max_length: int = 1024, scorer=None, progress: bool = True) -> dict:
-    """RewardBench-style accuracy per subset, section and overall (see `workbench.rewardbench`)."""
+                         max_length: int = 1024, scorer=None, precision: str = "auto",
+                         trust_remote_code: bool = False, progress: bool = True) -> dict:
+    """RewardBench-style accuracy per subset, section and overall (see `workbench.rewardbench`).
+
+    `precision` and `trust_remote_code` as for `evaluate_reward_model` (unused with a given `scorer`)."""
     from engine.progress import progress_bar
-    from engine.scoring import load_scorer
     from workbench.rewardbench import read_rewardbench, rewardbench_report, score_rows
 
     if not data:
         raise WorkbenchError("--format rewardbench needs the rows with --data FILE")
-    label, model_path = model_for_eval(store, rm) if scorer is None else (rm, None)
+    if scorer is None:
+        label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
+                                        trust_remote_code=trust_remote_code)
+        resolved = {"precision": scorer.precision}
+    else:
+        label, resolved = rm, {}
     rows, skipped = read_rewardbench(data, skip_invalid=skip_invalid)
-    scorer = scorer or load_scorer(model_path, max_length=max_length)
     replies = sum(1 + len(row.rejected) for row in rows)
     with progress_bar(replies, f"evaluating {label} on {len(rows)} rewardbench rows", unit=" conv",
                       enabled=progress) as bar:
         outcomes = score_rows(scorer, rows, progress=lambda done, total: bar.update(done - bar.n))
-    return {"rm": label, "format": "rewardbench", "skipped": skipped, **rewardbench_report(rows, outcomes)}
+    return {"rm": label, "format": "rewardbench", "skipped": skipped, **resolved, **rewardbench_report(rows, outcomes)}

@@ -35,7 +35,7 @@ from workbench.errors import WorkbenchError
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version
-from workbench.reward_models import resolve_reward_model
+from workbench.reward_models import format_fields, resolve_reward_model
 from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
@@ -154,7 +154,7 @@ def _reward_models(con, labelers: dict) -> list[dict]:
             continue
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
-                       "path": model["path"]})
+                       "path": model["path"], **format_fields(model)})
         config = json.loads(model["config"]) if isinstance(model["config"], str) else model["config"] or {}
         if "combine" in config:  # a combination of reward models (`workbench.combine`): name its members
             models[-1] |= {"combine": config["combine"], "members": config["members"]}

@@ -201,7 +201,8 @@ def format_report(report: dict) -> str:
     def line(name: str, value: float, ci: list[float], n: int) -> str:
         return f"{name:<24}{value:>8.4f}  [{ci[0]:.3f}, {ci[1]:.3f}]  n={n}"
 
-    lines = [f"RewardBench-style evaluation of {report['rm']} on {report['n']} rows"]
+    precision = f" ({report['precision']})" if "precision" in report else ""
+    lines = [f"RewardBench-style evaluation of {report['rm']}{precision} on {report['n']} rows"]
     if report["score"]:
         lines.append(line("score (mean of sections)", report["score"]["value"], report["score"]["ci95"], report["n"]))
     for name, section in report["sections"].items():

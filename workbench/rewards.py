@@ -43,14 +43,15 @@ class LocalReward:
     """Scores in this process; the reward model loads on the first call."""
 
     def __init__(self, rm: str, store=None, max_length: int = 2048, max_tokens_per_batch: int = 8192,
-                 precision: str = "auto"):
-        from workbench.reward_models import describe, registered_weights, resolve_reward_model
+                 precision: str = "auto", trust_remote_code: bool = False):
+        from workbench.reward_models import describe, registered_weights, resolve_reward_model, reward_format
         from workbench.store import Store
 
-        self.model = resolve_reward_model(store or Store(), rm)
+        self.model = resolve_reward_model(store or Store(), rm, trust_remote_code)
         if not self.model["path"]:
             raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
         self.weights = registered_weights(self.model)  # refused now if they changed since registration
+        self.spec, self.trust_remote_code = reward_format(self.model, trust_remote_code), trust_remote_code
         self.__name__ = f"reward_{self.model['name']}"
         self.max_length, self.max_tokens_per_batch, self.precision = max_length, max_tokens_per_batch, precision
         self.scorer = None
@@ -59,8 +60,8 @@ class LocalReward:
         from engine.scoring import load_scorer
 
         if self.scorer is None:
-            self.scorer = load_scorer(self.weights, max_length=self.max_length,
-                                      precision=self.precision)
+            self.scorer = load_scorer(self.weights, max_length=self.max_length, precision=self.precision,
+                                      spec=self.spec, trust_remote_code=self.trust_remote_code)
         items = [ScoringItem(*_conversation(p, c)) for p, c in zip(prompts, completions, strict=True)]
         scores = self.scorer.score(items, max_tokens_per_batch=self.max_tokens_per_batch)
         if not all(math.isfinite(s) for s in scores):
@@ -100,10 +101,13 @@ class RemoteReward:
 
 
 def reward_function(rm: str | None = None, url: str | None = None, *, store=None, api_key: str | None = None,
-                    max_length: int = 2048, precision: str = "auto"):
-    """A TRL reward function scoring with reward model `rm` (local) or the server at `url` (remote)."""
+                    max_length: int = 2048, precision: str = "auto", trust_remote_code: bool = False):
+    """A TRL reward function scoring with reward model `rm` (local) or the server at `url` (remote).
+
+    `trust_remote_code` lets a local reward model that ships its own Python code (InternLM2) run it."""
     if (rm is None) == (url is None):
         raise WorkbenchError("give exactly one of rm=NAME (score here) or url=URL (a `workbench serve` server)")
     if url is not None:
         return RemoteReward(url, api_key=api_key)
-    return LocalReward(rm, store=store, max_length=max_length, precision=precision)
+    return LocalReward(rm, store=store, max_length=max_length, precision=precision,
+                       trust_remote_code=trust_remote_code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import pyarrow as pa
 
@@ -19,7 +20,7 @@ from engine.progress import progress_bar
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.finite_scores import require_finite
-from workbench.reward_models import describe, registered_weights, resolve_reward_model
+from workbench.reward_models import describe, registered_weights, resolve_reward_model, reward_format
 from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
@@ -42,21 +43,26 @@ class ScoreResult:
 def score_responses(store: Store, rm: str, *, selection: PromptSelection | None = None,
                     generation_run: str | None = None, chunk_size: int = 1024, max_tokens_per_batch: int = 8192,
                     max_length: int = 2048, precision: str = "auto", shard: tuple[int, int] = (0, 1),
-                    scorer=None, progress: bool = True) -> ScoreResult:
-    """Score every selected response the reward model has not scored yet."""
+                    scorer=None, progress: bool = True, trust_remote_code: bool = False) -> ScoreResult:
+    """Score every selected response the reward model has not scored yet.
+
+    `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it.
+    """
     selection = selection or PromptSelection()
     rank, world = shard
     if not 0 <= rank < world:
         raise WorkbenchError(f"shard rank {rank} is outside 0..{world - 1}")
-    model = resolve_reward_model(store, rm)
+    model = resolve_reward_model(store, rm, trust_remote_code=trust_remote_code)
     if not model["path"]:
         raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
-    # scores go under this rm id only if they come from its weights (an injected scorer is the caller's word)
-    weights = registered_weights(model) if scorer is None else None
     from engine.precision import resolve_precision
     from engine.scoring import load_scorer, scoring_device
 
     precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
+    if scorer is None:  # checked before any work; a given scorer (tests) brings its own weights
+        # scores go under this rm id only if they come from its weights, read as registered (format, label)
+        load = partial(load_scorer, registered_weights(model), max_length=max_length, precision=precision,
+                       spec=reward_format(model, trust_remote_code), trust_remote_code=trust_remote_code)
     config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
               "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length,
               "precision": precision}
@@ -69,7 +75,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
         with progress_bar(selected, f"scoring with {describe(model)}", unit=" responses", enabled=progress,
                           initial=already) as bar:
             while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
-                scorer = scorer or load_scorer(weights, max_length=max_length, precision=precision)  # work
+                scorer = scorer or load()  # loaded once there is work
                 reported = bar.n  # a bar update per batch within the chunk
                 scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch,
                                        lambda done, total, start=reported: bar.update(start + done - bar.n))

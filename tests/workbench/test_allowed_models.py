@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.rm_builders import make_hf_rm
 from tests.ui.data import make_store
 from workbench import commands
 from workbench.allowed_models import AllowedModels
@@ -25,7 +26,7 @@ def setup(tmp_path_factory):
     store = make_store(root, prompts=3)
     policy = _model(root / "used-policy")
     start_run(store, "gen-run", "generation", {"policy": {"path": str(policy)}, "policy_spec": str(policy)})
-    rm = _model(root / "registered-rm")
+    rm = make_hf_rm(root / "registered-rm")  # registration checks the directory: a real (tiny) reward model
     register_reward_model(store, rm, name="my-rm")
     models = root / "models"
     _model(models / "llama-a")

@@ -59,6 +59,11 @@ def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, 
                    f"{result.prompts} prompts x {result.n}) in {result.seconds} s.")
 
 
+trust_remote_code_option = click.option(
+    "--trust-remote-code", is_flag=True,
+    help="Let a reward model that ships its own Python code (InternLM2) run it. Only with this flag.")
+
+
 def scoring_options(command):
     """The scoring options shared by `score` and `bon`."""
     for option in reversed([
@@ -68,6 +73,7 @@ def scoring_options(command):
                      help="Tokens packed into one forward pass."),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="bf16 autocast or fp32; auto = bf16 on GPUs and CPUs with AVX512-BF16/AMX, else fp32."),
+        trust_remote_code_option,
     ]):
         command = option(command)
     return command
@@ -82,13 +88,14 @@ def scoring_options(command):
                              "Default: RANK/WORLD_SIZE under torchrun, else 0/1.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, precision, shard,
-                  as_json) -> None:
+def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, precision,
+                  trust_remote_code, shard, as_json) -> None:
     """Score stored responses with a reward model (batched, length-sorted, packed; resumable).
 
     \b
     Example:
       workbench score --rm runs/rm-hh --source hh-rlhf-harmless-1800
+      workbench score --rm ./internlm2-1_8b-reward --trust-remote-code
       workbench score --rm demo-rm --shard 0/2 & workbench score --rm demo-rm --shard 1/2
       torchrun --nproc_per_node=2 -m workbench score --rm demo-rm
     """
@@ -97,7 +104,7 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
     rank, world = _shard(shard)
     result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
                              max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                             shard=(rank, world), progress=ctx.progress)
+                             shard=(rank, world), progress=ctx.progress, trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -129,7 +136,7 @@ def _shard(shard: str | None) -> tuple[int, int]:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, rm,
-                selection, max_length, max_tokens_per_batch, precision, as_json) -> None:
+                selection, max_length, max_tokens_per_batch, precision, trust_remote_code, as_json) -> None:
     """Best-of-N: sample N responses per prompt, score them, mark each prompt's best.
 
     \b
@@ -140,7 +147,8 @@ def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, see
 
     result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
                        selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
-                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision)
+                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
+                       trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -8,9 +8,12 @@ import typing
 
 import click
 
+from engine.precision import PRECISIONS
 from engine.recipes import RECIPES, recipe_settings
+from engine.rm_formats import FORMATS
 from engine.train_config import TrainConfig
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
+from workbench.cli.generate import trust_remote_code_option
 from workbench.formats import FORMATS as IMPORT_FORMATS
 
 _EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
@@ -127,15 +130,20 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, bas
 @click.option("--from-store", is_flag=True, help="Evaluate on the store's pairs, selected like `workbench export`.")
 @pair_filter_options("--pairs-rm")
 @click.option("--max-length", type=int, default=1024, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="bf16 autocast or fp32; auto = bf16 on GPUs and CPUs with AVX512-BF16/AMX, else fp32.")
+@trust_remote_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, max_length, as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, max_length, precision,
+            trust_remote_code, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
 
     \b
     Example:
       workbench rm eval --rm runs/rm-hh --data runs/rm-hh/heldout_pairs.jsonl --json
       workbench rm eval --rm demo-rm --data workbench/data/rewardbench_sample.jsonl --format rewardbench
+      workbench rm eval --rm my-trl-rm --data pairs.jsonl --precision fp32
     """
     from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
@@ -146,6 +154,7 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filt
         from workbench.rewardbench import format_report
 
         report = evaluate_rewardbench(ctx.store, rm_ref, data, skip_invalid=skip_invalid, max_length=max_length,
+                                      precision=precision, trust_remote_code=trust_remote_code,
                                       progress=ctx.progress)
         if as_json:
             emit_json(report)
@@ -153,12 +162,13 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filt
             click.echo(format_report(report))
         return
     result = evaluate_reward_model(ctx.store, rm_ref, data=data, pair_filter=pair_filter, skip_invalid=skip_invalid,
-                                   max_length=max_length, progress=ctx.progress, fmt=fmt)
+                                   max_length=max_length, progress=ctx.progress, fmt=fmt, precision=precision,
+                                   trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result)
     else:
         click.echo(f"n={result['n']} accuracy={result['accuracy']:.4f} mean_margin={result['mean_margin']:.4f} "
-                   f"length_baseline={result['length_baseline']:.4f}")
+                   f"length_baseline={result['length_baseline']:.4f} precision={result['precision']}")
 
 
 @rm_group.command("export")
@@ -183,40 +193,50 @@ def rm_export(ctx: Context, source, out) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def rm_list(ctx: Context, as_json) -> None:
-    """Reward models the store knows, with how many responses each has scored.
+    """Reward models the store knows: format, pooling, and how many responses each has scored.
 
     \b
     Example:
       workbench rm list
     """
-    from workbench.store import queries
+    from workbench.reward_models import list_with_formats
 
-    with ctx.store.connect() as con:
-        models = queries.list_reward_models(con)
+    models = list_with_formats(ctx.store)
     if as_json:
         emit_json(models)
         return
     for m in models:
-        click.echo(f"{m['name']}@{m['version']}  {m['rm_id'][:12]}  scores={m['n_scores']}  {m['path'] or '(imported scores)'}")
+        label = "" if m["label_index"] is None else f" label={m['label_index']}"
+        click.echo(f"{m['name']}@{m['version']}  {m['rm_id'][:12]}  {m['format']}/{m['pooling']}{label}  "
+                   f"scores={m['n_scores']}  {m['path'] or '(imported scores)'}")
 
 
 @rm_group.command("register")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", help="Name in the store (default: the directory's name).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="workbench (rm train), hf (a *ForSequenceClassification, e.g. TRL), openrlhf, internlm2; "
+                   "auto reads config.json.")
+@click.option("--label-index", type=int, help="Which output of a multi-objective head is the reward.")
+@trust_remote_code_option
 @pass_ctx
-def rm_register(ctx: Context, path, name) -> None:
-    """Register a reward-model directory under a name (same weights: same entry).
+def rm_register(ctx: Context, path, name, fmt, label_index, trust_remote_code) -> None:
+    """Register a reward-model directory under a name (same weights: same entry), after checking it.
 
     \b
     Example:
       workbench rm register runs/rm-hh --name hh
+      workbench rm register ./trl-reward-model --name trl-rm
+      workbench rm register ./openrlhf-rm --format openrlhf --name orm
+      workbench rm register ./multi-head-rm --label-index 2 --name helpfulness
+      workbench rm register ./internlm2-1_8b-reward --trust-remote-code --name internlm2
     """
-    from workbench.reward_models import describe, register_reward_model
+    from workbench.reward_models import describe, register_reward_model, reward_format
 
-    model = register_reward_model(ctx.store, path, name=name)
-    click.echo(f"{describe(model)} -> {model['path']}")
-
-
+    model = register_reward_model(ctx.store, path, name=name, fmt=fmt, label_index=label_index,
+                                  trust_remote_code=trust_remote_code)
+    spec = reward_format(model)
+    click.echo(f"{describe(model)} -> {model['path']} ({spec.format}, pooled at {spec.pooling})")
 
 
 @rm_group.command("compare")

@@ -31,6 +31,8 @@ class ServeConfig:
     max_length: int = field(default=2048, metadata={
         "help": "Tokens per conversation; longer ones keep their end (reported in extra_logs)."})
     precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto (as `workbench score`)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Let a reward model that ships its own Python code (InternLM2) run it. Only with this flag."})
 
     def validate(self, api_key: str | None) -> None:
         """Refuse settings that are unsafe or cannot work, with how to fix them."""

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, registered_weights, resolve_reward_model
+from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
 from workbench.serving.batching import DynamicBatcher
 from workbench.serving.config import ServeConfig
 from workbench.serving.metrics import ServerMetrics
@@ -44,16 +44,15 @@ class RewardServer:
     """A loaded reward model plus the machinery around it; `close()` drains and commits."""
 
     def __init__(self, store: Store, rm: str, config: ServeConfig, *, api_key: str | None = None, scorer=None):
-        from engine.scoring import load_scorer
-
         config.validate(api_key)
         self.store, self.config, self.api_key = store, config, api_key
-        self.model = resolve_reward_model(store, rm)
+        self.model = resolve_reward_model(store, rm, config.trust_remote_code)
         if not self.model["path"]:
             raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
         self.model_name = describe(self.model)
-        self.scorer = scorer or load_scorer(registered_weights(self.model), max_length=config.max_length,
-                                            precision=config.precision)
+        self.scorer = scorer or load_registered_scorer(self.model, max_length=config.max_length,
+                                                       precision=config.precision,
+                                                       trust_remote_code=config.trust_remote_code)
         self.encoder = self.scorer.encoder
         self._encoding = threading.Lock()  # one Rust tokenizer shared by the request threads
         tokenizer = self.encoder.tokenizer
