@@ -6,8 +6,9 @@
 (README, "Quality on real human labels": the frozen backbone with a probed, then trained, value
 head) and, once the backbone's features are cached, it retrains in seconds. Explicit settings
 always override the recipe's. Without a recipe name, settings that pick a training mode
-themselves (--lora, --qlora, --freeze-layers, --head-only) mean "no recipe": the trainer's
-plain defaults plus those flags, as before recipes existed.
+themselves (--lora, --qlora, --freeze-layers N, even 0, --head-only) mean "no recipe": the trainer's
+plain defaults plus those flags, as before recipes existed. So does a run of several processes
+(torchrun): head-only runs in one process, and a cluster run trains the backbone.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ DEFAULT_RECIPE = "head-only"
 MODE_SETTINGS = ("lora", "qlora", "freeze_layers", "head_only")
 
 
-def recipe_settings(name: str | None, explicit: dict) -> dict:
-    """TrainConfig settings: the recipe's (default: head-only unless a mode flag is given), then `explicit`."""
+def recipe_settings(name: str | None, explicit: dict, world_size: int = 1) -> dict:
+    """TrainConfig settings: the recipe's (default: head-only unless a mode flag is given or
+    `world_size` > 1), then `explicit`."""
     if name is None:
-        if any(explicit.get(k) not in (None, False, 0) for k in MODE_SETTINGS):
+        if world_size > 1 or any(explicit.get(k) is not None and explicit.get(k) is not False for k in MODE_SETTINGS):
             return dict(explicit)
         name = DEFAULT_RECIPE
     if name not in RECIPES:

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # some steps the two data-parallel halves get different numbers of them (FSDP must even them out).
 TRAIN_ARGS = ["--pairs-per-step", "8", "--epochs", "1", "--lr", "1e-3", "--max-length", "96",
               "--max-packed-length", "320", "--eval-fraction", "0", "--warmup-ratio", "0",
-              "--checkpoint-every", "2", "--keep-checkpoints", "4", "--precision", "fp32"]
+              "--checkpoint-every", "2", "--keep-checkpoints", "4", "--precision", "fp32",
+              "--freeze-layers", "0"]  # full fine-tuning in 1 process too (not the head-only default)
 
 
 def make_pairs(n: int) -> list[PreferencePair]:

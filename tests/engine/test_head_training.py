@@ -98,6 +98,8 @@ def test_recipes_default_to_head_only_and_yield_to_explicit_flags():
     assert recipe_settings(None, {})["head_only"] is True
     assert recipe_settings(None, {"epochs": 3})["epochs"] == 3
     assert recipe_settings(None, {"lora": True}) == {"lora": True}  # a mode flag: no recipe
+    assert recipe_settings(None, {"epochs": 3}, world_size=2) == {"epochs": 3}  # torchrun: no recipe
+    assert recipe_settings(None, {"freeze_layers": 0}) == {"freeze_layers": 0}  # full fine-tuning, chosen
     lora = recipe_settings("lora", {"lr": 1e-3})
     assert lora["lora"] and lora["lr"] == 1e-3 and lora["head_init"] == "probe"
     with pytest.raises(EngineError, match="unknown recipe"):

@@ -131,14 +131,23 @@ def _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts: int):
     return store
 
 
+def _models_dir(tmp_path):
+    """A --models-dir holding one tiny model (the session's tmp tree holds many: the list would be long)."""
+    from tests.tiny import make_tiny_model_dir
+
+    model = make_tiny_model_dir(tmp_path / "models" / "tiny-policy")
+    return model.parent, model
+
+
 def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp_path, tiny_model_dir):
     store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=4)
-    with running_app(store, models_dir=tiny_model_dir.parent) as (demo, url):
+    models_dir, policy = _models_dir(tmp_path)
+    with running_app(store, models_dir=models_dir) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Sample")
         page.get_by_text("10 prompts selected.").wait_for()  # the tab's own refresh is done
         page.get_by_label("Policy").click()  # offered: the models under --models-dir
-        page.get_by_role("option", name=str(tiny_model_dir), exact=True).click()
+        page.get_by_role("option", name=str(policy), exact=True).click()
         limit = page.get_by_label("At most this many prompts")
         limit.fill("2")
         limit.press("Tab")
@@ -175,13 +184,14 @@ def test_sample_tab_runs_best_of_n_while_another_tab_exports(browser, shots, tmp
 
 def test_retrain_tab_trains_then_compares_models(browser, shots, tmp_path, tiny_model_dir):
     store = _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts=12)
-    with running_app(store, models_dir=tiny_model_dir.parent) as (demo, url):
+    models_dir, base = _models_dir(tmp_path)
+    with running_app(store, models_dir=models_dir) as (demo, url):
         page = _page(browser, url)
         _tab(page, "Retrain")
         page.locator("#retrain-data").get_by_text("Training data:").wait_for()
         page.get_by_label("New model name").fill("rm-e2e")
         page.get_by_label("Base model").click()
-        page.get_by_role("option", name=str(tiny_model_dir), exact=True).click()
+        page.get_by_role("option", name=str(base), exact=True).click()
         page.get_by_label("Max steps").fill("3")
         page.get_by_label("Pairs per step").fill("4")
         page.get_by_label("Max tokens per conversation").fill("256")

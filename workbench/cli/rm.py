@@ -75,7 +75,8 @@ def rm_group() -> None:
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="A measured recipe; explicit options override its settings. Default: head-only, unless "
-                   "--lora, --qlora, --freeze-layers or --head-only pick the mode themselves.")
+                   "--lora, --qlora, --freeze-layers or --head-only pick the mode themselves, or under "
+                   "torchrun (several processes: the backbone is trained).")
 @click.option("--allow-pickle", is_flag=True,
               help="With --resume: read checkpoint files that need unpickling (can run code: trusted files only).")
 @config_options
@@ -100,7 +101,8 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, bas
     from workbench.training import train_rm
 
     pair_filter = store_pairs(from_store, pair_filter)
-    settings = recipe_settings(recipe, {k: v for k, v in overrides.items() if v is not None})
+    settings = recipe_settings(recipe, {k: v for k, v in overrides.items() if v is not None},
+                               world_size=int(os.environ.get("WORLD_SIZE", "1")))
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
