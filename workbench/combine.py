@@ -20,7 +20,6 @@ the members; `export --rm A` keeps meaning "pairs A labelled on its own".
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -28,7 +27,7 @@ import pyarrow as pa
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.pairs import PairBuildResult, ensure_token_counts, strategy_params
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import describe, model_config, resolve_reward_model
 from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 from workbench.store import combined_pairs as sql
@@ -45,8 +44,7 @@ class CombinedPairBuildResult(PairBuildResult):
 
 def combined_config(model: dict) -> dict | None:
     """{"combine": rule, "members": [...]} for a combined labeler, None for a reward model."""
-    config = model.get("config")
-    config = json.loads(config) if isinstance(config, str) else (config or {})
+    config = model_config(model)
     return config if "combine" in config else None
 
 

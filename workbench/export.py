@@ -21,7 +21,6 @@ manifest are staged under temporary names and swapped in after the store commits
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench import ids
+from workbench.combine import combined_config
 from workbench.errors import WorkbenchError
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
@@ -155,9 +155,9 @@ def _reward_models(con, labelers: dict) -> list[dict]:
         model = queries.lookup_reward_model(con, label)
         models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
                        "path": model["path"], **format_fields(model)})
-        config = json.loads(model["config"]) if isinstance(model["config"], str) else model["config"] or {}
-        if "combine" in config:  # a combination of reward models (`workbench.combine`): name its members
-            models[-1] |= {"combine": config["combine"], "members": config["members"]}
+        combined = combined_config(model)
+        if combined:  # a combination of reward models: name its members
+            models[-1] |= {"combine": combined["combine"], "members": combined["members"]}
     return models
 
 

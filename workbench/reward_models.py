@@ -58,8 +58,7 @@ def reward_format(model: dict, trust_remote_code: bool = False):
     """
     from engine.rm_formats import POOLING, RewardFormat, inspect_reward_model
 
-    config = model.get("config") or {}
-    config = json.loads(config) if isinstance(config, str) else config
+    config = model_config(model)
     if "reward_format" in config:
         return RewardFormat.from_dict(config["reward_format"])
     if config.get("reward_token_id") is not None or not model.get("path"):
@@ -103,13 +102,18 @@ def registered_weights(model: dict) -> str:
     if not (path / "config.json").is_file():
         raise WorkbenchError(f"the weights of {describe(model)} are gone from {path}: restore them, or register "
                              "the model's new location with `workbench rm register DIR`")
-    config = model.get("config") or {}
-    config = json.loads(config) if isinstance(config, str) else config
+    config = model_config(model)
     recorded = config.get("fingerprint") or model["rm_id"]  # a label-index model's id is not the fingerprint
     if model_fingerprint(path)[:len(recorded)] != recorded:
         raise WorkbenchError(f"the weights in {path} changed since {describe(model)} was registered: register "
                              f"them as a new version with `workbench rm register {path} --name {model['name']}`")
     return str(path)
+
+
+def model_config(model: dict) -> dict:
+    """A registered model's stored config as a dict (DuckDB hands JSON columns back as text)."""
+    config = model.get("config") or {}
+    return json.loads(config) if isinstance(config, str) else config
 
 
 def describe(model: dict) -> str:
@@ -128,8 +132,7 @@ def list_with_formats(store: Store) -> list[dict]:
 def format_fields(model: dict) -> dict:
     """format, pooling and label_index of a registered model, for listings and manifests."""
     if not model.get("path"):
-        config = model.get("config") or {}
-        config = json.loads(config) if isinstance(config, str) else config
+        config = model_config(model)
         kind = "combined" if "combine" in config else "imported"  # `workbench.combine`, or scores brought in
         return {"format": kind, "pooling": None, "label_index": None}
     from engine.errors import EngineError

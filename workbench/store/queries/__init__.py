@@ -33,7 +33,3 @@ from workbench.store.queries.reward_models import *  # noqa: F401,F403
 from workbench.store.queries.runs import *  # noqa: F401,F403
 from workbench.store.queries.scores import *  # noqa: F401,F403
 from workbench.store.queries.stats import *  # noqa: F401,F403
-
-# The names the helpers had before the split, kept so code written against them (other branches
-# being merged) still runs; new code uses the fetch_* names.
-rows, value, dicts = fetch_rows, fetch_value, fetch_dicts  # noqa: F405
