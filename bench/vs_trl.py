@@ -9,15 +9,20 @@ since TRL drops them too), held-out prompts split off by hash (`workbench.traini
   target_modules="all-linear", modules_to_save=["score"])`, batch 8, max length 512, bf16 where the
   hardware runs it natively, its default collator (pads each batch to its longest sequence) and its
   other defaults (RewardConfig turns gradient checkpointing on: less memory, about a third more compute);
+- `trl_no_gc` (not in the default set: `--runs trl_no_gc,...`): the same with gradient checkpointing
+  off, the fastest TRL a user gets from one flag;
 - `workbench`: the engine with the same backbone, LoRA settings, batch (8 pairs per step), lr and
-  pairs: packed micro-batches, no padding;
+  pairs: packed micro-batches, no padding, each pair's prompt computed once for both replies (its
+  real tokens count both whole conversations, as TRL's do; `computed_tokens_per_s` what it ran);
 - `head_only`: the default recipe (frozen backbone, features computed once, head probed then
   trained); it runs to the end (its feature pass is its cost) and reports its own time.
 
 The LoRA runs stop at the first step past --budget-s seconds of training (setup not counted,
 reported apart). Reported per run: real (non-padding) tokens per second of training, the padding
 share of the batch slots, peak RSS, held-out accuracy; and McNemar's exact test between each two
-runs on the same held-out pairs. Prints one JSON object.
+runs on the same held-out pairs; and how much of the machine each run uses: model FLOPs of the real
+tokens per second (`bench/flops.py`; no padding, no recomputation) as a share of a bf16/fp32 matmul
+peak measured at the start of the same run. Prints one JSON object (`--out FILE` keeps it).
 
     flock /tmp/heavy.lock python bench/vs_trl.py --budget-s 900              # the measurement
     flock /tmp/heavy.lock python bench/vs_trl.py --budget-s 60 --train-pairs 200 --heldout-pairs 100  # smoke
@@ -40,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from flops import PASSES, causal_mean_context, decoder_forward_flops_per_token, matmul_peak_gflops  # noqa: E402
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
 LR = 2e-4
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
@@ -62,7 +68,7 @@ def _read(path: str):
 # ---- workers (one process each) -----------------------------------------------------------------
 
 
-def worker_trl(args) -> dict:
+def worker_trl(args, gradient_checkpointing: bool | None = None) -> dict:
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
@@ -81,7 +87,8 @@ def worker_trl(args) -> dict:
                              target_modules="all-linear", modules_to_save=["score"], task_type="SEQ_CLS")
     config = RewardConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, max_length=args.max_length,
                           learning_rate=LR, num_train_epochs=1, bf16=bf16, use_cpu=not torch.cuda.is_available(),
-                          logging_steps=10, save_strategy="no", report_to=[], seed=0)
+                          logging_steps=10, save_strategy="no", report_to=[], seed=0,
+                          **({} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}))
     counts = {"real": 0, "slots": 0, "steps": 0}
     clock = {}
 
@@ -153,10 +160,10 @@ def worker_workbench(args) -> dict:
     trainer.rm.train()
     setup = time.perf_counter() - started
     t0 = time.perf_counter()
-    real = steps = 0
+    real = computed = steps = 0
     while steps < trainer.steps and time.perf_counter() - t0 <= args.budget_s:
-        real += trainer.run_step(steps)["tokens"]
-        steps += 1
+        metrics = trainer.run_step(steps)
+        real, computed, steps = real + metrics["tokens"], computed + metrics["computed_tokens"], steps + 1
     seconds = time.perf_counter() - t0
     heldout = _read(args.heldout)
     from engine.data import ScoringItem
@@ -165,6 +172,7 @@ def worker_workbench(args) -> dict:
         [ScoringItem(p.prompt, r) for p in heldout for r in (p.chosen, p.rejected)])
     return {"steps": steps, "train_seconds": round(seconds, 1), "setup_seconds": round(setup, 1),
             "real_tokens_per_s": round(real / seconds, 1), "padding_share": 0.0, "precision": trainer.precision,
+            "computed_tokens_per_s": round(computed / seconds, 1), "prompt_shared": trainer.share_prefix,
             "peak_rss_mb": _peak_rss_mb(), "outcomes": pair_outcomes(scores[0::2], scores[1::2])}
 
 
@@ -198,7 +206,8 @@ def worker_head_only(args) -> dict:
             "outcomes": pair_outcomes(scores[0::2], scores[1::2])}
 
 
-WORKERS = {"trl": worker_trl, "workbench": worker_workbench, "head_only": worker_head_only}
+WORKERS = {"trl": worker_trl, "trl_no_gc": lambda args: worker_trl(args, gradient_checkpointing=False),
+           "workbench": worker_workbench, "head_only": worker_head_only}
 
 
 # ---- the driver -------------------------------------------------------------------------------------
@@ -214,10 +223,12 @@ def prepare(args, work: Path) -> tuple[str, str, dict]:
     train, heldout = split_heldout(pairs, 0.2, seed=0)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
 
-    def fits(p) -> bool:  # TRL drops longer pairs; +1 leaves room for our reward token
-        return all(len(tokenizer.apply_chat_template([*p.prompt, {"role": "assistant", "content": r}], tokenize=True,
-                                                     return_dict=True)["input_ids"]) + 1 <= args.max_length
-                   for r in (p.chosen, p.rejected))
+    def lengths(p) -> list[int]:  # +1: room for our reward token
+        return [len(tokenizer.apply_chat_template([*p.prompt, {"role": "assistant", "content": r}], tokenize=True,
+                                                  return_dict=True)["input_ids"]) + 1 for r in (p.chosen, p.rejected)]
+
+    def fits(p) -> bool:  # TRL drops longer pairs
+        return max(lengths(p)) <= args.max_length
 
     fitting_train, fitting_heldout = [p for p in train if fits(p)], [p for p in heldout if fits(p)]
     dropped = len(train) + len(heldout) - len(fitting_train) - len(fitting_heldout)
@@ -228,8 +239,11 @@ def prepare(args, work: Path) -> tuple[str, str, dict]:
         lines = [json.loads(line) for line in (work / name).read_text().splitlines()]
         (work / name).write_text("".join(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}) + "\n"
                                          for r in lines))
+    train_lengths = [n for p in kept_train for n in lengths(p)]
     counts = {"pairs": len(pairs), "train": len(kept_train), "heldout": len(kept_heldout),
-              "dropped_longer_than_max_length": dropped}
+              "dropped_longer_than_max_length": dropped,
+              "mean_train_conversation_tokens": round(sum(train_lengths) / max(1, len(train_lengths)), 1),
+              "mean_causal_context": round(causal_mean_context(train_lengths), 1)}
     return str(work / "train.jsonl"), str(work / "heldout.jsonl"), counts
 
 
@@ -242,6 +256,7 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=100_000, help="cap on training pairs")
     parser.add_argument("--heldout-pairs", type=int, default=100_000, help="cap on held-out pairs")
     parser.add_argument("--runs", default="trl,workbench,head_only")
+    parser.add_argument("--out", help="also write the report (JSON) to this file")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--train", help=argparse.SUPPRESS)
     parser.add_argument("--heldout", help=argparse.SUPPRESS)
@@ -249,6 +264,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
         return
+    unknown = sorted(set(args.runs.split(",")) - set(WORKERS))
+    if unknown:
+        parser.error(f"--runs: unknown run(s) {', '.join(unknown)} (choose from {', '.join(WORKERS)})")
     if not Path(args.data).exists():
         sys.exit(f"{args.data} is missing (pass --data FILE)")
     from engine.backbone import resolve_model_path
@@ -257,14 +275,20 @@ def main() -> None:
     args.model = str(resolve_model_path(args.model))
     work = Path(tempfile.mkdtemp(prefix="vs-trl-"))
     train, heldout, counts = prepare(args, work)
+    peaks = {name: round(matmul_peak_gflops(name), 1) for name in ("bf16", "fp32")}  # idle machine, this run
     results = {}
     for name in args.runs.split(","):
         argv = [sys.executable, __file__, "--worker", name, "--model", args.model, "--train", train,
                 "--heldout", heldout, "--budget-s", str(args.budget_s), "--max-length", str(args.max_length)]
-        done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        print(f"[vs_trl] {name}: running (log {work / (name + '.log')})", file=sys.stderr, flush=True)
+        with open(work / f"{name}.log", "w") as log:
+            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, text=True,
+                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if done.returncode:
-            sys.exit(f"the {name} run failed:\n{done.stderr[-3000:]}")
+            sys.exit(f"the {name} run failed:\n{(work / (name + '.log')).read_text()[-3000:]}")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        (work / f"{name}.json").write_text(json.dumps(results[name]))  # kept if a later run fails
+        print(f"[vs_trl] {name}: done, result in {work / (name + '.json')}", file=sys.stderr, flush=True)
     for r in results.values():
         outcomes = r.pop("outcomes")
         r["heldout_accuracy"] = round(sum(outcomes) / len(outcomes), 4)
@@ -275,15 +299,31 @@ def main() -> None:
              for i, a in enumerate(names) for b in names[i + 1:]}
     for r in results.values():
         del r["_outcomes"]
+    from transformers import AutoConfig
+
+    forward = decoder_forward_flops_per_token(AutoConfig.from_pretrained(args.model), counts["mean_causal_context"])
+    for name, r in results.items():  # model FLOPs of real tokens only (no padding, no recomputation)
+        # the tokens the model ran: a shared prompt once
+        tokens_per_s = r.get("computed_tokens_per_s") or r.get("real_tokens_per_s") or r["real_tokens_per_s_feature_pass"]
+        gflops = tokens_per_s * forward * PASSES["forward" if name == "head_only" else "lora"] / 1e9
+        r["model_gflops_per_s"] = round(gflops, 1)
+        r["share_of_matmul_peak"] = round(gflops / peaks[r["precision"]], 3)
     report = {"data": counts, "budget_s": args.budget_s, "max_length": args.max_length, "batch_pairs": 8,
-              "lora": LORA, "lr": LR, "runs": results, "paired_tests": tests}
+              "lora": LORA, "lr": LR, "matmul_peak_gflops": peaks,
+              "forward_gflops_per_token": round(forward / 1e9, 3), "runs": results, "paired_tests": tests}
     if "trl" in results and "workbench" in results:
         report["speedup_real_tokens_per_s"] = round(
             results["workbench"]["real_tokens_per_s"] / results["trl"]["real_tokens_per_s"], 2)
         report["targets"] = {"speedup_at_least_2x": report["speedup_real_tokens_per_s"] >= 2.0,
                              "accuracy_not_below_trl": results["workbench"]["heldout_accuracy"]
                              >= results["trl"]["heldout_accuracy"]}
-    print(json.dumps(report, indent=2))
+    if "trl_no_gc" in results and "workbench" in results:
+        report["speedup_vs_trl_no_gc"] = round(
+            results["workbench"]["real_tokens_per_s"] / results["trl_no_gc"]["real_tokens_per_s"], 2)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

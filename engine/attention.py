@@ -18,6 +18,7 @@ back, and register that as its own attention implementation.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
@@ -48,18 +49,20 @@ def varlen_attention(
     written in front of it. Scoring uses this to run a prompt shared by N replies once.
     """
     bounds = cu_seqlens.tolist() if isinstance(cu_seqlens, torch.Tensor) else list(cu_seqlens)
-    q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, T, D)
+    lengths = [end - start for start, end in zip(bounds[:-1], bounds[1:])]
+    # split, not slice: the backward of a split writes each segment's gradient once (one cat), where
+    # a slice's backward builds a zero tensor the size of the whole row per segment
+    qs, ks, vs = (x.transpose(0, 1).split(lengths, dim=1) for x in (q, k, v))  # (H, L, D) per segment
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     outs = []
-    for s, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
-        if end == start:
+    for s, length in enumerate(lengths):
+        if length == 0:
             continue
         prefix = segment_prefix[s] if segment_prefix is not None else -1
-        keys, values = k[:, start:end], v[:, start:end]
+        keys, values = ks[s], vs[s]
         if prefix >= 0:
-            p0, p1 = bounds[prefix], bounds[prefix + 1]
-            keys, values = torch.cat([k[:, p0:p1], keys], dim=1), torch.cat([v[:, p0:p1], values], dim=1)
-        outs.append(_causal_attention(q[:, start:end], keys, values, scale, dropout))  # (H, L, D)
+            keys, values = torch.cat([ks[prefix], keys], dim=1), torch.cat([vs[prefix], values], dim=1)
+        outs.append(_causal_attention(qs[s], keys, values, scale, dropout))  # (H, L, D)
     return torch.cat(outs, dim=1).transpose(0, 1)  # (T, H, D)
 
 
@@ -76,12 +79,31 @@ def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     groups, keys = k.shape[0], k.shape[1]
     q = (q * scale).reshape(groups, heads // groups, length, dim)  # query heads sharing a key head
     scores = torch.matmul(q, k.unsqueeze(1).transpose(-1, -2)).float()  # (Hkv, G, L, K)
-    hidden = torch.ones(length, keys, dtype=torch.bool, device=q.device).triu(keys - length + 1)
+    hidden = _future_mask(length, keys, q.device)
     probs = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1)
     if dropout:
         probs = F.dropout(probs, p=dropout)
     out = torch.matmul(probs.to(v.dtype), v.unsqueeze(1))  # (Hkv, G, L, D)
     return out.reshape(heads, length, dim)
+
+
+def _future_mask(length: int, keys: int, device: torch.device) -> torch.Tensor:
+    """True where a query (the last `length` of `keys` positions) would see a later key.
+
+    Every layer of a forward pass asks for the same masks, so masks of up to 1 MB are kept
+    (at most 256 MB); a larger one costs little beside the attention it masks.
+    """
+    if length * keys > _CACHED_MASK_ELEMENTS:
+        return _build_future_mask(length, keys, device)
+    return _cached_future_mask(length, keys, device)
+
+
+def _build_future_mask(length: int, keys: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(length, keys, dtype=torch.bool, device=device).triu(keys - length + 1)
+
+
+_CACHED_MASK_ELEMENTS = 1 << 20
+_cached_future_mask = functools.lru_cache(maxsize=256)(_build_future_mask)
 
 
 def packed_sdpa_attention(

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from engine.errors import EngineError
-from engine.packing import group_by_token_budget, pack_sequences
+from engine.attention import PACKED_SDPA
+from engine.packing import groups_by_token_prefix, packed_unit_batches, prefix_units
 from engine.precision import autocast
 from engine.progress import progress_bar
 
@@ -188,18 +189,21 @@ class FrozenFeatures:
         captured = []
         hook = final_norm(rm).register_forward_pre_hook(lambda module, args: captured.append(args[0]))
         budget = max(FEATURE_BUDGET_TOKENS, max(len(s) for s in sequences))
+        # conversations that start alike (a pair's two replies, a prompt's N samples) run their
+        # common start once; the hidden states are those of each conversation alone
+        share = rm.decoder.config._attn_implementation == PACKED_SDPA
+        units = prefix_units(groups_by_token_prefix(sequences), sequences, budget) if share else \
+            [([], [(i, list(s))]) for i, s in enumerate(sequences)]
         bar = progress_bar(len(sequences), desc, unit=" conv", enabled=self.progress)
         try:
-            for group in group_by_token_budget([len(s) for s in sequences], budget):
-                batch = pack_sequences([sequences[i] for i in group], pad_token_id=rm.tokenizer.pad_token_id)
+            for order, batch in packed_unit_batches(units, budget, share, rm.tokenizer.pad_token_id):
                 batch = batch.to(rm.device)
                 captured.clear()
                 with autocast(self.precision, rm.device):
                     rm.batch_scorer.reward_hidden(batch)
-                rows = captured[-1][0][batch.reward_positions].float().cpu()  # (len(group), H)
-                out[group] = rows
-                self.backbone_forwards += len(group)
-                bar.update(len(group))
+                out[order] = captured[-1][0][batch.reward_positions].float().cpu()  # (len(order), H)
+                self.backbone_forwards += len(order)
+                bar.update(len(order))
         finally:
             hook.remove()
             bar.close()

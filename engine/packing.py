@@ -13,12 +13,19 @@ is never split. The trainer sums the loss over pairs and divides by the number o
 whole optimizer step, so how one step's pairs are grouped does not change its gradient: we may
 pick the grouping that wastes least without biasing training. Randomness comes from which
 pairs make up a step, not from their order inside it.
+
+Shared prompts: a pair's chosen and rejected conversations start with the same tokens (system
+prompt, prompt, assistant header). `pack_pairs(..., share_prefix=True)` stores those once per pair
+and lets both replies attend to them (`pack_shared_prefixes`); each reply's hidden states, and so
+its score and its gradients, equal those of its whole conversation run alone. On hh-rlhf this
+computes 63% of the tokens the two whole conversations hold. Only the "packed_sdpa" kernel reads
+the layout (not flash-attn, not sequence parallelism).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,8 +45,8 @@ class PackedBatch:
     reward_positions: torch.Tensor  # (N,) long: index in the row of each conversation's reward token
     max_seqlen: int  # longest segment
     n_pairs: int  # N == 2 * n_pairs for pair batches; 0 when packing single conversations
-    n_tokens: int  # real tokens, padding excluded
-    # Shared-prefix layout (scoring only): for each segment, the earlier segment it continues, or -1.
+    n_tokens: int  # real tokens, padding excluded (pairs sharing a prefix: both whole conversations)
+    # Shared-prefix layout: for each segment, the earlier segment it continues, or -1.
     segment_prefix: list[int] | None = None
 
     def to(self, device) -> PackedBatch:
@@ -92,9 +99,111 @@ def pack_sequences(sequences: Sequence[Sequence[int]], pad_to_multiple_of: int =
     )
 
 
-def pack_pairs(pairs: Sequence[EncodedPair], pad_to_multiple_of: int = 1, pad_token_id: int = 0) -> PackedBatch:
-    """Pack pairs whole as chosen, rejected, chosen, rejected, ... into one row."""
-    return pack_sequences([s for pair in pairs for s in pair], pad_to_multiple_of, pad_token_id, n_pairs=len(pairs))
+def pack_pairs(pairs: Sequence[EncodedPair], pad_to_multiple_of: int = 1, pad_token_id: int = 0,
+               share_prefix: bool = False) -> PackedBatch:
+    """Pack pairs as chosen, rejected, chosen, rejected, ... into one row.
+
+    With `share_prefix`, each pair's common token prefix is one segment that both replies continue
+    (module docstring); `n_tokens` still counts both whole conversations, the tokens trained on.
+    """
+    if not share_prefix:
+        return pack_sequences([s for pair in pairs for s in pair], pad_to_multiple_of, pad_token_id, n_pairs=len(pairs))
+    if pad_to_multiple_of != 1:
+        raise EngineError("shared-prefix packing has no padding (sequence parallelism packs pairs whole)")
+    units = []
+    for chosen, rejected in pairs:
+        n = common_prefix_length([chosen, rejected])
+        units.append((chosen[:n], [chosen[n:], rejected[n:]]))
+    batch = pack_shared_prefixes(units)
+    batch.n_pairs, batch.n_tokens = len(pairs), sum(len(c) + len(r) for c, r in pairs)
+    return batch
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all the sequences share, leaving each at least one of its own."""
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
+MIN_SHARED_PREFIX = 8  # tokens; below this, sharing a prefix saves less than it costs
+
+Unit = tuple[list[int], list[tuple[int, list[int]]]]  # (shared prefix, [(conversation index, suffix ids)])
+
+
+def prefix_units(groups: Iterable[Sequence[int]], encoded: Sequence[Sequence[int]], budget: int) -> list[Unit]:
+    """Units of conversations that share a start, from groups of indices into `encoded`.
+
+    A group's prefix is the longest common token prefix of its conversations (exact whatever the
+    tokenizer does at the reply boundary), capped so every suffix keeps at least its reward token;
+    under MIN_SHARED_PREFIX tokens its members go alone. A unit larger than the token budget is
+    split into several that repeat the prefix.
+    """
+    units: list[Unit] = []
+    for members in groups:
+        shared = common_prefix_length([encoded[i] for i in members]) if len(members) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            units.extend(([], [(i, list(encoded[i]))]) for i in members)
+            continue
+        prefix = list(encoded[members[0]][:shared])
+        chunk, size = [], shared
+        for i in members:
+            suffix = list(encoded[i][shared:])
+            if chunk and size + len(suffix) > budget:
+                units.append((prefix, chunk))
+                chunk, size = [], shared
+            chunk.append((i, suffix))
+            size += len(suffix)
+        units.append((prefix, chunk))
+    return units
+
+
+def groups_by_token_prefix(encoded: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Indices of conversations grouped by a common start, found by sorting their tokens.
+
+    A conversation joins the group before it when it shares at least MIN_SHARED_PREFIX tokens with
+    it and would not shorten what the group already shares.
+    """
+    groups: list[list[int]] = []
+    shared = 0
+    for i in sorted(range(len(encoded)), key=lambda i: encoded[i]):
+        if groups:
+            group = groups[-1]
+            n = common_prefix_length([encoded[group[0]], encoded[i]])
+            if n >= MIN_SHARED_PREFIX and (len(group) == 1 or n >= shared):
+                shared = n if len(group) == 1 else shared
+                group.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def packed_unit_batches(units: Sequence[Unit], budget: int, share: bool, pad_token_id: int = 0):
+    """(conversation indices in row order, packed row) per micro-batch of at most `budget` tokens.
+
+    With `share`, a unit's prefix is one segment its suffixes continue (`pack_shared_prefixes`);
+    otherwise every conversation is packed whole.
+    """
+    sizes = [len(prefix) + sum(len(s) for _, s in members) if share else
+             sum(len(prefix) + len(s) for _, s in members) for prefix, members in units]
+    for group in group_by_token_budget(sizes, budget):
+        chosen = [units[u] for u in group]
+        order = [i for _, members in chosen for i, _ in members]
+        if share:
+            batch = pack_shared_prefixes([(prefix, [s for _, s in members]) for prefix, members in chosen])
+        else:
+            batch = pack_sequences([prefix + s for prefix, members in chosen for _, s in members],
+                                   pad_token_id=pad_token_id)
+        yield order, batch
+
+
+def packed_pair_size(pair: EncodedPair, share_prefix: bool = False) -> int:
+    """Tokens a pair takes in a packed row."""
+    chosen, rejected = pair
+    return len(chosen) + len(rejected) - (common_prefix_length(pair) if share_prefix else 0)
 
 
 def pack_shared_prefixes(groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> PackedBatch:
@@ -188,6 +297,6 @@ def group_by_token_budget(sizes: Sequence[int], max_tokens: int) -> list[list[in
     return [sorted(g) for g in groups]
 
 
-def group_pairs(pairs: Sequence[EncodedPair], max_packed_length: int) -> list[list[int]]:
+def group_pairs(pairs: Sequence[EncodedPair], max_packed_length: int, share_prefix: bool = False) -> list[list[int]]:
     """Indices of pairs per micro-batch: each group packs into at most `max_packed_length` tokens."""
-    return group_by_token_budget([len(c) + len(r) for c, r in pairs], max_packed_length)
+    return group_by_token_budget([packed_pair_size(p, share_prefix) for p in pairs], max_packed_length)

@@ -34,6 +34,7 @@ from transformers.utils import logging as hf_logging
 from engine.attention import PACKED_SDPA, select_attention_implementation
 from engine.conversation import ConversationEncoder
 from engine.errors import EngineError
+from engine.lora_dropout import use_fast_lora_dropout
 from engine.packing import PackedBatch, PaddedBatch
 
 DEFAULT_REWARD_TOKEN = "<|reward|>"
@@ -178,6 +179,7 @@ class RewardModel:
                                  num_layers=meta.get("num_layers"))
         _install_reward_token(model, tokenizer, meta["reward_token"], meta["reward_token_id"])
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
+        use_fast_lora_dropout(model)
         return cls(model, tokenizer, base_path=base_path, lora=LoraSettings(**meta["lora"]), qlora=qlora)
 
     # ---- use --------------------------------------------------------------------------------
@@ -362,7 +364,9 @@ def _add_lora(model, lora: LoraSettings):
         modules_to_save=[VALUE_HEAD], task_type="SEQ_CLS",
         trainable_token_indices=[model.config.reward_token_id] if lora.train_reward_token else None,
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    use_fast_lora_dropout(model)  # the same dropout, a cheaper mask on CPU (engine/lora_dropout.py)
+    return model
 
 
 def _save_full(seqcls, tokenizer, path: Path) -> None:

@@ -15,14 +15,11 @@ import torch
 from engine.data import ScoringItem
 from engine.errors import EngineError
 from engine.attention import PACKED_SDPA
-from engine.packing import group_by_token_budget, pack_sequences, pack_shared_prefixes, pad_sequences
+from engine.packing import Unit, pack_sequences, packed_unit_batches, pad_sequences, prefix_units
 from engine.precision import autocast, resolve_precision
 from engine.reward_model import RewardModel
 
 Progress = Callable[[int, int], None]  # (items done, items total)
-
-
-MIN_SHARED_PREFIX = 8  # tokens; below this, sharing a prefix saves less than it costs
 
 
 class Scorer:
@@ -58,17 +55,10 @@ class Scorer:
                               f"({self.encoder.max_length}), or a long conversation fits no batch")
         units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else \
             [([], [(i, ids)]) for i, ids in enumerate(encoded)]
-        sizes = [len(prefix) + sum(len(s) for _, s in members) for prefix, members in units]
         scores = [0.0] * len(encoded)
         done = 0
-        for group in group_by_token_budget(sizes, max_tokens_per_batch):
-            chosen = [units[u] for u in group]
-            order = [i for _, members in chosen for i, _ in members]
-            if self.share_prefixes:
-                batch = pack_shared_prefixes([(prefix, [s for _, s in members]) for prefix, members in chosen])
-            else:
-                batch = pack_sequences([s for _, members in chosen for _, s in members],
-                                       pad_token_id=self.reward_model.tokenizer.pad_token_id)
+        for order, batch in packed_unit_batches(units, max_tokens_per_batch, self.share_prefixes,
+                                                self.reward_model.tokenizer.pad_token_id):
             for i, value in zip(order, self._run(batch)):
                 scores[i] = value
             done += len(order)
@@ -89,43 +79,13 @@ class Scorer:
             return rm.forward_packed(batch.to(rm.device)).float().tolist()
 
 
-def plan_units(items: Sequence[ScoringItem], encoded: list[list[int]], budget: int):
-    """Group conversations by prompt into (shared prefix, [(item index, suffix ids)]) units.
-
-    The prefix is the longest common token prefix of a prompt's encoded conversations (so it is
-    exact whatever the tokenizer does at the reply boundary, and left truncation simply shortens
-    or removes it), capped so every suffix keeps at least its reward token. A unit larger than the
-    token budget is split into several that repeat the prefix.
-    """
+def plan_units(items: Sequence[ScoringItem], encoded: list[list[int]], budget: int) -> list[Unit]:
+    """Group conversations by prompt into (shared prefix, [(item index, suffix ids)]) units
+    (`packing.prefix_units`; left truncation simply shortens or removes a prompt's prefix)."""
     by_prompt: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         by_prompt.setdefault(json.dumps(item.prompt, sort_keys=True), []).append(i)
-    units = []
-    for members in by_prompt.values():
-        shared = _common_prefix([encoded[i] for i in members]) if len(members) > 1 else 0
-        if shared < MIN_SHARED_PREFIX:
-            units.extend(([], [(i, encoded[i])]) for i in members)
-            continue
-        prefix = encoded[members[0]][:shared]
-        chunk, size = [], shared
-        for i in members:
-            suffix = encoded[i][shared:]
-            if chunk and size + len(suffix) > budget:
-                units.append((prefix, chunk))
-                chunk, size = [], shared
-            chunk.append((i, suffix))
-            size += len(suffix)
-        units.append((prefix, chunk))
-    return units
-
-
-def _common_prefix(sequences: list[list[int]]) -> int:
-    limit = min(len(s) for s in sequences) - 1  # every suffix keeps at least the reward token
-    first = sequences[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in sequences):
-        n += 1
-    return n
+    return prefix_units(by_prompt.values(), encoded, budget)
 
 
 @torch.no_grad()

@@ -30,6 +30,9 @@ class TrainConfig:
     max_packed_length: int = field(default=4096, metadata={
         "help": "token budget of one packed micro-batch; a step's pairs are split into as many micro-batches "
                 "as this needs (gradient accumulation)"})
+    pack_whole_pairs: bool = field(default=False, metadata={
+        "help": "pack each pair's chosen and rejected conversations whole (the InternLM2 layout) instead of "
+                "computing their shared prompt once for both (same scores and gradients, more compute)"})
     max_length: int = field(default=1024, metadata={"help": "tokens per conversation; longer ones keep their end"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 disables)"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation and data order"})

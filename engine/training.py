@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from pathlib import Path
 import torch
 
 from engine import fsdp
+from engine.attention import PACKED_SDPA
 from engine.backbone import resolve_model_path
 from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint,  # noqa: F401
                                set_rng_state, trainable_state)
@@ -114,6 +114,9 @@ class _Trainer:
         if self.layout.sp_size > 1:
             self.sp_scorer = SequenceParallelScorer(self.rm.decoder, self.rm.value_head, self.layout.sp_group)
         self.module = self._wrap(self.sp_scorer or self.rm.batch_scorer)
+        # a pair's prompt is computed once for both replies where the kernel reads that layout
+        self.share_prefix = (not config.pack_whole_pairs and self.layout.sp_size == 1
+                             and self.rm.decoder.config._attn_implementation == PACKED_SDPA)
         self.params = self.rm.trainable_parameters()  # after wrapping: FSDP replaces them with shards
         # Matrices decay, vectors do not; the value head starts from random weights and may learn
         # faster than the backbone (head_lr_multiplier).
@@ -155,11 +158,12 @@ class _Trainer:
         """This data-parallel group's pairs, their micro-batches, and each micro-batch's loss weight."""
         dp_rank, dp_size = self.layout.dp_rank, self.layout.dp_size
         local = [self.train[i] for i in indices[dp_rank::dp_size]]
-        groups = group_pairs(local, self.config.max_packed_length)
+        groups = group_pairs(local, self.config.max_packed_length, self.share_prefix)
         weights = [1.0] * len(groups)
         if self.sharded and dp_size > 1:
             # FSDP gathers parameters in every forward and backward: every rank runs as many as the busiest
-            most = max(len(group_pairs([self.train[i] for i in indices[d::dp_size]], self.config.max_packed_length))
+            most = max(len(group_pairs([self.train[i] for i in indices[d::dp_size]], self.config.max_packed_length,
+                                       self.share_prefix))
                        for d in range(dp_size))
             extra = most - len(groups)
             groups, weights = groups + groups[:1] * extra, weights + [0.0] * extra
@@ -179,10 +183,10 @@ class _Trainer:
         scale = ctx.world_size / len(indices)
         # the ranks of an SP group compute the same loss: only the first one counts it in the metrics
         counted = 1.0 if self.layout.sp_rank == 0 else 0.0
-        sums = [0.0] * 7  # total, ranking, penalty, correct, chosen score, rejected score, tokens
+        sums = [0.0] * 8  # total, ranking, penalty, correct, chosen score, rejected score, tokens, computed
         for i, (group, weight) in enumerate(zip(groups, weights)):
             batch = pack_pairs([local[j] for j in group], pad_to_multiple_of=self.layout.sp_size,
-                               pad_token_id=self.rm.tokenizer.pad_token_id)
+                               pad_token_id=self.rm.tokenizer.pad_token_id, share_prefix=self.share_prefix)
             batch = batch.to(ctx.device)
             with self._gradient_sync(i == len(groups) - 1), self._autocast():
                 scores = self.module(batch)  # (2 * pairs,): chosen, rejected, ...
@@ -191,9 +195,9 @@ class _Trainer:
             scores = scores.detach().float()
             for k, v in enumerate((loss.total.item(), loss.ranking.item(), loss.penalty.item(),
                                    loss.correct.item(), scores[0::2].sum().item(), scores[1::2].sum().item(),
-                                   batch.n_tokens)):
+                                   batch.n_tokens, batch.input_ids.shape[1])):
                 sums[k] += v * weight * counted
-        total, ranking, penalty, correct, chosen, rejected, tokens = all_reduce_sum(sums, ctx.device)
+        total, ranking, penalty, correct, chosen, rejected, tokens, computed = all_reduce_sum(sums, ctx.device)
         stop_if_not_finite("loss", total / len(indices), step, config.lr)  # every rank sees the same sum
         grad_norm = None
         if config.max_grad_norm > 0:
@@ -208,7 +212,7 @@ class _Trainer:
         return {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch(len(self.train), config.pairs_per_step), 4),
                 "loss": total / n, "ranking_loss": ranking / n, "penalty": penalty / n, "accuracy": correct / n,
                 "chosen_score": chosen / n, "rejected_score": rejected / n, "lr": lr, "grad_norm": grad_norm,
-                "tokens": int(tokens), "pairs": n}
+                "tokens": int(tokens), "computed_tokens": int(computed), "pairs": n}
 
     def plain_model(self) -> RewardModel | None:
         """The model with its current weights, unsharded, on rank 0 (None elsewhere).

@@ -39,6 +39,28 @@ def test_saved_model_scores_are_the_head_on_cached_features(tiny_dir, tmp_path):
     assert scores.std() > 1e-3  # the trained head separates something
 
 
+def test_feature_pass_runs_a_shared_start_once_and_matches_each_conversation_alone(tiny_dir, monkeypatch):
+    from engine import feature_cache
+
+    rm = RewardModel.from_base(tiny_dir)
+    items = [ScoringItem([{"role": "user", "content": f"Tell me about topic {k}, briefly."}], f"Reply {j}" * (j + 1))
+             for j in range(3) for k in range(4)]  # replies to one prompt are not adjacent
+    sequences = rm.encoder(256).encode_many(items)
+    packed_tokens = []
+    batches = feature_cache.packed_unit_batches
+
+    def counting(*args, **kwargs):
+        for order, batch in batches(*args, **kwargs):
+            packed_tokens.append(batch.input_ids.shape[1])
+            yield order, batch
+
+    monkeypatch.setattr(feature_cache, "packed_unit_batches", counting)
+    together = FrozenFeatures(rm, "fp32", None, progress=False).compute(sequences)
+    assert sum(packed_tokens) < 0.8 * sum(len(s) for s in sequences)  # each prompt ran once, not three times
+    alone = torch.cat([FrozenFeatures(rm, "fp32", None, progress=False).compute([s]) for s in sequences])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
 def test_a_retrain_on_overlapping_pairs_runs_the_backbone_only_for_new_conversations(tiny_dir, tmp_path):
     cache = FeatureCache(tmp_path / "cache", 10**8)
     pairs = make_pairs(36)

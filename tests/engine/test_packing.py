@@ -23,6 +23,33 @@ def test_pack_pairs_layout():
     assert (batch.max_seqlen, batch.n_pairs, batch.n_tokens) == (4, 2, 10)
 
 
+def test_pack_pairs_sharing_prefix_stores_each_pairs_common_start_once():
+    pairs = [([1, 2, 3, 4], [1, 2, 5]), ([7, 8], [9]), ([6, 6], [6, 6])]
+    batch = pack_pairs(pairs, share_prefix=True)
+    # pair 0 shares [1, 2]; pair 1 shares nothing; identical conversations keep their last token each
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 7, 8, 9, 6, 6, 6]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 2, 0, 1, 0, 0, 1, 1]]
+    assert batch.cu_seqlens.tolist() == [0, 2, 4, 5, 7, 8, 9, 10, 11]
+    assert batch.segment_prefix == [-1, 0, 0, -1, -1, -1, 5, 5]
+    assert batch.reward_positions.tolist() == [3, 4, 6, 7, 9, 10]  # chosen, rejected, ...
+    assert (batch.n_pairs, batch.n_tokens) == (3, 14)  # both whole conversations count as trained on
+    assert group_pairs(pairs, 11, share_prefix=True) == [[0, 1, 2]]  # 11 tokens shared, 14 whole
+    assert len(group_pairs(pairs, 11)) == 2
+    with pytest.raises(EngineError, match="no padding"):
+        pack_pairs(pairs, pad_to_multiple_of=2, share_prefix=True)
+
+
+def test_groups_by_token_prefix_finds_conversations_that_start_alike():
+    from engine.packing import groups_by_token_prefix
+
+    seqs = [[1] * 10 + [2], [5] * 3, [1] * 10 + [3, 4], [1] * 9 + [7] * 5, [5] * 3 + [6]]
+    # sorted: 0, 2 share 10 tokens; 3 shares only 9 with them (it would shorten theirs), so starts its
+    # own group; 1 and 4 share 2 (< MIN_SHARED_PREFIX), so go alone
+    assert groups_by_token_prefix(seqs) == [[0, 2], [3], [1], [4]]
+    # a conversation that would shorten what a group shares starts its own
+    assert groups_by_token_prefix([[1] * 20 + [2], [1] * 20 + [3], [1] * 9 + [9]]) == [[0, 1], [2]]
+
+
 def test_pad_to_multiple_adds_a_dummy_segment_that_never_scores():
     batch = pack_pairs(PAIRS, pad_to_multiple_of=4, pad_token_id=99)
     assert batch.input_ids.shape == (1, 12)

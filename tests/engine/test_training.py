@@ -82,7 +82,7 @@ def _first_step_gradients(cfg: TrainConfig, pairs) -> tuple[dict, dict, int]:
 
     torch.manual_seed(cfg.seed)  # the same value-head initialisation for every trainer
     trainer = _Trainer(cfg, compute_init("cpu"), pairs, None, progress=False)
-    n_micro = len(group_pairs(trainer.train, cfg.max_packed_length))
+    n_micro = len(group_pairs(trainer.train, cfg.max_packed_length, trainer.share_prefix))
     grads: dict[str, torch.Tensor] = {}
     step = trainer.optimizer.step
 
@@ -99,7 +99,10 @@ def test_one_step_of_8_pairs_equals_two_accumulated_micro_batches_of_4(tiny_dir,
     pairs = make_pairs(8)
     whole, metrics_whole, n_whole = _first_step_gradients(
         config(tiny_dir, tmp_path / "one", max_grad_norm=0.0), pairs)
-    longest = max(len(c) + len(r) for c, r in RewardModel.from_base(tiny_dir).encoder(96).encode_pairs(pairs))
+    from engine.packing import packed_pair_size
+
+    longest = max(packed_pair_size(p, share_prefix=True)
+                  for p in RewardModel.from_base(tiny_dir).encoder(96).encode_pairs(pairs))
     # a token budget of about four pairs splits the same step into micro-batches (gradient accumulation)
     split, metrics_split, n_split = _first_step_gradients(
         config(tiny_dir, tmp_path / "two", max_grad_norm=0.0, max_packed_length=max(192, 4 * longest)), pairs)
@@ -109,6 +112,27 @@ def test_one_step_of_8_pairs_equals_two_accumulated_micro_batches_of_4(tiny_dir,
         torch.testing.assert_close(split[name], whole[name], rtol=1e-5, atol=1e-7)
     assert metrics_split["loss"] == pytest.approx(metrics_whole["loss"], abs=1e-6)
     assert metrics_split["accuracy"] == metrics_whole["accuracy"]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_computing_a_pairs_prompt_once_gives_the_gradients_of_whole_pairs(tiny_dir, tmp_path, lora):
+    """The default layout (each pair's shared prompt once, both replies attending to it) trains
+    exactly like the InternLM2 layout (both conversations whole): same loss, scores and gradients."""
+    turns = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Tell me about tea."},
+             {"role": "assistant", "content": "Tea is a drink."}]
+    pairs = [PreferencePair([*turns, {"role": "user", "content": f"And {i}?"}], f"Yes, {i}.", f"No idea {i}" * (i % 3 + 1))
+             for i in range(8)]
+    settings = dict(max_grad_norm=0.0, lora=lora, lora_dropout=0.0, max_length=512)  # no truncation
+    shared, metrics_shared, _ = _first_step_gradients(config(tiny_dir, tmp_path / "shared", **settings), pairs)
+    whole, metrics_whole, _ = _first_step_gradients(
+        config(tiny_dir, tmp_path / "whole", pack_whole_pairs=True, **settings), pairs)
+    assert shared.keys() == whole.keys() and whole
+    for name in whole:
+        torch.testing.assert_close(shared[name], whole[name], rtol=1e-5, atol=1e-6)
+    for key in ("loss", "chosen_score", "rejected_score"):
+        assert metrics_shared[key] == pytest.approx(metrics_whole[key], abs=1e-6)
+    assert metrics_shared["tokens"] == metrics_whole["tokens"] == metrics_whole["computed_tokens"]
+    assert metrics_shared["computed_tokens"] < 0.6 * metrics_whole["tokens"]  # the long prompt ran once per pair
 
 
 def test_schedule_warms_up_then_decays_by_cosine():
