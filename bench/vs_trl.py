@@ -303,9 +303,11 @@ def main() -> None:
 
     forward = decoder_forward_flops_per_token(AutoConfig.from_pretrained(args.model), counts["mean_causal_context"])
     for name, r in results.items():  # model FLOPs of real tokens only (no padding, no recomputation)
+        if name == "head_only":  # its feature pass shares prompts without counting the tokens it ran
+            continue
         # the tokens the model ran: a shared prompt once
-        tokens_per_s = r.get("computed_tokens_per_s") or r.get("real_tokens_per_s") or r["real_tokens_per_s_feature_pass"]
-        gflops = tokens_per_s * forward * PASSES["forward" if name == "head_only" else "lora"] / 1e9
+        tokens_per_s = r.get("computed_tokens_per_s") or r["real_tokens_per_s"]
+        gflops = tokens_per_s * forward * PASSES["lora"] / 1e9
         r["model_gflops_per_s"] = round(gflops, 1)
         r["share_of_matmul_peak"] = round(gflops / peaks[r["precision"]], 3)
     report = {"data": counts, "budget_s": args.budget_s, "max_length": args.max_length, "batch_pairs": 8,
