@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from engine.errors import EngineError
-from engine.attention import PACKED_SDPA
 from engine.packing import groups_by_token_prefix, packed_unit_batches, prefix_units
 from engine.precision import autocast
 from engine.progress import progress_bar
@@ -191,7 +190,7 @@ class FrozenFeatures:
         budget = max(FEATURE_BUDGET_TOKENS, max(len(s) for s in sequences))
         # conversations that start alike (a pair's two replies, a prompt's N samples) run their
         # common start once; the hidden states are those of each conversation alone
-        share = rm.decoder.config._attn_implementation == PACKED_SDPA
+        share = rm.reads_shared_prefixes
         units = prefix_units(groups_by_token_prefix(sequences), sequences, budget) if share else \
             [([], [(i, list(s))]) for i, s in enumerate(sequences)]
         bar = progress_bar(len(sequences), desc, unit=" conv", enabled=self.progress)

@@ -20,7 +20,6 @@ import time
 import torch
 import torch.distributed as dist
 
-from engine.attention import PACKED_SDPA
 from engine.packing import group_pairs, pack_pairs
 from engine.precision import autocast
 from engine.progress import progress_bar
@@ -39,7 +38,7 @@ def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_lengt
     states = torch.zeros(2 * n, hidden, dtype=torch.float32, device=rm.device)
     mine = list(range(rank, n, world_size))
     bar = progress_bar(len(mine), "head probe: backbone pass", unit=" pairs", enabled=progress and rank == 0)
-    share = rm.decoder.config._attn_implementation == PACKED_SDPA  # each pair's prompt computed once
+    share = rm.reads_shared_prefixes  # each pair's prompt computed once
     for group in group_pairs([pairs[i] for i in mine], max_packed_length, share):
         batch = pack_pairs([pairs[mine[j]] for j in group], pad_token_id=rm.tokenizer.pad_token_id,
                            share_prefix=share).to(rm.device)

@@ -189,6 +189,12 @@ class RewardModel:
         return ConversationEncoder(self.tokenizer, self.reward_token_id, max_length)
 
     @property
+    def reads_shared_prefixes(self) -> bool:
+        """Whether its attention kernel runs a shared prefix once for the segments that continue it
+        (packed_sdpa; not flash-attn)."""
+        return self.decoder.config._attn_implementation == PACKED_SDPA
+
+    @property
     def device(self) -> torch.device:
         return next(self.value_head.parameters()).device
 

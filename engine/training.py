@@ -41,7 +41,6 @@ from pathlib import Path
 import torch
 
 from engine import fsdp
-from engine.attention import PACKED_SDPA
 from engine.backbone import resolve_model_path
 from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint,  # noqa: F401
                                set_rng_state, trainable_state)
@@ -116,7 +115,7 @@ class _Trainer:
         self.module = self._wrap(self.sp_scorer or self.rm.batch_scorer)
         # a pair's prompt is computed once for both replies where the kernel reads that layout
         self.share_prefix = (not config.pack_whole_pairs and self.layout.sp_size == 1
-                             and self.rm.decoder.config._attn_implementation == PACKED_SDPA)
+                             and self.rm.reads_shared_prefixes)
         self.params = self.rm.trainable_parameters()  # after wrapping: FSDP replaces them with shards
         # Matrices decay, vectors do not; the value head starts from random weights and may learn
         # faster than the backbone (head_lr_multiplier).
