@@ -123,7 +123,7 @@ def main() -> None:
         store = Store(path)
         with store.connect() as con:
             counts = queries.table_counts(con)
-            rm = queries.list_reward_models(con)[0]["name"]
+            rm = queries.list_reward_models(con)[0].name
         report = {"responses": counts["responses"], "prompts": counts["prompts"], "pairs": counts["pairs"],
                   "build_s": None if build_s is None else round(build_s, 1)}
 

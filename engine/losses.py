@@ -32,30 +32,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from engine.errors import EngineError
+from engine.train_config import LossSettings
 
 BARRIER_MARGIN = 0.01  # the tangent continuation starts at |s| = bound * (1 - BARRIER_MARGIN)
-
-
-@dataclass
-class LossSettings:
-    """Which ranking loss and score penalty to train with."""
-
-    ranking: str = field(default="focal", metadata={"help": "ranking loss: 'focal' (InternLM2) or 'bradley_terry'"})
-    focal_gamma: float = field(default=2.0, metadata={"help": "difficulty-decay exponent of the focal ranking loss"})
-    penalty: str = field(default="log_barrier", metadata={"help": "score penalty: 'log_barrier', 'l2' or 'none'"})
-    penalty_weight: float = field(default=0.01, metadata={"help": "lambda: weight of the penalty in the total loss"})
-    barrier_bound: float = field(default=5.0, metadata={"help": "the log barrier keeps scores inside (-bound, bound)"})
-
-    def __post_init__(self):
-        if self.ranking not in ("focal", "bradley_terry"):
-            raise EngineError(f"unknown ranking loss {self.ranking!r}: use 'focal' or 'bradley_terry'")
-        if self.penalty not in ("log_barrier", "l2", "none"):
-            raise EngineError(f"unknown penalty {self.penalty!r}: use 'log_barrier', 'l2' or 'none'")
-        if self.barrier_bound <= 0:
-            raise EngineError(f"barrier_bound must be positive, got {self.barrier_bound}")
-        if self.focal_gamma < 0 or self.penalty_weight < 0:
-            raise EngineError("focal_gamma and penalty_weight must be non-negative")
 
 
 @dataclass

@@ -14,10 +14,12 @@ import contextlib
 import functools
 import platform
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from engine.errors import EngineError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 (two kinds), aarch64
@@ -39,6 +41,8 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """'fp32' or 'bf16' for this device; 'bf16' on a device without bf16 support is an error."""
+    import torch  # here, not at the top: the CLI reads PRECISIONS without loading torch
+
     if precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
@@ -54,6 +58,8 @@ def autocast(precision: str, device: torch.device | str):
     """The context for a forward pass in a resolved precision ('fp32' or 'bf16')."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 

@@ -18,7 +18,7 @@ from ui.inputs import number
 from workbench import commands, curation, overview
 from workbench.errors import WorkbenchError
 from workbench.jobs import JobStatus
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 
 # The training settings' components, in this order.
 SETTINGS = ("name", "base", "recipe", "epochs", "lr", "max_length", "pairs_per_step", "max_steps", "eval_fraction",
@@ -120,8 +120,8 @@ def start_evaluation(ctx: AppContext, current: RetrainJob | None, new_id: str, o
     ctx.models.check_reward_model(ctx.store, new_id)  # before resolving: a directory would be registered
     ctx.models.check_reward_model(ctx.store, old_id)
     new, old = resolve_reward_model(ctx.store, new_id), resolve_reward_model(ctx.store, old_id)
-    argvs = commands.eval_commands(ctx.store, [old_id, new_id], commands.heldout_path(new["path"]))
-    return RetrainJob(ctx.jobs.start("eval", argvs).id, "eval", None, [describe(old), describe(new)])
+    argvs = commands.eval_commands(ctx.store, [old_id, new_id], commands.heldout_path(new.path))
+    return RetrainJob(ctx.jobs.start("eval", argvs).id, "eval", None, [old.label, new.label])
 
 
 def start_rescore(ctx: AppContext, current: RetrainJob | None, new_id: str) -> RetrainJob:
@@ -148,5 +148,5 @@ def job_view(ctx: AppContext, current: RetrainJob) -> JobView:
                      "The Overview and Browse tabs show the new scores.")
     else:
         view.text = f"Trained and registered **{current.names[0]}**. Evaluate it below, then score the store."
-        view.trained = describe(resolve_reward_model(ctx.store, current.names[0]))
+        view.trained = resolve_reward_model(ctx.store, current.names[0]).label
     return view

@@ -80,7 +80,7 @@ class AllowedModels:
         ref = (ref or "").strip()
         with store.connect() as con:
             found = queries.lookup_reward_model(con, ref) if ref else None
-        if found is not None and found.get("path"):
+        if found is not None and found.has_weights:
             return ref
         path = Path(ref).expanduser()
         if ref and path.is_absolute() and self._under_models_dir(path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.data import SamplingParams
-from workbench.reward_models import registered_weights, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.sampling import SampleResult, sample_responses
 from workbench.scoring import ScoreResult, score_responses
 from workbench.selection import PromptSelection
@@ -29,13 +29,12 @@ def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingPar
 
     `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it."""
     model = resolve_reward_model(store, rm, trust_remote_code)  # fail before sampling if the reward model is unknown
-    if model["path"]:
-        registered_weights(model)  # ... or its weights changed since registration
+    model.verified_weights()  # ... has no weights here, or they changed since registration
     sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
                                backend=backend, progress=progress)
-    scored = score_responses(store, model["rm_id"], selection=selection, generation_run=sampled.run_id,
+    scored = score_responses(store, model.rm_id, selection=selection, generation_run=sampled.run_id,
                              progress=progress, trust_remote_code=trust_remote_code, **score_kwargs)
-    picks = store.write(lambda con: queries.insert_bon_picks(con, model["rm_id"], sampled.run_id))
+    picks = store.write(lambda con: queries.insert_bon_picks(con, model.rm_id, sampled.run_id))
     return BestOfNResult(sampled, scored, picks)
 
 

@@ -27,7 +27,8 @@ import pyarrow as pa
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.pairs import PairBuildResult, ensure_token_counts, strategy_params
-from workbench.reward_models import describe, model_config, resolve_reward_model
+from workbench.registered_model import RegisteredModel
+from workbench.reward_models import resolve_reward_model
 from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 from workbench.store import combined_pairs as sql
@@ -40,12 +41,6 @@ class CombinedPairBuildResult(PairBuildResult):
     combine: str = ""
     members: list | None = None
     before_agreement: int | None = None  # agree: pairs the strategy found before the agreement check
-
-
-def combined_config(model: dict) -> dict | None:
-    """{"combine": rule, "members": [...]} for a combined labeler, None for a reward model."""
-    config = model_config(model)
-    return config if "combine" in config else None
 
 
 def _margins(rule: str, min_margins: list[float], n_models: int) -> tuple[float, list[float]]:
@@ -62,16 +57,20 @@ def _margins(rule: str, min_margins: list[float], n_models: int) -> tuple[float,
     return 0.0, list(min_margins) * n_models if len(min_margins) == 1 else list(min_margins) or [0.0] * n_models
 
 
-def combined_labeler(store: Store, models: list[dict], rule: str) -> dict:
-    """The labeler row for this rule over these models (registered once; idempotent)."""
-    members = sorted(models, key=lambda m: (m["name"], m["version"]))
-    names = [m["name"] for m in members]
-    labels = names if len(set(names)) == len(names) else [describe(m) for m in members]
-    rm_id = ids.digest("combined", rule, *(m["rm_id"] for m in members))
-    config = {"combine": rule, "members": [{"rm_id": m["rm_id"], "name": m["name"], "version": m["version"]}
-                                           for m in members]}
+def _by_name(models: list[RegisteredModel]) -> list[RegisteredModel]:
+    """Members in one order (name, version), so the same models given in another order are the same labeler."""
+    return sorted(models, key=lambda m: (m.name, m.version))
 
-    def write(con) -> dict:
+
+def combined_labeler(store: Store, models: list[RegisteredModel], rule: str) -> RegisteredModel:
+    """The labeler for this rule over these models (registered once; idempotent)."""
+    members = _by_name(models)
+    names = [m.name for m in members]
+    labels = names if len(set(names)) == len(names) else [m.label for m in members]
+    rm_id = ids.digest("combined", rule, *(m.rm_id for m in members))
+    config = {"combine": rule, "members": [m.as_reference() for m in members]}
+
+    def write(con) -> RegisteredModel:
         if queries.get_reward_model(con, rm_id) is None:
             queries.insert_reward_model(con, rm_id, f"{rule}({','.join(labels)})", None, config, None)
         return queries.get_reward_model(con, rm_id)
@@ -87,37 +86,36 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
     if rule not in RULES:
         raise WorkbenchError(f"unknown --combine rule '{rule}'; choose one of {', '.join(RULES)}")
     models = [resolve_reward_model(store, rm) for rm in rms]
-    if len(models) < 2 or len({m["rm_id"] for m in models}) != len(models):
+    if len(models) < 2 or len({m.rm_id for m in models}) != len(models):
         raise WorkbenchError("--combine needs at least two different reward models (--rm A --rm B)")
     for m in models:
-        if combined_config(m):
-            raise WorkbenchError(f"{describe(m)} is itself a combination; list its members instead")
+        if m.combination:
+            raise WorkbenchError(f"{m.label} is itself a combination; list its members instead")
     combined_margin, member_margins = _margins(rule, list(min_margins), len(models))
     params = strategy_params(strategy, k, combined_margin, max_length_ratio, seed, source, generation_run)
     _check_spread(store, models, source, generation_run)  # before anything is written
     labeler = combined_labeler(store, models, rule)
     params["combine"] = rule
     # sorted, so the same models in another order make the same pairs (both rules are symmetric)
-    params["members"] = sorted(({"rm_id": m["rm_id"], "name": m["name"], "version": m["version"],
-                                 **({"min_margin": float(margin)} if rule == "agree" else {})}
-                                for m, margin in zip(models, member_margins or [None] * len(models))),
-                               key=lambda member: (member["name"], member["version"]))
+    margin_of = dict(zip((m.rm_id for m in models), member_margins))
+    params["members"] = [m.as_reference() | ({"min_margin": float(margin_of[m.rm_id])} if rule == "agree" else {})
+                         for m in _by_name(models)]
     spec = ids.canonical_json(params)
-    run_id = ids.run_id("pairs", {"rm_id": labeler["rm_id"], **params})
-    member_ids = [m["rm_id"] for m in models]
+    run_id = ids.run_id("pairs", {"rm_id": labeler.rm_id, **params})
+    member_ids = [m.rm_id for m in models]
     if max_length_ratio is not None:
         ensure_token_counts(store, member_ids[0], source, generation_run, progress)
 
     margins = None if rule == "mean-z" else pa.table({"rm_id": pa.array(member_ids, pa.string()),
                                                       "min_margin": pa.array(member_margins, pa.float64())})
-    result = CombinedPairBuildResult(run_id, describe(labeler), strategy, params, 0, 0, rule,
-                                     [describe(m) for m in models])
-    config = {"rm": {"rm_id": labeler["rm_id"], "name": labeler["name"], "version": labeler["version"]}, **params}
+    result = CombinedPairBuildResult(run_id, labeler.label, strategy, params, 0, 0, rule,
+                                     [m.label for m in models])
+    config = {"rm": labeler.as_reference(), **params}
 
     def write(con) -> None:
-        sql.stage_combined_scores(con, member_ids, labeler["rm_id"], source, generation_run)
+        sql.stage_combined_scores(con, member_ids, labeler.rm_id, source, generation_run)
         found, result.candidates, result.new_pairs = sql.insert_combined_pairs(
-            con, strategy, {"rm_id": labeler["rm_id"], **params}, margins, spec=spec, run_id=run_id)
+            con, strategy, {"rm_id": labeler.rm_id, **params}, margins, spec=spec, run_id=run_id)
         result.before_agreement = found if rule == "agree" else None
         summary = {"candidates": result.candidates, "new_pairs": result.new_pairs, "before_agreement": found}
         record_completed_run(con, run_id, "pairs", config, summary)
@@ -126,14 +124,14 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
     return result
 
 
-def _check_spread(store: Store, models: list[dict], source: str | None, run: str | None) -> None:
+def _check_spread(store: Store, models: list[RegisteredModel], source: str | None, run: str | None) -> None:
     """Refuse when no response has every model's score, or a model cannot be standardised."""
     with store.connect() as con:
-        spread = {row["rm_id"]: row for row in sql.member_spread(con, [m["rm_id"] for m in models], source, run)}
+        spread = {row["rm_id"]: row for row in sql.member_spread(con, [m.rm_id for m in models], source, run)}
     if not spread:
-        raise WorkbenchError(f"no selected response is scored by all of {', '.join(describe(m) for m in models)}: "
+        raise WorkbenchError(f"no selected response is scored by all of {', '.join(m.label for m in models)}: "
                              "score them with each model first (`workbench score --rm NAME`)")
     for m in models:
-        if not spread[m["rm_id"]]["std"]:
-            raise WorkbenchError(f"{describe(m)} gives every selected response the same score; "
+        if not spread[m.rm_id]["std"]:
+            raise WorkbenchError(f"{m.label} gives every selected response the same score; "
                                  "its scores cannot be standardised")

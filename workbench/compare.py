@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.store import Store
 from workbench.store import compare as sql
 from workbench.store import queries
@@ -133,12 +133,12 @@ def compare_reward_models(store: Store, a: str, b: str, *, source: str | None = 
     if top < 0:
         raise WorkbenchError("--top must be >= 0")
     model_a, model_b = resolve_reward_model(store, a), resolve_reward_model(store, b)
-    if model_a["rm_id"] == model_b["rm_id"]:
-        raise WorkbenchError(f"{describe(model_a)} is compared with itself: give two different reward models")
+    if model_a.rm_id == model_b.rm_id:
+        raise WorkbenchError(f"{model_a.label} is compared with itself: give two different reward models")
     with store.connect() as con:
-        common = sql.common_scores(con, model_a["rm_id"], model_b["rm_id"], source).to_pydict()
+        common = sql.common_scores(con, model_a.rm_id, model_b.rm_id, source).to_pydict()
     if len(common["response_id"]) < 2:
-        raise WorkbenchError(f"{describe(model_a)} and {describe(model_b)} have scored fewer than two of the same "
+        raise WorkbenchError(f"{model_a.label} and {model_b.label} have scored fewer than two of the same "
                              "responses: score the store with both (`workbench score --rm NAME`)")
     result = compare_scores(common["prompt_id"], common["response_id"], common["n_chars"], common["score_a"],
                             common["score_b"], top=top)
@@ -149,7 +149,7 @@ def compare_reward_models(store: Store, a: str, b: str, *, source: str | None = 
     for d in found:
         d.update(prompt=prompts[d["prompt_id"]], a_prefers_text=responses[d["a_prefers"]],
                  b_prefers_text=responses[d["b_prefers"]])
-    return {"a": describe(model_a), "b": describe(model_b), "source": source, **result}
+    return {"a": model_a.label, "b": model_b.label, "source": source, **result}
 
 
 SUMMARY_ROWS = [("Spearman rho, all responses", ("spearman",)), ("Kendall tau-b, all responses", ("kendall_tau",)),

@@ -147,7 +147,7 @@ def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_
 
     if (rm_dir / COMPLETE_MARKER).exists():
         print(f"      reusing {rm_dir}")
-        return register_reward_model(store, rm_dir, name=DEMO_RM)
+        return register_reward_model(store, rm_dir, name=DEMO_RM).as_reference()
     if settings.pairs_file:
         data = settings.pairs_file
         print(f"      training on {data}")

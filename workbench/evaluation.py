@@ -7,7 +7,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.pair_filter import PairFilter
-from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.store import Store
 from workbench.training import pairs_from_files, pairs_from_store
 
@@ -46,8 +46,8 @@ def scorer_for_eval(store: Store, rm: str, *, max_length: int, precision: str = 
         return str(path), load_scorer(str(path), max_length=max_length, precision=precision,
                                       trust_remote_code=trust_remote_code)
     model = resolve_reward_model(store, rm, trust_remote_code)
-    return describe(model), load_registered_scorer(model, max_length=max_length, precision=precision,
-                                                   trust_remote_code=trust_remote_code)
+    return model.label, model.load_scorer(max_length=max_length, precision=precision,
+                                          trust_remote_code=trust_remote_code)
 
 
 def evaluate_rewardbench(store: Store, rm: str, data: Sequence[str], *, skip_invalid: bool = False,

@@ -30,12 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench import ids
-from workbench.combine import combined_config
 from workbench.errors import WorkbenchError
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version
-from workbench.reward_models import format_fields, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
@@ -65,7 +64,7 @@ def store_hash(con) -> str:
 def query_values(store: Store, pair_filter: PairFilter) -> dict:
     """The filter's values for the export query, its reward model resolved (a directory is registered)."""
     pair_filter.validate()
-    rm_id = resolve_reward_model(store, pair_filter.rm)["rm_id"] if pair_filter.rm is not None else None
+    rm_id = resolve_reward_model(store, pair_filter.rm).rm_id if pair_filter.rm is not None else None
     return pair_filter.query_values(rm_id)
 
 
@@ -148,17 +147,7 @@ def _top_field(top: int | None) -> dict:
 
 def _reward_models(con, labelers: dict) -> list[dict]:
     """The reward models behind the NAME@VERSION labelers of an export."""
-    models = []
-    for label in sorted(labelers):
-        if label == "human":
-            continue
-        model = queries.lookup_reward_model(con, label)
-        models.append({"name": model["name"], "version": model["version"], "rm_id": model["rm_id"],
-                       "path": model["path"], **format_fields(model)})
-        combined = combined_config(model)
-        if combined:  # a combination of reward models: name its members
-            models[-1] |= {"combine": combined["combine"], "members": combined["members"]}
-    return models
+    return [queries.lookup_reward_model(con, label).as_manifest() for label in sorted(labelers) if label != "human"]
 
 
 def _write_jsonl(con, out: Path) -> str:

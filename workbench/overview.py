@@ -25,14 +25,14 @@ def overview_counts(store: Store) -> dict:
 def reward_model_choices(store: Store, scored_only: bool = False, with_weights: bool = False) -> list[tuple[str, str]]:
     """(description, NAME@VERSION) of the store's reward models, for dropdowns."""
     with store.connect() as con:
-        models = queries.list_reward_models(con)
+        models, counts = queries.list_reward_models(con), queries.score_counts(con)
     choices = []
     for m in models:
-        if (scored_only and not m["n_scores"]) or (with_weights and not m["path"]):
+        n_scores = counts.get(m.rm_id, 0)
+        if (scored_only and not n_scores) or (with_weights and not m.has_weights):
             continue
-        kind = "weights" if m["path"] else "imported scores"
-        label = f"{m['name']}@{m['version']}"
-        choices.append((f"{label} ({m['n_scores']:,} scores, {kind})", label))
+        kind = "weights" if m.has_weights else "imported scores"
+        choices.append((f"{m.label} ({n_scores:,} scores, {kind})", m.label))
     return choices
 
 

@@ -51,17 +51,17 @@ def build_pairs(store: Store, rm: str, strategy: str, *, k: int | None = None, m
     params = strategy_params(strategy, k, min_margin, max_length_ratio, seed, source, generation_run)
     model = resolve_reward_model(store, rm)
     spec = ids.canonical_json(params)
-    run_id = ids.run_id("pairs", {"rm_id": model["rm_id"], **params})
+    run_id = ids.run_id("pairs", {"rm_id": model.rm_id, **params})
 
     if max_length_ratio is not None:
-        ensure_token_counts(store, model["rm_id"], source, generation_run, progress)
+        ensure_token_counts(store, model.rm_id, source, generation_run, progress)
 
-    config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]}, **params}
-    result = PairBuildResult(run_id, f"{model['name']}@{model['version']}", strategy, params, 0, 0)
+    config = {"rm": model.as_reference(), **params}
+    result = PairBuildResult(run_id, model.label, strategy, params, 0, 0)
 
     def write(con) -> None:
         result.candidates, result.new_pairs = queries.insert_pairs(
-            con, strategy, {"rm_id": model["rm_id"], **params}, spec=spec, run_id=run_id)
+            con, strategy, {"rm_id": model.rm_id, **params}, spec=spec, run_id=run_id)
         summary = {"candidates": result.candidates, "new_pairs": result.new_pairs}
         record_completed_run(con, run_id, "pairs", config, summary)
 

@@ -44,24 +44,20 @@ class LocalReward:
 
     def __init__(self, rm: str, store=None, max_length: int = 2048, max_tokens_per_batch: int = 8192,
                  precision: str = "auto", trust_remote_code: bool = False):
-        from workbench.reward_models import describe, registered_weights, resolve_reward_model, reward_format
+        from workbench.reward_models import resolve_reward_model
         from workbench.store import Store
 
         self.model = resolve_reward_model(store or Store(), rm, trust_remote_code)
-        if not self.model["path"]:
-            raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
-        self.weights = registered_weights(self.model)  # refused now if they changed since registration
-        self.spec, self.trust_remote_code = reward_format(self.model, trust_remote_code), trust_remote_code
-        self.__name__ = f"reward_{self.model['name']}"
-        self.max_length, self.max_tokens_per_batch, self.precision = max_length, max_tokens_per_batch, precision
+        # refused now if it has no weights or they changed since registration; loaded on the first call
+        self._load = self.model.scorer_loader(max_length=max_length, precision=precision,
+                                              trust_remote_code=trust_remote_code)
+        self.__name__ = f"reward_{self.model.name}"
+        self.max_tokens_per_batch = max_tokens_per_batch
         self.scorer = None
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        from engine.scoring import load_scorer
-
         if self.scorer is None:
-            self.scorer = load_scorer(self.weights, max_length=self.max_length, precision=self.precision,
-                                      spec=self.spec, trust_remote_code=self.trust_remote_code)
+            self.scorer = self._load()
         items = [ScoringItem(*_conversation(p, c)) for p, c in zip(prompts, completions, strict=True)]
         scores = self.scorer.score(items, max_tokens_per_batch=self.max_tokens_per_batch)
         if not all(math.isfinite(s) for s in scores):

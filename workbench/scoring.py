@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import pyarrow as pa
 
@@ -20,7 +19,8 @@ from engine.progress import progress_bar
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.finite_scores import require_finite
-from workbench.reward_models import describe, registered_weights, resolve_reward_model, reward_format
+from workbench.registered_model import RegisteredModel
+from workbench.reward_models import resolve_reward_model
 from workbench.runs import recorded_run
 from workbench.selection import PromptSelection
 from workbench.store import Store, queries
@@ -53,38 +53,35 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     if not 0 <= rank < world:
         raise WorkbenchError(f"shard rank {rank} is outside 0..{world - 1}")
     model = resolve_reward_model(store, rm, trust_remote_code=trust_remote_code)
-    if not model["path"]:
-        raise WorkbenchError(f"reward model {describe(model)} has no weights here (its scores were imported)")
+    model.require_weights()
     from engine.precision import resolve_precision
-    from engine.scoring import load_scorer, scoring_device
+    from engine.scoring import scoring_device
 
     precision = resolve_precision(precision, scoring_device())  # recorded: scores differ between the two
     if scorer is None:  # checked before any work; a given scorer (tests) brings its own weights
-        # scores go under this rm id only if they come from its weights, read as registered (format, label)
-        load = partial(load_scorer, registered_weights(model), max_length=max_length, precision=precision,
-                       spec=reward_format(model, trust_remote_code), trust_remote_code=trust_remote_code)
-    config = {"rm": {"rm_id": model["rm_id"], "name": model["name"], "version": model["version"]},
+        load = model.scorer_loader(max_length=max_length, precision=precision, trust_remote_code=trust_remote_code)
+    config = {"rm": model.as_reference(),
               "selection": selection.as_dict(), "generation_run": generation_run, "max_length": max_length,
               "precision": precision}
     run_id = ids.run_id("scoring", config)
     with recorded_run(store, run_id, "scoring", config | {"shards": world}):
         with store.connect() as con:
-            selected, already = queries.count_scored(con, model["rm_id"], selection.as_dict(), generation_run)
+            selected, already = queries.count_scored(con, model.rm_id, selection.as_dict(), generation_run)
         started = time.perf_counter()
         scored = 0
-        with progress_bar(selected, f"scoring with {describe(model)}", unit=" responses", enabled=progress,
+        with progress_bar(selected, f"scoring with {model.label}", unit=" responses", enabled=progress,
                           initial=already) as bar:
-            while chunk := _next_chunk(store, model["rm_id"], selection, generation_run, shard, chunk_size):
+            while chunk := _next_chunk(store, model.rm_id, selection, generation_run, shard, chunk_size):
                 scorer = scorer or load()  # loaded once there is work
                 reported = bar.n  # a bar update per batch within the chunk
                 scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch,
                                        lambda done, total, start=reported: bar.update(start + done - bar.n))
                 bar.update(reported + chunk.num_rows - bar.n)
         seconds = time.perf_counter() - started
-        result = ScoreResult(run_id, describe(model), scored, already, selected, round(seconds, 2),
+        result = ScoreResult(run_id, model.label, scored, already, selected, round(seconds, 2),
                              round(scored / seconds, 2) if seconds > 0 else 0.0)
         # The run stays running (summary None) until the last shard to finish closes it.
-        store.write(lambda con: _close_if_complete(con, run_id, model["rm_id"], selection, generation_run))
+        store.write(lambda con: _close_if_complete(con, run_id, model.rm_id, selection, generation_run))
     return result
 
 
@@ -96,15 +93,15 @@ def _next_chunk(store: Store, rm_id: str, selection: PromptSelection, generation
     return chunk if chunk.num_rows else None
 
 
-def _score_chunk(store: Store, scorer, chunk: pa.Table, model: dict, run_id: str, max_tokens_per_batch: int,
+def _score_chunk(store: Store, scorer, chunk: pa.Table, model: RegisteredModel, run_id: str, max_tokens_per_batch: int,
                  progress=None) -> int:
     """Score one chunk and store the scores (a non-finite score refuses the chunk); returns how many were new.
     `progress(done, total)` hears after each batch."""
     columns = chunk.to_pydict()
     items = [ScoringItem(json.loads(m), text) for m, text in zip(columns["messages"], columns["text"])]
     values = require_finite(scorer.score(items, max_tokens_per_batch=max_tokens_per_batch, progress=progress),
-                            [f"response {r}" for r in columns["response_id"]], f"reward model {describe(model)}")
-    rm_id = model["rm_id"]
+                            [f"response {r}" for r in columns["response_id"]], f"reward model {model.label}")
+    rm_id = model.rm_id
     table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows, pa.string()),
                       "score": pa.array(values, pa.float64()),
                       "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})

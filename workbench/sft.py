@@ -16,7 +16,7 @@ formats and run record are those of the DPO export. Filters that only make sense
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.store import Store
 
 PAIR_ONLY = {"label": "--label", "strategy": "--strategy", "min_margin": "--min-margin"}
@@ -34,10 +34,8 @@ def check_sft_export(store: Store, schema: str, pair_filter, top: int | None) ->
     given = [option for field, option in PAIR_ONLY.items() if getattr(pair_filter, field) is not None]
     if given:
         raise WorkbenchError(f"{', '.join(given)} select pairs and do not apply to --schema sft")
-    from workbench.combine import combined_config
-
     model = resolve_reward_model(store, pair_filter.rm)
-    if combined_config(model):
-        raise WorkbenchError(f"{describe(model)} labels combined pairs and has no scores of its own; "
+    if model.combination:
+        raise WorkbenchError(f"{model.label} labels combined pairs and has no scores of its own; "
                              "export the best replies of one of its member models")
-    return describe(model), top
+    return model.label, top

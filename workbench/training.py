@@ -138,8 +138,7 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
             if ctx.is_main and store is not None:
                 model = register_reward_model(store, config.out_dir, name=name or Path(config.out_dir).name,
                                               run_id=run_id)
-                summary["reward_model"] = {"name": model["name"], "version": model["version"],
-                                           "rm_id": model["rm_id"]}
+                summary["reward_model"] = model.as_reference()
             run.summary = summary
         failed = False
         return summary

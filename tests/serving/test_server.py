@@ -121,7 +121,7 @@ def test_a_long_conversation_keeps_its_end_and_extra_logs_say_so(store, client):
         body = client.post(f"{url}/get_reward", json={"query": [chatml(long_prompt, "short"),
                                                                 chatml([{"role": "user", "content": "hi"}], "yo")]}).json()
         assert body["extra_logs"]["truncated"] == [1, 0]
-        reference = load_scorer(server.model["path"], max_length=64, precision=server.config.precision)
+        reference = load_scorer(server.model.path, max_length=64, precision=server.config.precision)
         expected = reference.score([ScoringItem(long_prompt, "short"), ScoringItem([{"role": "user", "content": "hi"}], "yo")])
         assert body["rewards"] == pytest.approx(expected, abs=1e-5)
         assert "workbench_rm_truncated_total 1" in client.get(f"{url}/metrics").text

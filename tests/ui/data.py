@@ -43,7 +43,7 @@ def make_store(directory: Path, prompts: int = 30, n: int = 4, seed: int = 0) ->
                           tags=["synthetic"], score_name="ext", progress=False)
     build_pairs(store, "ext", "best-vs-worst", progress=False)
     with store.connect() as con:
-        rm_id = queries.find_reward_models(con, "ext")[0]["rm_id"]
+        rm_id = queries.find_reward_models(con, "ext")[0].rm_id
         some = queries.fetch_rows(con, "SELECT response_id FROM responses WHERE run_id = ? ORDER BY response_id LIMIT 12",
                             [result.run_id])
     ids = [r[0] for r in some]

@@ -43,7 +43,7 @@ def _labeler(store, name):
 def test_mean_z_best_vs_worst_by_hand(two_models):
     result = build_combined_pairs(two_models, ["b", "a"], "mean-z", "best-vs-worst", progress=False)
     assert result.rm == "mean-z(a,b)@1" and result.candidates == result.new_pairs == 2
-    pairs = _pairs(two_models, _labeler(two_models, "mean-z(a,b)")["rm_id"])
+    pairs = _pairs(two_models, _labeler(two_models, "mean-z(a,b)").rm_id)
     # ties at the bottom: the longer reply is rejected (the single-model tie rule)
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [("p1", "alpha", "bravo longer"),
                                                                           ("p2", "e", "delta long")]
@@ -60,7 +60,7 @@ def test_agree_keeps_only_pairs_every_model_orders_the_same_way(two_models):
     result = build_combined_pairs(two_models, ["a", "b"], "agree", "all-above-margin", progress=False)
     # mean-z finds 4 pairs; in p1, A ties alpha/c and B ties alpha/bravo, so only p2's two survive
     assert result.before_agreement == 4 and result.candidates == result.new_pairs == 2
-    pairs = _pairs(two_models, _labeler(two_models, "agree(a,b)")["rm_id"])
+    pairs = _pairs(two_models, _labeler(two_models, "agree(a,b)").rm_id)
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [("e", "delta long"), ("e", "f")]
     members = json.loads(pairs[0]["params"])["members"]
     assert [(m["name"], m["min_margin"]) for m in members] == [("a", 0.0), ("b", 0.0)]

@@ -158,7 +158,7 @@ def test_evaluation_and_rescoring_jobs_with_the_real_cli(tmp_path, tiny_model_di
     model = register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm"), name="tiny")
     data = tmp_path / "heldout_pairs.jsonl"
     export_pairs(store, data, pair_filter=PairFilter(limit=4))
-    argvs = commands.eval_commands(store, ["tiny", model["rm_id"]], data) + [commands.rescore_command(store, "tiny")]
+    argvs = commands.eval_commands(store, ["tiny", model.rm_id], data) + [commands.rescore_command(store, "tiny")]
     job = JobManager(tmp_path / "jobs").start("eval", argvs)
     status = job.wait(timeout=300)
     assert status.state == "completed", status.log
@@ -166,6 +166,6 @@ def test_evaluation_and_rescoring_jobs_with_the_real_cli(tmp_path, tiny_model_di
     assert table.set_index("metric").loc["n", "a"] == 4 and table["change"].tolist() == [0, 0, 0, 0]  # same model
     scored = commands.parse_json_output(job.output(2))
     with store.connect() as con:
-        stored = con.execute("SELECT count(*) FROM scores WHERE rm_id = ?", [model["rm_id"]]).fetchall()[0][0]
+        stored = con.execute("SELECT count(*) FROM scores WHERE rm_id = ?", [model.rm_id]).fetchall()[0][0]
         responses = con.execute("SELECT count(*) FROM responses").fetchall()[0][0]
     assert scored["scored"] == stored == responses

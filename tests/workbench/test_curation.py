@@ -29,7 +29,7 @@ def store(tmp_path_factory):
 
 def _rm(store):
     with store.connect() as con:
-        return queries.find_reward_models(con, "ext")[0]["rm_id"]
+        return queries.find_reward_models(con, "ext")[0].rm_id
 
 
 FILTERS = [

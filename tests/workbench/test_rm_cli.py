@@ -33,7 +33,7 @@ def test_train_from_store_register_eval_score_export(tmp_path, tiny_model_dir):
         run = queries.get_run(con, summary["run_id"])
         models = queries.list_reward_models(con)
     assert run["kind"] == "training" and run["status"] == "completed"
-    assert [m["name"] for m in models] == ["mini"]
+    assert [m.name for m in models] == ["mini"]
 
     result = runner.invoke(cli, ["--db", db, "-q", "rm", "eval", "--rm", "mini", "--data", str(heldout), "--json"])
     assert result.exit_code == 0, result.output

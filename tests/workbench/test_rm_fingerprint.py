@@ -15,7 +15,7 @@ from tests.workbench.conftest import table_counts, write_jsonl
 from workbench.cli import load_commands
 from workbench.errors import WorkbenchError
 from workbench.importer import import_files
-from workbench.reward_models import register_reward_model, registered_weights
+from workbench.reward_models import register_reward_model
 from workbench.scoring import score_responses
 
 
@@ -46,7 +46,7 @@ def test_scoring_refuses_changed_weights_and_names_rm_register(store, registered
         score_responses(store, "tiny", progress=False)
     assert table_counts(store) == before
     with pytest.raises(WorkbenchError, match="workbench rm register"):
-        registered_weights(model)
+        model.verified_weights()
 
 
 @pytest.mark.parametrize("command", [["score", "--rm", "tiny"], ["rm", "eval", "--rm", "tiny", "--from-store"],
@@ -83,5 +83,5 @@ def test_the_check_is_cheap_when_nothing_changed(registered, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", counting_open)
-    assert registered_weights(model) == str(rm_dir)
+    assert model.verified_weights() == str(rm_dir)
     assert reads == []  # the cached fingerprint stands while sizes and mtimes do: no weights are hashed

@@ -17,7 +17,7 @@ def store(tmp_path_factory):
 
 def _rm_id(store, name="ext"):
     with store.connect() as con:
-        return queries.find_reward_models(con, name)[0]["rm_id"]
+        return queries.find_reward_models(con, name)[0].rm_id
 
 
 def _scores_and_lengths(store, rm_id):

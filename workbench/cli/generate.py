@@ -6,7 +6,6 @@ import os
 
 import click
 
-from engine.data import SamplingParams
 from engine.precision import PRECISIONS
 from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
 
@@ -30,7 +29,9 @@ def sampling_options(command):
     return command
 
 
-def _params(temperature, top_p, max_new_tokens, seed) -> SamplingParams:
+def _params(temperature, top_p, max_new_tokens, seed):
+    from engine.data import SamplingParams
+
     return SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
 
 

@@ -233,12 +233,12 @@ def rm_register(ctx: Context, path, name, fmt, label_index, trust_remote_code) -
       workbench rm register ./multi-head-rm --label-index 2 --name helpfulness
       workbench rm register ./internlm2-1_8b-reward --trust-remote-code --name internlm2
     """
-    from workbench.reward_models import describe, register_reward_model, reward_format
+    from workbench.reward_models import register_reward_model
 
     model = register_reward_model(ctx.store, path, name=name, fmt=fmt, label_index=label_index,
                                   trust_remote_code=trust_remote_code)
-    spec = reward_format(model)
-    click.echo(f"{describe(model)} -> {model['path']} ({spec.format}, pooled at {spec.pooling})")
+    spec = model.reward_format()
+    click.echo(f"{model.label} -> {model.path} ({spec.format}, pooled at {spec.pooling})")
 
 
 @rm_group.command("compare")

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from workbench import ids
 from workbench.provenance import environment
+from workbench.registered_model import RegisteredModel
 from workbench.store import Store
 from workbench.store import rollouts as sql
 
@@ -40,7 +41,7 @@ class Rollout:
 class RolloutLog:
     """Batched, non-blocking writes of scored rollouts to the store (see the module docstring)."""
 
-    def __init__(self, store: Store, rm: dict, server: dict, *, flush_s: float = 0.5, max_rows: int = 4096):
+    def __init__(self, store: Store, rm: RegisteredModel, server: dict, *, flush_s: float = 0.5, max_rows: int = 4096):
         self.store, self.rm, self.server = store, rm, server
         self.flush_s, self.max_rows = flush_s, max_rows
         self.logged = 0
@@ -57,7 +58,7 @@ class RolloutLog:
         return ids.run_id("rollout", self._config(step))
 
     def _config(self, step: int | None) -> dict:
-        return {"rm": {k: self.rm[k] for k in ("rm_id", "name", "version")}, "server": self.server, "step": step}
+        return {"rm": self.rm.as_reference(), "server": self.server, "step": step}
 
     def add(self, rollouts: list[Rollout]) -> None:
         """Queue rollouts for the next commit; never waits for the store."""
@@ -116,7 +117,7 @@ class RolloutLog:
         for _, rollout in batch:
             if rollout.step not in self._runs:
                 runs[self.run_id(rollout.step)] = self._config(rollout.step)
-        tables, known = _tables(batch, self.rm["rm_id"], self.run_id)
+        tables, known = _tables(batch, self.rm.rm_id, self.run_id)
 
         def write(con) -> int:
             sql.ensure_rollout_runs(con, runs, environment())

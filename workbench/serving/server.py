@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
+from workbench.reward_models import resolve_reward_model
 from workbench.serving.batching import DynamicBatcher
 from workbench.serving.config import ServeConfig
 from workbench.serving.metrics import ServerMetrics
@@ -47,11 +47,9 @@ class RewardServer:
         config.validate(api_key)
         self.store, self.config, self.api_key = store, config, api_key
         self.model = resolve_reward_model(store, rm, config.trust_remote_code)
-        if not self.model["path"]:
-            raise WorkbenchError(f"reward model {describe(self.model)} has no weights here (its scores were imported)")
-        self.model_name = describe(self.model)
-        self.scorer = scorer or load_registered_scorer(self.model, max_length=config.max_length,
-                                                       precision=config.precision,
+        self.model.require_weights()
+        self.model_name = self.model.label
+        self.scorer = scorer or self.model.load_scorer(max_length=config.max_length, precision=config.precision,
                                                        trust_remote_code=config.trust_remote_code)
         self.encoder = self.scorer.encoder
         self._encoding = threading.Lock()  # one Rust tokenizer shared by the request threads
@@ -85,7 +83,7 @@ class RewardServer:
 
     def status(self) -> dict:
         """What `/health` answers and the status file holds."""
-        return {"status": "ok", "pid": os.getpid(), "model": self.model_name, "rm_id": self.model["rm_id"],
+        return {"status": "ok", "pid": os.getpid(), "model": self.model_name, "rm_id": self.model.rm_id,
                 "host": self.address[0], "port": self.address[1], "started": self.started,
                 "store": str(self.store.path), "queue_depth": self.batcher.depth(),
                 "requests_served": self.metrics.served(),
