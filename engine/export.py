@@ -43,8 +43,9 @@ def export_reward_model(source: str | Path, out: str | Path) -> Path:
 def _from_checkpoint(checkpoint: Path, out: Path) -> Path:
     import torch
 
+    from engine.checkpoint import load_trainable_state
     from engine.train_config import TrainConfig
-    from engine.training import build_reward_model, load_trainable_state
+    from engine.training import build_reward_model
 
     state = json.loads((checkpoint / "state.json").read_text())
     config = TrainConfig(**state["config"])

@@ -35,8 +35,8 @@ from engine.precision import describe_cpu, resolve_precision
 from engine.progress import epoch_label, phase, progress_bar
 from engine.train_config import TrainConfig
 from engine.train_guards import COMPLETE_MARKER, check_out_dir, stop_if_not_finite
-from engine.training import (TrainResult, build_reward_model, lr_lambda, step_pair_indices, steps_per_epoch,
-                             total_steps)
+from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps
+from engine.training import TrainResult, build_reward_model
 
 
 @dataclass

@@ -42,7 +42,7 @@ import torch
 
 from engine import fsdp
 from engine.backbone import resolve_model_path
-from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint,  # noqa: F401
+from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint,
                                set_rng_state, trainable_state)
 from engine.data import PreferencePair
 from engine.distributed import DistContext, all_reduce_sum, barrier, compute_init
@@ -55,7 +55,7 @@ from engine.progress import epoch_label, phase, progress_bar
 from engine.reward_model import LoraSettings, RewardModel
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
-from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps  # noqa: F401
+from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps
 
 
 

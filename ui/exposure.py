@@ -9,21 +9,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from workbench.loopback import LOOPBACK_NAMES, is_loopback
 
 
 def check_exposure(host: str, auth: str | None) -> None:

@@ -21,22 +21,24 @@ def build(ctx: AppContext, filters: list) -> dict:
                 "it with an older model on pairs held out from training, and score the store with it. Each step "
                 "runs as a separate `workbench` process and can be cancelled.")
     data = gr.Markdown(elem_id="retrain-data")
+    defaults = commands.TrainRequest()  # the inputs start at `rm train --from-store`'s app defaults
     with gr.Row():
-        name = gr.Textbox(label="New model name", value="rm-curated")
-        base = gr.Dropdown(label="Base model", choices=["smollm2"], value="smollm2", allow_custom_value=True,
+        name = gr.Textbox(label="New model name", value=defaults.name)
+        base = gr.Dropdown(label="Base model", choices=["smollm2"], value=defaults.base, allow_custom_value=True,
                            info="smollm2, a model the store knows, or one under the app's --models-dir.")
-        recipe = gr.Dropdown(label="Recipe", choices=commands.TRAIN_RECIPES, value=commands.TrainRequest.recipe,
+        recipe = gr.Dropdown(label="Recipe", choices=commands.TRAIN_RECIPES, value=defaults.recipe,
                              info="head-only: frozen backbone, cached features, seconds per retrain (best on CPU)")
     with gr.Row():
-        epochs = gr.Number(label="Epochs", value=1.0)
+        epochs = gr.Number(label="Epochs", value=defaults.epochs)
         lr = gr.Textbox(label="Learning rate", placeholder="default: the recipe's",
                         info=f"At most {commands.MAX_LR:g}.")
-        max_length = gr.Number(label="Max tokens per conversation", value=commands.TrainRequest.max_length,
+        max_length = gr.Number(label="Max tokens per conversation", value=defaults.max_length,
                                precision=0, maximum=commands.MAX_TRAIN_LENGTH)
-        pairs_per_step = gr.Number(label="Pairs per step", value=8, precision=0, maximum=commands.MAX_PAIRS_PER_STEP)
+        pairs_per_step = gr.Number(label="Pairs per step", value=defaults.pairs_per_step, precision=0,
+                                   maximum=commands.MAX_PAIRS_PER_STEP)
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
-        eval_fraction = gr.Number(label="Held-out fraction", value=0.1)
-        seed = gr.Number(label="Seed", value=0, precision=0)
+        eval_fraction = gr.Number(label="Held-out fraction", value=defaults.eval_fraction)
+        seed = gr.Number(label="Seed", value=defaults.seed, precision=0)
     command = gr.Code(label="Command", language="shell", interactive=False, lines=2, wrap_lines=True)
     with gr.Row():
         train = gr.Button("Train reward model", variant="primary")

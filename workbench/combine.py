@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.pairs import PairBuildResult, ensure_token_counts, strategy_params
@@ -105,6 +103,8 @@ def build_combined_pairs(store: Store, rms: list[str], rule: str, strategy: str,
     member_ids = [m.rm_id for m in models]
     if max_length_ratio is not None:
         ensure_token_counts(store, member_ids[0], source, generation_run, progress)
+
+    import pyarrow as pa  # here: the CLI reads RULES without loading pyarrow (it starts at once)
 
     margins = None if rule == "mean-z" else pa.table({"rm_id": pa.array(member_ids, pa.string()),
                                                       "min_margin": pa.array(member_margins, pa.float64())})

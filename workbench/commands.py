@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from engine.recipes import RECIPES
+from engine.train_config import TrainConfig
 from workbench.allowed_models import AllowedModels
 from workbench.errors import WorkbenchError
 from workbench.jobs import workbench_command
@@ -123,20 +125,20 @@ def parse_json_output(text: str) -> dict | None:
 TRAIN_RECIPES = list(RECIPES)
 
 
+# The TrainConfig fields the app's Retrain tab sets, each with TrainConfig's type, default and help,
+# except the app's own defaults: a shorter max length (the same truncation as `rm train` in the
+# README, so retrains reuse the cached features) and smaller steps for small curated sets.
+APP_TRAIN_FIELDS = ("base", "epochs", "lr", "max_length", "pairs_per_step", "max_steps", "seed")
+APP_TRAIN_DEFAULTS = {"max_length": 1024, "pairs_per_step": 8}
+
+
 @dataclass
-class TrainRequest:
-    """Settings of `workbench rm train --from-store` (see its --help)."""
+class _TrainRunSettings:
+    """What `rm train` takes besides its TrainConfig: the model's name, the recipe, the held-out share."""
 
     name: str = "rm-curated"
-    base: str = "smollm2"
     recipe: str = "head-only"        # engine.recipes: head-only, lora, full, qlora
-    epochs: float = 1.0
-    lr: float | None = None          # None: the recipe's
-    max_length: int = 1024           # as `rm train`: the same truncation reuses the CLI's cached features
-    pairs_per_step: int = 8
-    max_steps: int | None = None
     eval_fraction: float = 0.1
-    seed: int = 0
 
     def validate(self) -> None:
         if not _NAME.match(self.name or ""):
@@ -157,6 +159,19 @@ class TrainRequest:
             raise WorkbenchError("the held-out fraction must be between 0 and 1, e.g. 0.1")
 
 
+def _train_config_fields(names: tuple[str, ...], defaults: dict) -> list[tuple]:
+    """(name, type, field) of these TrainConfig fields, for `make_dataclass`."""
+    hints, config_fields = typing.get_type_hints(TrainConfig), {f.name: f for f in fields(TrainConfig)}
+    return [(name, hints[name], field(default=defaults.get(name, config_fields[name].default),
+                                      metadata=config_fields[name].metadata)) for name in names]
+
+
+# Settings of `workbench rm train --from-store` (see its --help): the run settings above plus the
+# APP_TRAIN_FIELDS of TrainConfig, derived from it (a new TrainConfig help or type shows here too).
+TrainRequest = make_dataclass("TrainRequest", _train_config_fields(APP_TRAIN_FIELDS, APP_TRAIN_DEFAULTS),
+                              bases=(_TrainRunSettings,), namespace={"__module__": __name__})
+
+
 def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir: Path,
                   allowed: AllowedModels | None = None) -> list[str]:
     """argv of `workbench rm train` on the curated pairs; with `allowed` (the app), the base model
@@ -166,15 +181,12 @@ def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir:
     if allowed is not None:
         allowed.check_model(store, request.base)
     args = ["rm", "train", "--from-store", *flt.argv(rm_flag="--pairs-rm")]
-    args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
-             "--epochs", request.epochs, "--max-length", request.max_length,
-             "--pairs-per-step", request.pairs_per_step, "--eval-fraction", request.eval_fraction,
-             "--seed", request.seed]
-    if request.lr is not None:
-        args += ["--lr", request.lr]
-    args += ["--recipe", request.recipe]
-    if request.max_steps:
-        args += ["--max-steps", request.max_steps]
+    args += ["--out", str(out_dir), "--name", request.name, "--eval-fraction", request.eval_fraction,
+             "--recipe", request.recipe]
+    for name in APP_TRAIN_FIELDS:  # the options `rm train` generates from TrainConfig (`--base` by hand)
+        value = request.base.strip() if name == "base" else getattr(request, name)
+        if value is not None:
+            args += ["--" + name.replace("_", "-"), value]
     return workbench_command(store, *args, "--json")
 
 

@@ -25,9 +25,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from workbench import ids
 from workbench.errors import WorkbenchError
@@ -37,6 +35,9 @@ from workbench.provenance import code_version
 from workbench.reward_models import resolve_reward_model
 from workbench.runs import record_completed_run
 from workbench.store import Store, queries
+
+if TYPE_CHECKING:  # loaded where written: the CLI reads FORMATS and SCHEMAS without loading pyarrow
+    import pyarrow as pa
 
 FORMATS = ("jsonl", "parquet", "hf")
 SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
@@ -156,11 +157,14 @@ def _write_jsonl(con, out: Path) -> str:
 
 
 def _write_parquet(table: pa.Table, out: Path) -> str:
+    import pyarrow.parquet as pq
+
     pq.write_table(table, out, compression="zstd")
     return ids.sha256_file(out)
 
 
 def _write_hf(table: pa.Table, out: Path) -> str:
+    import pyarrow as pa
     from datasets import Dataset
 
     content_hash = hashlib.sha256()

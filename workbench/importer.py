@@ -117,7 +117,7 @@ def import_files(
             f"{len(good)} valid records and list the rest in a rejects file"
         )
     if bad:
-        result.rejects_path = str(_write_rejects(bad, rejects_path, source))
+        result.rejects_path = str(_write_rejects(bad, rejects_path or default_rejects_path(store, source)))
 
     with _gc_paused():
         tables = _build_tables(good, run_id, source, tags, score_name)
@@ -263,8 +263,14 @@ def _parse_into(item: RawRecord, fmt: str, good: list, bad: list) -> None:
         bad.append(error.located(item.file, item.line, item.unit))
 
 
-def _write_rejects(bad: list[InputError], rejects_path, source: str) -> Path:
-    path = Path(rejects_path) if rejects_path else Path(f"{source}.rejects.jsonl")
+def default_rejects_path(store: Store, source: str) -> Path:
+    """Where `--skip-invalid` lists refused records unless told: SOURCE.rejects.jsonl beside the store
+    (not the working directory: the store's folder is where the user looks for what an import left)."""
+    return Path(store.path).resolve().parent / f"{source}.rejects.jsonl"
+
+
+def _write_rejects(bad: list[InputError], rejects_path: str | Path) -> Path:
+    path = Path(rejects_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         for error in bad:

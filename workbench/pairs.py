@@ -18,9 +18,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import pyarrow as pa
-from tqdm.auto import tqdm
-
 from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.reward_models import resolve_reward_model
@@ -92,6 +89,9 @@ def strategy_params(strategy: str, k: int | None, min_margin: float, max_length_
 def ensure_token_counts(store: Store, rm_id: str, source: str | None, run: str | None, progress: bool) -> int:
     """Count tokens (reference tokenizer) for candidate responses that have no count yet."""
     from engine.tokens import REFERENCE_TOKENIZER, count_tokens
+
+    import pyarrow as pa  # here: the CLI reads STRATEGIES without loading pyarrow (it starts at once)
+    from tqdm.auto import tqdm
 
     with store.connect() as con:
         missing = queries.responses_missing_tokens(con, rm_id, source, run)

@@ -15,12 +15,12 @@ packed scorer. Remote: each call posts the conversations to a `workbench serve` 
 from __future__ import annotations
 
 import json
-import math
 import urllib.error
 import urllib.request
 
 from engine.data import ScoringItem
 from workbench.errors import WorkbenchError
+from workbench.finite_scores import first_non_finite
 
 
 def _conversation(prompt, completion) -> tuple[list[dict], str]:
@@ -60,7 +60,7 @@ class LocalReward:
             self.scorer = self._load()
         items = [ScoringItem(*_conversation(p, c)) for p, c in zip(prompts, completions, strict=True)]
         scores = self.scorer.score(items, max_tokens_per_batch=self.max_tokens_per_batch)
-        if not all(math.isfinite(s) for s in scores):
+        if first_non_finite(scores) is not None:
             raise WorkbenchError("the reward model gave a non-finite score")
         return scores
 

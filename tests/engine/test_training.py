@@ -12,12 +12,13 @@ import time
 import pytest
 import torch
 
+from engine.checkpoint import trainable_state
 from engine.data import PreferencePair
 from engine.errors import EngineError
 from engine.reward_model import RewardModel
 from engine.train_config import TrainConfig
-from engine.training import (build_reward_model, lr_lambda, step_pair_indices, total_steps, train_reward_model,
-                             trainable_state)
+from engine.train_schedule import lr_lambda, step_pair_indices, total_steps
+from engine.training import build_reward_model, train_reward_model
 
 
 def make_pairs(n: int) -> list[PreferencePair]:

@@ -14,12 +14,19 @@ from tests.processes import MARKER, free_port, python, stall_after_insert
 from tests.serving.conftest import running_server
 from workbench.serving.config import ServeConfig
 from workbench.serving.status import server_lines
-from workbench.store import rollouts
 
 
 def conversations(tag: str, n: int, prompts: int = 2):
     return [[{"role": "user", "content": f"{tag} prompt {i % prompts}"}, {"role": "assistant", "content": f"{tag} reply {i}"}]
             for i in range(n)]
+
+
+def rollout_summary(con) -> dict:
+    """How many rollout runs and rollout replies the store holds."""
+    runs, replies = con.execute("""
+        SELECT count(DISTINCT r.run_id), count(s.response_id) FROM runs r
+        LEFT JOIN responses s ON s.run_id = r.run_id WHERE r.kind = 'rollout'""").fetchall()[0]
+    return {"runs": int(runs), "rollouts": int(replies)}
 
 
 def store_rows(store):
@@ -99,7 +106,7 @@ def test_sigkill_loses_at_most_the_unwritten_batch_and_never_leaves_part_of_one(
     assert {rid for rid, _ in rows["scores"]} == {rid for rid, _, _ in rows["responses"]}  # no reply without its score
     assert [(json.loads(c)["step"], status) for _, status, c, _ in rows["runs"]] == [(7, "running")]  # killed mid-run
     with store.connect() as con:
-        assert rollouts.rollout_summary(con) == {"runs": 1, "rollouts": 3}
+        assert rollout_summary(con) == {"runs": 1, "rollouts": 3}
 
     # a new server logs the lost batch again as its own rollouts: nothing doubled, nothing missing
     with running_server(store, ServeConfig(log_to_store=True)) as (url, _, _):

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import typing
 
 import click
 
@@ -51,13 +52,52 @@ def emit_json(value) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
+def dataclass_options(cls, *, skip: tuple[str, ...] = (), flags: dict[str, str] | None = None,
+                      explicit_only: bool = False):
+    """One option per field of the dataclass `cls` (TRL style: the dataclass is the source of truth):
+    `--field-name` (or `flags[name]`), typed from the annotation (Optional unwrapped), with the help
+    and choices of the field's metadata; a bool is a flag. Options default to the field's default,
+    shown in the help. With `explicit_only` every option defaults to None instead, so that the
+    command can tell the options given from the rest (`rm train`'s recipes fill those)."""
+    hints = typing.get_type_hints(cls)
+    flags = flags or {}
+
+    def decorate(command):
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in skip:
+                continue
+            flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+            kind = value_type(hints[f.name])
+            default = None if f.default is dataclasses.MISSING else f.default
+            help_text = f.metadata.get("help", "")
+            if kind is bool:
+                option = click.option(flag, f.name, is_flag=True, default=None if explicit_only else default,
+                                      help=help_text)
+            else:
+                choices = f.metadata.get("choices")
+                shown = default is not None
+                option = click.option(flag, f.name, type=click.Choice(choices) if choices else kind,
+                                      default=None if explicit_only else default,
+                                      show_default=shown and not explicit_only,
+                                      help=f"{help_text} [default: {default}]" if explicit_only else help_text)
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def value_type(annotation) -> type:
+    """str, int, float or bool: the type of an annotation, Optional unwrapped."""
+    return next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)
+
+
 def pair_filter_options(rm_flag: str = "--rm"):
-    """One option per `PairFilter` field, with the field's help (the dataclass is the source of
-    truth); the command receives them as `pair_filter`. `rm_flag` names the option for the
-    labelling reward model (`rm eval` and `rm train` use `--rm` for another model)."""
+    """One option per `PairFilter` field (`dataclass_options`); the command receives them as
+    `pair_filter`. `rm_flag` names the option for the labelling reward model (`rm eval` and
+    `rm train` use `--rm` for another model)."""
     from functools import wraps
 
-    from workbench.pair_filter import PairFilter, field_type, option_name
+    from workbench.pair_filter import PairFilter
 
     names = [f.name for f in dataclasses.fields(PairFilter)]
 
@@ -67,16 +107,7 @@ def pair_filter_options(rm_flag: str = "--rm"):
             pair_filter = PairFilter(**{name: kwargs.pop(name) for name in names})
             return command(*args, pair_filter=pair_filter, **kwargs)
 
-        for f in reversed(dataclasses.fields(PairFilter)):
-            flag = rm_flag if f.name == "rm" else option_name(f.name)
-            kind = field_type(f.name)
-            if kind is bool:
-                wrapper = click.option(flag, f.name, is_flag=True, help=f.metadata["help"])(wrapper)
-            else:
-                choices = f.metadata.get("choices")
-                wrapper = click.option(flag, f.name, type=click.Choice(choices) if choices else kind,
-                                       help=f.metadata["help"])(wrapper)
-        return wrapper
+        return dataclass_options(PairFilter, flags={"rm": rm_flag})(wrapper)
 
     return decorate
 

@@ -6,15 +6,11 @@ import click
 
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
 from workbench.combine import RULES as COMBINE_RULES
-from workbench.combine import build_combined_pairs
 from workbench.export import FORMATS as EXPORT_FORMATS
-from workbench.export import SCHEMAS, export_pairs
+from workbench.export import SCHEMAS
 from workbench.formats import FORMATS as IMPORT_FORMATS
-from workbench.importer import import_files
-from workbench.pairs import STRATEGIES, build_pairs
+from workbench.pairs import STRATEGIES
 from workbench.readers import DEFAULT_MAX_RECORD_BYTES
-from workbench.stats import store_stats
-from workbench.store import queries
 
 
 @cli.command("import")
@@ -26,7 +22,7 @@ from workbench.store import queries
 @click.option("--skip-invalid", is_flag=True,
               help="Import the valid records and write the invalid ones to a rejects file.")
 @click.option("--rejects", type=click.Path(dir_okay=False),
-              help="Where --skip-invalid lists refused records (default ./SOURCE.rejects.jsonl).")
+              help="Where --skip-invalid lists refused records (default: SOURCE.rejects.jsonl beside the store).")
 @click.option("--score-name", help="Reward-model name for scores carried by Best-of-N files "
                                    "(default imported:SOURCE).")
 @click.option("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
@@ -46,6 +42,8 @@ def import_command(ctx: Context, files, fmt, source, tags, skip_invalid, rejects
       workbench --db t.duckdb import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid
       workbench import samples.jsonl --format bon --score-name my-rm
     """
+    from workbench.importer import import_files
+
     result = import_files(ctx.store, files, fmt=fmt, source=source, tags=tags, skip_invalid=skip_invalid,
                           rejects_path=rejects, score_name=score_name, max_record_bytes=max_record_bytes,
                           progress=ctx.progress)
@@ -71,6 +69,8 @@ def stats_command(ctx: Context, as_json: bool) -> None:
     Example:
       workbench --db t.duckdb stats --json
     """
+    from workbench.stats import store_stats
+
     stats = store_stats(ctx.store)
     if as_json:
         emit_json(stats)
@@ -119,6 +119,9 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
       workbench pairs build --rm demo-rm --strategy top-k --k 2 --max-length-ratio 1.5
       workbench pairs build --rm rm-a --rm rm-b --combine agree --min-margin 0.5 --min-margin 1.0
     """
+    from workbench.combine import build_combined_pairs
+    from workbench.pairs import build_pairs
+
     if len(rms) > 1 or combine:
         if not combine:
             raise click.UsageError("several --rm need --combine mean-z or --combine agree")
@@ -166,6 +169,8 @@ def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores
       workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
       workbench export dpo-hf --format hf --overwrite   # replace an earlier export there
     """
+    from workbench.export import export_pairs
+
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, pair_filter=pair_filter, with_scores=with_scores,
                           with_provenance=with_provenance, top=top, overwrite=overwrite)
     if as_json:
@@ -191,5 +196,7 @@ def runs_list(ctx: Context, kind, limit) -> None:
     Example:
       workbench runs list --kind import
     """
+    from workbench.store import queries
+
     with ctx.store.connect() as con:
         emit_json(queries.list_runs(con, kind, limit))

@@ -31,7 +31,7 @@ def demo_command(ctx: Context, work_dir, n, max_new_tokens, pairs_file, epochs, 
       workbench demo
       workbench demo --pairs ../shared/data/hh-rlhf-harmless-1800.jsonl
     """
-    from ui.exposure import is_loopback
+    from workbench.loopback import is_loopback
     from workbench.demo import DemoSettings, run_demo
 
     if not no_app and not is_loopback(host):  # refused before the long build, not after

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import typing
 
 import click
 
@@ -12,35 +10,13 @@ from engine.precision import PRECISIONS
 from engine.recipes import RECIPES, recipe_settings
 from engine.rm_formats import FORMATS
 from engine.train_config import TrainConfig
-from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
+from workbench.cli import Context, cli, dataclass_options, emit_json, pair_filter_options, pass_ctx
 from workbench.cli.generate import trust_remote_code_option
 from workbench.formats import FORMATS as IMPORT_FORMATS
 
-_EXPLICIT = {"base", "out_dir"}  # declared by hand below, with their own help
-
-
-def _click_type(annotation):
-    hint = typing.get_args(annotation)
-    base = next((a for a in hint if a is not type(None)), annotation) if hint else annotation
-    return {"int": int, "float": float, "str": str, "bool": bool}.get(getattr(base, "__name__", str(base)), str)
-
-
-def config_options(command):
-    """One option per TrainConfig field (TRL style: the dataclass is the source of truth)."""
-    hints = typing.get_type_hints(TrainConfig)
-    for f in reversed(dataclasses.fields(TrainConfig)):
-        if f.name in _EXPLICIT:
-            continue
-        name = "--" + f.name.replace("_", "-")
-        kind = _click_type(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
-            command = click.option(name, f.name, is_flag=True, default=None, help=help_text)(command)
-        else:
-            default = f.default if not isinstance(f.default, dataclasses._MISSING_TYPE) else None
-            command = click.option(name, f.name, type=kind, default=None,
-                                   help=f"{help_text} [default: {default}]")(command)
-    return command
+_EXPLICIT = ("base", "out_dir")  # declared by hand below, with their own help
+# every TrainConfig field but those; None when not given, so --recipe can fill the rest
+config_options = dataclass_options(TrainConfig, skip=_EXPLICIT, explicit_only=True)
 
 
 def store_pairs(from_store: bool, pair_filter):

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
-from workbench.cli import Context, cli, emit_json, pass_ctx
+from workbench.cli import Context, cli, dataclass_options, emit_json, pass_ctx
 from workbench.serving.config import ServeConfig
-
-_CHOICES = {"precision": click.Choice(["auto", "fp32", "bf16"])}
-
-
-def config_options(command):
-    """One option per ServeConfig field, help and default from the dataclass."""
-    for f in reversed(dataclasses.fields(ServeConfig)):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            option = click.option(flag, f.name, is_flag=True, help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float}.get(f.type, str)
-            option = click.option(flag, f.name, type=_CHOICES.get(f.name, kind), default=f.default,
-                                  show_default=f.default is not None, help=f.metadata["help"])
-        command = option(command)
-    return command
-
 
 @cli.command("serve")
 @click.option("--rm", required=True, help="Reward model: NAME, NAME@VERSION, id or a directory.")
-@config_options
+@dataclass_options(ServeConfig)
 @pass_ctx
 def serve_command(ctx: Context, rm, **options) -> None:
     """Serve a reward model over HTTP for RL: OpenRLHF's /get_reward, /v1/score, /health, /metrics.

@@ -11,7 +11,6 @@ letting a backlog grow without limit (the server answers 503).
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from engine.data import ScoringItem
+from workbench.finite_scores import first_non_finite
 
 
 class QueueFull(Exception):
@@ -116,8 +116,8 @@ class DynamicBatcher:
             if self.on_batch:
                 self.on_batch(live, per_job)
             for job, values in zip(live, per_job):
-                bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
-                if bad:
-                    job.future.set_exception(NonFiniteScore(f"the model gave a non-finite score for conversation {bad[0]}"))
+                bad = first_non_finite(values)
+                if bad is not None:
+                    job.future.set_exception(NonFiniteScore(f"the model gave a non-finite score for conversation {bad}"))
                 else:
                     job.future.set_result(values)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, fields
 
+from engine.precision import PRECISIONS
 from workbench.errors import WorkbenchError
+from workbench.loopback import is_loopback
 
 
 @dataclass
@@ -30,7 +31,8 @@ class ServeConfig:
         "help": "Most requests scored together (1 scores every request alone)."})
     max_length: int = field(default=2048, metadata={
         "help": "Tokens per conversation; longer ones keep their end (reported in extra_logs)."})
-    precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto (as `workbench score`)."})
+    precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto (as `workbench score`).",
+                                                     "choices": PRECISIONS})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Let a reward model that ships its own Python code (InternLM2) run it. Only with this flag."})
 
@@ -50,12 +52,3 @@ class ServeConfig:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

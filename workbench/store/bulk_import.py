@@ -21,8 +21,10 @@ from workbench.store import content_ids
 # Every character for which Python's str.isspace() is true (checked by a test over all code points).
 _SPACE = r"\x{9}-\x{d}\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
 BLANK = f"[{_SPACE}]*"
-# Control characters that DuckDB's to_json escapes as \u000B where orjson writes \u000b: a prompt
-# holding one goes to the exact lane, so both lanes store the same messages JSON.
+# Control characters that DuckDB's to_json escapes as \u000B where orjson (the exact lane) writes
+# \u000b: the only difference between the two lanes' messages JSON (tests/workbench/test_bulk_import.py
+# checks every code point). The bulk lane keeps such prompts: both spell the same JSON string, and the
+# prompt id is computed from the prompt's text, not from this JSON.
 JSON_HEX_ESCAPED = r"[\x{b}\x{e}\x{f}\x{1a}-\x{1f}]"
 
 

@@ -7,11 +7,14 @@ tie rules are the single-model ones.
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store import content_ids
 from workbench.store.queries.fetch import fetch_dicts, fetch_value
 from workbench.store.queries.pairs import candidate_pairs, insert_found_pairs
+
+if TYPE_CHECKING:  # annotations only: reading this module loads no pyarrow
+    import pyarrow as pa
 
 COMBINED_SCORES = "combined_scores"
 

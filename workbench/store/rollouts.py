@@ -43,12 +43,3 @@ def rollout_counts(con, run_ids: list[str]) -> dict[str, int]:
     found = con.execute("SELECT run_id, count(*) FROM responses WHERE run_id IN (SELECT unnest(?)) GROUP BY 1",
                         [run_ids]).fetchall()
     return {run_id: int(n) for run_id, n in found}
-
-
-def rollout_summary(con) -> dict:
-    """How many rollout runs and rollout replies the store holds."""
-    runs, replies = con.execute("""
-        SELECT count(DISTINCT r.run_id), count(s.response_id) FROM runs r
-        LEFT JOIN responses s ON s.run_id = r.run_id WHERE r.kind = 'rollout'""").fetchall()[0]
-    return {"runs": int(runs), "rollouts": int(replies)}
-

@@ -1,24 +1,18 @@
 """SQL of the SFT (rejection-sampling) export: each prompt's best replies by one reward model.
 
-The candidates and the tie rule are the pair builder's own (`queries.pairs._CANDIDATES`, `_BEST_KEY`):
+The candidates and the tie rule are the pair builder's own (`queries.pairs.CANDIDATES`, `BEST_KEY`):
 identical texts count once, and among equal scores the shorter reply, then the lower id, wins.
+The reply filters are the pair filter's own (`queries.pair_filter.PAIR_FILTER` over `REPLY_AS_PAIR`).
 """
 
 from __future__ import annotations
 
 from workbench.store.queries.fetch import fetch_rows
-from workbench.store.queries.pairs import _BEST_KEY, _CANDIDATES
+from workbench.store.queries.pair_filter import PAIR_FILTER, REPLY_AS_PAIR, pair_filter_params
+from workbench.store.queries.pairs import BEST_KEY, CANDIDATES
 
-# Filters on the candidate replies (responses r, scores s), applied before the best are picked.
-_WHERE = """
-    ($source IS NULL OR r.prompt_id IN (SELECT prompt_id FROM prompts WHERE source = $source))
-    AND ($tag IS NULL OR r.prompt_id IN (SELECT prompt_id FROM prompts WHERE list_contains(tags, $tag)))
-    AND ($min_score IS NULL OR s.score >= $min_score)
-    AND ($max_score IS NULL OR s.score <= $max_score)
-    AND ($min_chars IS NULL OR r.n_chars >= $min_chars)
-    AND ($max_chars IS NULL OR r.n_chars <= $max_chars)
-    AND (NOT $exclude_flagged OR NOT (coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)))
-"""
+# The candidate replies (responses r, scores s) that pass the pair filter, before the best are picked.
+_WHERE = f"r.response_id IN (SELECT response_id FROM ({REPLY_AS_PAIR}) WHERE rm_id = $rm AND {PAIR_FILTER})"
 
 _MESSAGES = ("list_concat(CAST(p.messages AS STRUCT(role VARCHAR, content VARCHAR)[]), "
              "[{'role': 'assistant', 'content': r.text}])")
@@ -34,8 +28,8 @@ def sft_rows_sql(column_sets: list[str], limit: int | None) -> str:
     """The SFT query: each prompt's best `$top` candidates by `$rm`, ordered by prompt id then rank."""
     columns = [(name, expr) for key in column_sets for name, expr in SFT_COLUMNS[key]]
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
-    sql = _CANDIDATES.format(where=_WHERE, scores="scores") + f"""
-, ranked AS (SELECT *, row_number() OVER (PARTITION BY prompt_id ORDER BY {_BEST_KEY}) AS sft_rank FROM cand)
+    sql = CANDIDATES.format(where=_WHERE, scores="scores") + f"""
+, ranked AS (SELECT *, row_number() OVER (PARTITION BY prompt_id ORDER BY {BEST_KEY}) AS sft_rank FROM cand)
 SELECT {select}, $labeler AS export_labeler
 FROM ranked k JOIN responses r ON r.response_id = k.response_id JOIN prompts p ON p.prompt_id = k.prompt_id
 WHERE k.sft_rank <= $top ORDER BY k.prompt_id, k.sft_rank"""
@@ -44,9 +38,7 @@ WHERE k.sft_rank <= $top ORDER BY k.prompt_id, k.sft_rank"""
 
 def stage_sft_export(con, spec: dict, labeler: str, top: int, column_sets: list[str], limit: int | None) -> dict:
     """The SFT rows into the temporary table `export_rows` (as `queries.stage_export` does); rows per labeler."""
-    params = {k: spec.get(k) for k in ("source", "tag", "min_score", "max_score", "min_chars", "max_chars")}
-    params |= {"exclude_flagged": bool(spec.get("exclude_flagged")), "rm": spec["rm"], "labeler": labeler,
-               "top": int(top)}
+    params = pair_filter_params(spec) | {"labeler": labeler, "top": int(top)}
     if limit is not None:
         params["limit"] = int(limit)
     con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + sft_rows_sql(column_sets, limit), params)

@@ -1,14 +1,14 @@
-"""All SQL outside the schema migrations (`workbench/store/migrations.py`) and the bulk import
-lane (`workbench/store/bulk_import.py`, `content_ids.py`), one module per concern:
+"""The store's shared queries, one module per concern (the schema, the bulk import lane and the
+SQL that serves a single workbench module live beside this package: see `workbench.store`):
 
     fetch              run a statement, get rows / one value / dicts / a changed-row count
     runs               the runs table (start, finish, restart, list)
-    reward_models      registered models and external scorers; lookup by id, NAME, NAME@VERSION
+    reward_models      registered models (as RegisteredModel); lookup by id, NAME, NAME@VERSION
     new_rows           first-writer-wins bulk inserts of prompts, responses, scores, pairs
     prompts_responses  prompt selection, a run's samples, curation flags, token counts
     scores             what a reward model still has to score; Best-of-N picks
     pairs              pair-building strategies
-    pair_filter        the pair filter (one SQL fragment for the export and the app's index)
+    pair_filter        the pair filter (one SQL fragment for the export, the app's index, SFT replies)
     export             the export query and its staging
     pair_index         the app's in-memory curation index
     stats              table counts, scores per model, pairs per labeler

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import fetch_rows, fetch_value
 from workbench.store.queries.pair_filter import PAIR_COLUMNS, PAIR_FILTER, PAIR_JOINS, pair_filter_params
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 # One row per distinct (prompt, chosen text, rejected text): when several pairs say the same
 # thing, the one with the largest margin (then the lowest pair id) represents them.

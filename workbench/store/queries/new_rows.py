@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import count_changed
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 _KEYS = {"prompts": ("prompt_id",), "responses": ("response_id",), "scores": ("response_id", "rm_id"),
          "pairs": ("pair_id",)}

@@ -6,9 +6,12 @@ by key; an unknown key raises KeyError.
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 HISTOGRAM_SOURCES = {
     "scores": "SELECT score AS v FROM scores WHERE rm_id = $rm",

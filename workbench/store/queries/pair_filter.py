@@ -1,5 +1,6 @@
 """The pair filter in SQL, written once: the export query and the app's in-memory pair index
-both select `PAIR_COLUMNS` and apply `PAIR_FILTER` to them.
+both select `PAIR_COLUMNS` and apply `PAIR_FILTER` to them; the SFT export applies it to
+`REPLY_AS_PAIR` (each reply as a pair with itself).
 
 Each condition is `($name IS NULL OR ...)`, so a filter field left empty binds NULL and
 selects everything; `workbench.pair_filter.PairFilter` has one field per entry of
@@ -46,6 +47,18 @@ _FINITE = ("coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_r
            " AND coalesce(isfinite(margin), true)")
 PAIR_FILTER = "\n    AND ".join([_FINITE] + [f"(${name} IS NULL OR {condition})"
                                               for name, condition in PAIR_CONDITIONS.items()])
+
+
+# One reply seen as a pair of itself with itself, in PAIR_COLUMNS' names, so that PAIR_FILTER selects
+# replies too (the SFT export's candidates): a reply passes when that pair would. The pair-only
+# columns (margin, label, strategy) are NULL; their fields are refused for replies.
+REPLY_AS_PAIR = """
+SELECT r.response_id, p.source, p.tags, s.rm_id, s.score AS score_chosen, s.score AS score_rejected,
+       NULL::DOUBLE AS margin, NULL::VARCHAR AS label_source, NULL::VARCHAR AS strategy,
+       r.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
+       (coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged
+FROM responses r JOIN prompts p ON p.prompt_id = r.prompt_id JOIN scores s ON s.response_id = r.response_id
+"""
 
 
 def pair_filter_params(values: dict) -> dict:

@@ -8,11 +8,15 @@ its counts against the export query for many filters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import pyarrow as pa
 
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows, fetch_value
 from workbench.store.queries.pair_filter import PAIR_COLUMNS, PAIR_FILTER, PAIR_JOINS, pair_filter_params
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 
 def store_version(con) -> tuple:

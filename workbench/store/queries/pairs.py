@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store import content_ids
 from workbench.store.queries.fetch import count_changed, fetch_value
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 # Candidates: one prompt's replies scored by the reward model, identical texts collapsed to one
 # (the lowest id). Two imported replies of a prompt never share a text (their id is a hash of
 # prompt and text), so only prompts with a generated reply can hold duplicates; there a 64-bit
 # hash finds the replies that may repeat a text, and only those are compared in full.
-_CANDIDATES = """
+CANDIDATES = """
 WITH scored AS (
     SELECT r.prompt_id, r.response_id, r.n_chars, r.n_tokens, s.score, r.origin
     FROM responses r
@@ -34,7 +37,7 @@ _RUN = "r.run_id = $run"
 
 # Tie rules: among equal best scores the shorter reply is chosen, among equal worst scores the
 # longer reply is rejected (both counter length bias), then the lower id. As sort keys:
-_BEST_KEY = "{'s': -score, 'c': n_chars, 'i': response_id}"
+BEST_KEY = "{'s': -score, 'c': n_chars, 'i': response_id}"
 _WORST_KEY = "{'s': score, 'c': -n_chars, 'i': response_id}"
 
 _MARGIN_OK = """margin > 0 AND isfinite(margin) AND margin >= $min_margin
@@ -43,7 +46,7 @@ _MARGIN_OK = """margin > 0 AND isfinite(margin) AND margin >= $min_margin
 # best-vs-worst: one aggregate per prompt (no window, no self-join).
 _BEST_VS_WORST = f"""
 , ends AS (
-    SELECT prompt_id, arg_min({{'id': response_id, 'score': score, 'tokens': n_tokens}}, {_BEST_KEY}) AS b,
+    SELECT prompt_id, arg_min({{'id': response_id, 'score': score, 'tokens': n_tokens}}, {BEST_KEY}) AS b,
            arg_min({{'id': response_id, 'score': score, 'tokens': n_tokens}}, {_WORST_KEY}) AS w
     FROM cand GROUP BY prompt_id
 ), found AS (
@@ -81,7 +84,7 @@ PAIR_STRATEGY_SQL = {
 
 def _pairs_sql(strategy: str, params: dict, scores: str = "scores") -> tuple[str, dict]:
     where = [f for f, key in ((_SOURCE, "source"), (_RUN, "run")) if params.get(key) is not None] or ["true"]
-    sql = _CANDIDATES.format(where=" AND ".join(where), scores=scores) + PAIR_STRATEGY_SQL[strategy]
+    sql = CANDIDATES.format(where=" AND ".join(where), scores=scores) + PAIR_STRATEGY_SQL[strategy]
     named = {"rm": params["rm_id"], "min_margin": params.get("min_margin", 0.0),
              "ratio": params.get("max_length_ratio")}
     named.update({k: params[k] for k in ("source", "run") if params.get(k) is not None})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import count_changed, fetch_rows, fetch_value
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 # Which prompts a command (or the app) works on; every value is a bound parameter.
 PROMPT_FILTER = """

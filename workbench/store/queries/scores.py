@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import count_changed, fetch_rows
 from workbench.store.queries.prompts_responses import PROMPT_FILTER, prompt_filter_params
+
+if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
+    import pyarrow as pa
 
 
 def responses_to_score(con, rm_id: str, selection: dict, generation_run: str | None, shard: tuple[int, int],
