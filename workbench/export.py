@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from workbench import ids
 from workbench.combine import combined_config
 from workbench.errors import WorkbenchError
+from workbench.explain import check_length_bias, length_bias, waterfall
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version
@@ -52,6 +53,8 @@ class ExportResult:
     rows: int
     content_hash: str
     store_hash: str
+    why_dropped: dict | None = None
+    length_bias: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,12 +81,16 @@ def count_pairs(store: Store, pair_filter: PairFilter) -> int:
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
                  pair_filter: PairFilter | None = None, with_scores: bool = False,
-                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False) -> ExportResult:
+                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False,
+                 max_length_bias: float | None = None) -> ExportResult:
     """Write the filtered pairs to `out` in one format and schema, plus the manifest beside it;
     the export is recorded in the store (run and exports row). Same store and arguments: same bytes.
     With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`).
 
     An existing `out` is refused unless `overwrite`, and then only an earlier export is replaced.
+    The manifest says how many pairs each filter step removed (`why_dropped`) and how chosen and
+    rejected lengths differ (`length_bias`); `max_length_bias` refuses a selection whose |Cohen's d|
+    is above it (`workbench.explain`).
     """
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
@@ -91,6 +98,8 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         from workbench.sft import check_sft_export
 
         labeler, top = check_sft_export(store, schema, pair_filter, top)
+    if max_length_bias is not None and (schema == "sft" or max_length_bias < 0):
+        raise WorkbenchError("--max-length-bias takes a Cohen's d >= 0 and applies to pairs, not to --schema sft")
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
@@ -109,6 +118,10 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     def work(con, staged: StagedExport) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
+        checks = {} if schema == "sft" else {"why_dropped": waterfall(con, values, pair_filter),
+                                             "length_bias": length_bias(con, values, pair_filter)}
+        if max_length_bias is not None:
+            check_length_bias(checks["length_bias"], max_length_bias)
         if schema == "sft":
             from workbench.store.sft import stage_sft_export
 
@@ -125,7 +138,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
             **_top_field(top),
-            "labelers": labelers, "reward_models": _reward_models(con, labelers),
+            "labelers": labelers, "reward_models": _reward_models(con, labelers), **checks,
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
         }
@@ -134,7 +147,8 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         record_completed_run(con, run_id, "export", config, {"rows": rows, "content_sha256": content_hash})
         queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
                               str(out.resolve()), fmt, schema, pair_filter.as_dict(), rows, content_hash, fingerprint)
-        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint)
+        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint,
+                            checks.get("why_dropped"), checks.get("length_bias"))
 
     with StagedExport(out, fmt) as staged:
         result = store.write(lambda con: work(con, staged))

@@ -10,6 +10,8 @@ lane (`workbench/store/bulk_import.py`, `content_ids.py`), one module per concer
     pairs              pair-building strategies
     pair_filter        the pair filter (one SQL fragment for the export and the app's index)
     export             the export query and its staging
+    contamination      benchmark n-gram overlap (`workbench decontaminate`)
+    explain            why a pair is in or out of a selection; the filter waterfall
     pair_index         the app's in-memory curation index
     stats              table counts, scores per model, pairs per labeler
     overview           the Overview's histograms, length bias and ties
@@ -21,6 +23,8 @@ on the connection, then moves in one INSERT ... SELECT. Callers use the package
 """
 
 from workbench.store.queries.browse import *  # noqa: F401,F403
+from workbench.store.queries.contamination import *  # noqa: F401,F403
+from workbench.store.queries.explain import *  # noqa: F401,F403
 from workbench.store.queries.export import *  # noqa: F401,F403
 from workbench.store.queries.fetch import *  # noqa: F401,F403
 from workbench.store.queries.new_rows import *  # noqa: F401,F403

@@ -11,7 +11,7 @@ from workbench.store.queries.pair_filter import PAIR_COLUMNS, PAIR_FILTER, PAIR_
 
 # One row per distinct (prompt, chosen text, rejected text): when several pairs say the same
 # thing, the one with the largest margin (then the lowest pair id) represents them.
-_EXPORT_SELECTED = f"""
+EXPORT_SELECTED = f"""
 WITH selected AS (
     SELECT * FROM (SELECT {PAIR_COLUMNS}, p.messages, c.text AS chosen_text, r.text AS rejected_text {PAIR_JOINS})
     WHERE {PAIR_FILTER}
@@ -47,7 +47,7 @@ def export_rows_sql(column_sets: list[str], limit: int | None, with_labeler: boo
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
     if with_labeler:
         select += ", labeler AS export_labeler"
-    sql = _EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
+    sql = EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
     if limit is not None:
         sql += " LIMIT $limit"
     return sql
@@ -84,12 +84,12 @@ def staged_export_table(con) -> pa.Table:
 
 def count_export_pairs(con, spec: dict) -> int:
     """How many rows the export would write, before any limit."""
-    return fetch_value(con, _EXPORT_SELECTED + "SELECT count(*) FROM selected", pair_filter_params(spec))
+    return fetch_value(con, EXPORT_SELECTED + "SELECT count(*) FROM selected", pair_filter_params(spec))
 
 
 def selected_pairs(con, spec: dict) -> list[tuple]:
     """(pair_id, prompt_id, messages JSON, chosen text, rejected text) of the pairs an export would write."""
-    return fetch_rows(con, _EXPORT_SELECTED + """
+    return fetch_rows(con, EXPORT_SELECTED + """
         SELECT pair_id, prompt_id, messages, chosen_text, rejected_text FROM selected ORDER BY pair_id""",
                       pair_filter_params(spec))
 
