@@ -9,6 +9,10 @@ Schemas:
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
 - `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
   as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+- `reward`: `trl` plus each pair's `margin`, which TRL's RewardTrainer subtracts from the reward
+  difference (pairs without a margin, i.e. human labels, are refused).
+- `kto`: unpaired rows for TRL's KTOTrainer: `prompt`, `completion` (one assistant message) and
+  `label` (true for a pair's chosen reply, false for its rejected one).
 - `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
   `messages` rows (rejection sampling; see `workbench.sft`).
 
@@ -41,7 +45,7 @@ from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "reward", "kto", "sft")
 
 
 @dataclass
@@ -109,8 +113,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     out.parent.mkdir(parents=True, exist_ok=True)
     values = query_values(store, pair_filter)
 
-    column_sets = ["standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"]
-    column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
+    column_sets = _column_sets(schema, with_scores, with_provenance)
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": pair_filter.as_dict(),
               "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
     manifest_file = manifest_path(out, fmt)
@@ -126,7 +129,11 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             from workbench.store.sft import stage_sft_export
 
             labelers = stage_sft_export(con, values, labeler, top, column_sets, pair_filter.limit)
+        elif schema == "kto":
+            labelers = queries.stage_kto_export(con, values, with_scores, with_provenance, pair_filter.limit)
         else:
+            if schema == "reward":
+                _require_margins(con, values, pair_filter.limit)
             labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
@@ -154,6 +161,22 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         result = store.write(lambda con: work(con, staged))
         staged.swap_in()  # only once the store holds the export: files and store agree
     return result
+
+
+def _column_sets(schema: str, with_scores: bool, with_provenance: bool) -> list[str]:
+    """The export query's column sets for a pair schema (`kto` and `sft` write rows of their own)."""
+    if schema == "reward":  # TRL's RewardTrainer: conversational pairs and their margin
+        return ["conversational", "margin"] + ["reply_scores"] * with_scores + ["provenance"] * with_provenance
+    base = "standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"
+    return [base] + ["scores"] * with_scores + ["provenance"] * with_provenance
+
+
+def _require_margins(con, values: dict, limit: int | None) -> None:
+    missing = queries.pairs_without_margin(con, values, limit)
+    if missing:
+        raise WorkbenchError(f"--schema reward writes each pair's margin, and {missing} selected pairs have none "
+                             "(human labels): select reward-model pairs (--label rm), or use --schema trl, "
+                             "which RewardTrainer reads without margins")
 
 
 def _top_field(top: int | None) -> dict:

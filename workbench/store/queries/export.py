@@ -36,6 +36,9 @@ EXPORT_COLUMNS = {
     "standard": [("prompt", _TRANSCRIPT), ("chosen", _STANDARD_REPLY.format("chosen_text")),
                  ("rejected", _STANDARD_REPLY.format("rejected_text"))],
     "scores": [("score_chosen", "score_chosen"), ("score_rejected", "score_rejected"), ("margin", "margin")],
+    # TRL's RewardTrainer subtracts a `margin` column from the reward difference when it is there
+    "margin": [("margin", "margin")],
+    "reply_scores": [("score_chosen", "score_chosen"), ("score_rejected", "score_rejected")],
     "provenance": [(c, c) for c in ("pair_id", "prompt_id", "chosen_id", "rejected_id", "labeler", "strategy",
                                     "source", "run_id")],
 }
@@ -69,6 +72,33 @@ def stage_export(con, spec: dict, column_sets: list[str], limit: int | None) -> 
     """Run the export query once into the temporary table `export_rows`; rows per labeler."""
     con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + export_rows_sql(column_sets, limit, True),
                 _export_params(spec, limit))
+    return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
+
+
+def pairs_without_margin(con, spec: dict, limit: int | None) -> int:
+    """How many of the pairs an export writes have no margin (human labels)."""
+    sql = EXPORT_SELECTED + "SELECT count(*) FILTER (WHERE margin IS NULL) FROM (SELECT margin FROM selected " \
+        "ORDER BY pair_id" + (" LIMIT $limit)" if limit is not None else ")")
+    return fetch_value(con, sql, _export_params(spec, limit))
+
+
+def stage_kto_export(con, spec: dict, with_scores: bool, with_provenance: bool, limit: int | None) -> dict:
+    """The selected pairs as KTO's unpaired rows in `export_rows`: each pair's chosen reply with
+    label true and its rejected reply with label false (the same prompt, reply and label once),
+    in pair-id order; rows per labeler."""
+    limited = "SELECT * FROM selected ORDER BY pair_id" + (" LIMIT $limit" if limit is not None else "")
+    extra = (", score" if with_scores else "") + (", pair_id, response_id, labeler" if with_provenance else "")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE export_rows AS {EXPORT_SELECTED},
+        sides AS (SELECT pair_id, prompt_id, messages, labeler, chosen_id AS response_id, chosen_text AS text,
+                         true AS label, 0 AS side, score_chosen AS score FROM ({limited})
+                  UNION ALL
+                  SELECT pair_id, prompt_id, messages, labeler, rejected_id, rejected_text, false, 1, score_rejected
+                  FROM ({limited}))
+        SELECT {_MESSAGES} AS prompt, {_REPLY.format("text")} AS completion, label{extra},
+               labeler AS export_labeler
+        FROM sides
+        QUALIFY row_number() OVER (PARTITION BY prompt_id, text, label ORDER BY pair_id, side) = 1
+        ORDER BY pair_id, side""", _export_params(spec, limit))
     return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
 
 
