@@ -88,3 +88,32 @@ def explain_command(ctx: Context, pair_id, pair_filter, as_json) -> None:
     for hit in account["contamination"]:
         where = f"reply {hit['response_id'][:12]}" if hit["response_id"] else "prompt"
         click.echo(f"  benchmark {hit['benchmark']}: {where} matches \"{hit['span']}\"")
+
+
+@cli.command("dedup")
+@click.option("--near", type=float, default=0.8, show_default=True,
+              help="Also flag prompts whose word 3-gram Jaccard similarity to an earlier prompt reaches this.")
+@click.option("--exact-only", is_flag=True, help="Only prompts with the same words (no near pass).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def dedup_command(ctx: Context, near, exact_only, as_json) -> None:
+    """Flag prompts that repeat an earlier one, across sources and rounds.
+
+    Exact: the same words (case, accents, punctuation ignored). Near: MinHash-LSH candidates whose
+    word 3-gram Jaccard similarity reaches --near. Each flag names the earliest prompt it repeats.
+
+    \b
+    Example:
+      workbench dedup --near 0.8
+    """
+    from workbench.dedup import find_duplicate_prompts
+
+    report = find_duplicate_prompts(ctx.store, None if exact_only else near)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    click.echo(f"{report.exact} exact and {report.near} near duplicates among {report.prompts} prompts "
+               f"(run {report.run_id[:12]}).")
+    for e in report.examples[:5]:
+        click.echo(f"  {e['kind']} {e['similarity']}: {e['prompt_id'][:8]} ({e['source']}) repeats "
+                   f"{e['duplicate_of'][:8]} ({e['original_source']})")

@@ -179,6 +179,17 @@ CREATE TABLE contamination (
     run_id       VARCHAR NOT NULL,
     created_at   TIMESTAMP NOT NULL
 );
+
+-- Prompts that repeat an earlier one (`workbench dedup`): the same words, or near (MinHash-LSH
+-- candidates whose word 3-gram Jaccard similarity reaches the threshold). A rerun replaces them all.
+CREATE TABLE prompt_duplicates (
+    prompt_id    VARCHAR NOT NULL,
+    duplicate_of VARCHAR NOT NULL,     -- the earliest stored prompt it repeats
+    kind         VARCHAR NOT NULL,     -- exact | near
+    similarity   DOUBLE NOT NULL,      -- 1 for exact; the Jaccard similarity for near
+    run_id       VARCHAR NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);
 """
 
 
@@ -193,7 +204,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (1, "m001_initial", _sql(M001_INITIAL)),
     (2, "m002_response_signals", _sql(M002_RESPONSE_SIGNALS)),
     (3, "m003_content_ids", _m003_content_ids),
-    (9, "m009_contamination", _sql(M009_CONTAMINATION)),
+    (9, "m009_contamination_and_duplicates", _sql(M009_CONTAMINATION)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -13,12 +13,13 @@ import pyarrow as pa
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows
 
 
-def _words(text: str) -> str:
+def words_sql(text: str) -> str:
+    """SQL: the normalised word list of a text expression (shared with prompt deduplication)."""
     return ("list_filter(regexp_split_to_array(regexp_replace(strip_accents(lower(" + text + ")), "
             r"'[^\pL\pN]+', ' ', 'g'), ' '), lambda w: w <> '')")
 
 
-def _grams(words: str, n: int) -> str:
+def grams_sql(words: str, n: int) -> str:
     """The word n-grams of a word list (a list of one whole text when it has fewer than n words)."""
     return (f"CASE WHEN len({words}) >= {n} THEN list_transform(range(1, len({words}) - {n} + 2), "
             f"lambda i: array_to_string({words}[i:i + {n} - 1], ' ')) "
@@ -26,7 +27,7 @@ def _grams(words: str, n: int) -> str:
 
 
 # What a prompt's text is for matching: every message's content, in order.
-_PROMPT_TEXT = ("array_to_string(list_transform(CAST(messages AS STRUCT(role VARCHAR, content VARCHAR)[]), "
+PROMPT_TEXT = ("array_to_string(list_transform(CAST(messages AS STRUCT(role VARCHAR, content VARCHAR)[]), "
                 "lambda x: x.content), ' ')")
 
 
@@ -36,8 +37,8 @@ def load_benchmark(con, table: pa.Table, n: int) -> int:
     con.register("bench_text", table)
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE bench_grams AS
-            WITH listed AS (SELECT line, {_grams('w', n)} AS g, len(w) < {n} AS whole
-                            FROM (SELECT line, {_words('text')} AS w FROM bench_text)),
+            WITH listed AS (SELECT line, {grams_sql('w', n)} AS g, len(w) < {n} AS whole
+                            FROM (SELECT line, {words_sql('text')} AS w FROM bench_text)),
             grams AS (SELECT line, gram, min(pos) AS pos, any_value(whole) AS whole
                       FROM (SELECT line, unnest(g) AS gram, generate_subscripts(g, 1) AS pos, whole FROM listed)
                       GROUP BY line, gram)
@@ -51,8 +52,8 @@ def _matches_sql(source: str, key: str, text: str, n: int) -> str:
     """Per item of `source` and benchmark prompt: the distinct matching n-grams. A benchmark prompt
     shorter than n words matches only an item whose whole normalised text equals it."""
     return f"""
-        WITH items AS (SELECT {key} AS item, prompt_id, {_words(text)} AS w FROM {source}),
-        grams AS (SELECT item, prompt_id, len(w) < {n} AS whole, hash(unnest({_grams('w', n)})) AS h FROM items),
+        WITH items AS (SELECT {key} AS item, prompt_id, {words_sql(text)} AS w FROM {source}),
+        grams AS (SELECT item, prompt_id, len(w) < {n} AS whole, hash(unnest({grams_sql('w', n)})) AS h FROM items),
         hits AS (SELECT g.item, any_value(g.prompt_id) AS prompt_id, b.line, count(DISTINCT b.h) AS matches,
                         arg_min(b.gram, b.pos) AS span, any_value(b.total) AS total
                  FROM grams g JOIN bench_grams b ON g.h = b.h AND (NOT b.whole OR g.whole)
@@ -66,7 +67,7 @@ def stage_matches(con, n: int, replies: bool) -> None:
     into the temp table `found` (prompt_id, response_id, match, span, matches, score, line)."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE found AS
         SELECT prompt_id, NULL::VARCHAR AS response_id, 'ngram' AS match, span, matches, score, line
-        FROM ({_matches_sql('prompts', 'prompt_id', _PROMPT_TEXT, n)})""")
+        FROM ({_matches_sql('prompts', 'prompt_id', PROMPT_TEXT, n)})""")
     if replies:
         con.execute(f"""INSERT INTO found
             SELECT prompt_id, item, 'ngram', span, matches, score, line
@@ -78,7 +79,7 @@ def stage_near_matches(con, near_n: int, threshold: float) -> None:
     reaches `threshold` (the benchmark is in `bench_grams` at `near_n` now)."""
     con.execute(f"""INSERT INTO found
         SELECT prompt_id, NULL, 'near', span, matches, score, line
-        FROM ({_matches_sql('prompts', 'prompt_id', _PROMPT_TEXT, near_n)})
+        FROM ({_matches_sql('prompts', 'prompt_id', PROMPT_TEXT, near_n)})
         WHERE score >= $threshold AND prompt_id NOT IN (SELECT prompt_id FROM found WHERE response_id IS NULL)""",
                 {"threshold": threshold})
 
