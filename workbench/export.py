@@ -13,6 +13,9 @@ Schemas:
   difference (pairs without a margin, i.e. human labels, are refused).
 - `kto`: unpaired rows for TRL's KTOTrainer: `prompt`, `completion` (one assistant message) and
   `label` (true for a pair's chosen reply, false for its rejected one).
+- `bon`: no pairs: one row per prompt with every reply the `--rm` model scored, best first, as
+  `{"prompt": [...], "responses": [{"text", "score"}, ...]}` (the `bon` import format; the reply
+  filters apply, as for `sft`).
 - `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
   `messages` rows (rejection sampling; see `workbench.sft`).
 
@@ -45,7 +48,9 @@ from workbench.runs import record_completed_run
 from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner", "reward", "kto", "sft")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "reward", "kto", "sft", "bon")
+# Schemas whose rows are replies of one reward model, not pairs (`workbench.sft`).
+REPLY_SCHEMAS = ("sft", "bon")
 
 
 @dataclass
@@ -98,12 +103,13 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     """
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
-    if schema == "sft" or top is not None:
+    if schema in REPLY_SCHEMAS or top is not None:
         from workbench.sft import check_sft_export
 
         labeler, top = check_sft_export(store, schema, pair_filter, top)
-    if max_length_bias is not None and (schema == "sft" or max_length_bias < 0):
-        raise WorkbenchError("--max-length-bias takes a Cohen's d >= 0 and applies to pairs, not to --schema sft")
+        top = top if schema == "sft" else None
+    if max_length_bias is not None and (schema in REPLY_SCHEMAS or max_length_bias < 0):
+        raise WorkbenchError(f"--max-length-bias takes a Cohen's d >= 0 and applies to pairs, not to --schema {schema}")
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
@@ -121,7 +127,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     def work(con, staged: StagedExport) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
-        checks = {} if schema == "sft" else {"why_dropped": waterfall(con, values, pair_filter),
+        checks = {} if schema in REPLY_SCHEMAS else {"why_dropped": waterfall(con, values, pair_filter),
                                              "length_bias": length_bias(con, values, pair_filter)}
         if max_length_bias is not None:
             check_length_bias(checks["length_bias"], max_length_bias)
@@ -129,6 +135,10 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             from workbench.store.sft import stage_sft_export
 
             labelers = stage_sft_export(con, values, labeler, top, column_sets, pair_filter.limit)
+        elif schema == "bon":
+            from workbench.store.sft import stage_scored_export
+
+            labelers = stage_scored_export(con, values, labeler, pair_filter.limit)
         elif schema == "kto":
             labelers = queries.stage_kto_export(con, values, with_scores, with_provenance, pair_filter.limit)
         else:

@@ -78,3 +78,23 @@ def test_kto_schema_unpairs_each_reply_once_and_trains_trl_kto_trainer(filled, t
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     _train_one_step(KTOTrainer, KTOConfig, model, tokenizer, dataset, tmp_path)
+
+
+def test_bon_schema_writes_every_scored_reply_and_imports_back(filled, tmp_path):
+    from datasets import load_dataset
+
+    from workbench.store import Store
+
+    out = tmp_path / "all-n.jsonl"
+    with pytest.raises(WorkbenchError, match="--schema bon needs --rm"):
+        export_pairs(filled, out, schema="bon")
+    result = export_pairs(filled, out, schema="bon", pair_filter=PairFilter(rm="ext", min_score=-0.5))
+    rows = _rows(out)
+    assert result.rows == len(rows) == 4
+    # best first; the reply scored -1 is under --min-score; prompts in id order
+    assert sorted([r["score"] for r in row["responses"]] for row in rows) == [[i + 1.0, 0.0] for i in range(4)]
+    assert all(row["prompt"][0]["role"] == "user" for row in rows)
+    assert len(load_dataset("json", data_files=str(out), split="train")) == 4
+    fresh = Store(tmp_path / "fresh.duckdb")
+    again = import_files(fresh, [out], fmt="bon", score_name="ext-again", progress=False)
+    assert (again.new_prompts, again.new_responses, again.new_scores) == (4, 8, 8)

@@ -175,7 +175,7 @@ def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores
     if as_json:
         emit_json(result.as_dict())
         return
-    what = "rows" if schema in ("sft", "kto") else "pairs"
+    what = "rows" if schema in ("sft", "kto", "bon") else "pairs"
     click.echo(f"Wrote {result.rows} {what} to {result.path} (manifest {result.manifest_path}).")
     if result.why_dropped:
         dropped = [s for s in result.why_dropped["steps"] if s["removed"]]
