@@ -29,7 +29,7 @@ NO_PAIRS = ("The store has no pairs yet: import preference data (`workbench impo
 # The filter inputs, in this order: one per `PairFilter` field, except `label` and `rm`, which
 # share the "Labelled by" dropdown, and `limit` (the app exports every selected pair).
 FILTER_INPUTS = ("source", "tag", "labeler", "strategy", "min_margin", "min_score", "max_score", "min_chars",
-                 "max_chars", "exclude_flagged")
+                 "max_chars", "exclude_flagged", "exclude_contaminated")
 _FIELDS = {f.name: f for f in fields(PairFilter)}
 
 
@@ -83,6 +83,7 @@ def filter_inputs() -> list:
             made[low], made[high] = _input(low), _input(high)
     gr.Markdown("<small>Score and length bounds apply to both replies of a pair.</small>")
     made["exclude_flagged"] = _input("exclude_flagged")
+    made["exclude_contaminated"] = _input("exclude_contaminated")
     return [made[name] for name in FILTER_INPUTS]
 
 

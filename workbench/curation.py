@@ -32,7 +32,9 @@ from workbench.pair_filter import PairFilter
 from workbench.store import Store, queries
 
 UI_FORMATS = ("jsonl", "parquet")
-UI_SCHEMAS = SCHEMAS
+# The Curate tab counts pairs; a KTO export writes up to two rows per pair, a `bon` one a row per
+# prompt: CLI only for now.
+UI_SCHEMAS = tuple(s for s in SCHEMAS if s not in ("kto", "bon"))
 PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = ["prompt", "chosen", "rejected", "margin", "labeler", "strategy", "flagged", "pair_id"]
 

@@ -9,6 +9,13 @@ Schemas:
   `chosen` and `rejected` are one-message assistant lists — TRL's conversational preference type.
 - `trl-standard`: strings. A single-turn prompt is its user text; a multi-turn prompt is rendered
   as an hh-rlhf style transcript ending in "\\n\\nAssistant:", and the replies start with a space.
+- `reward`: `trl` plus each pair's `margin`, which TRL's RewardTrainer subtracts from the reward
+  difference (pairs without a margin, i.e. human labels, are refused).
+- `kto`: unpaired rows for TRL's KTOTrainer: `prompt`, `completion` (one assistant message) and
+  `label` (true for a pair's chosen reply, false for its rejected one).
+- `bon`: no pairs: one row per prompt with every reply the `--rm` model scored, best first, as
+  `{"prompt": [...], "responses": [{"text", "score"}, ...]}` (the `bon` import format; the reply
+  filters apply, as for `sft`).
 - `sft`: no pairs: each prompt's best `top` replies by the `--rm` model as TRL's conversational
   `messages` rows (rejection sampling; see `workbench.sft`).
 
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from workbench import ids
 from workbench.errors import WorkbenchError
+from workbench.explain import check_length_bias, length_bias, waterfall
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version
@@ -40,7 +48,9 @@ if TYPE_CHECKING:  # loaded where written: the CLI reads FORMATS and SCHEMAS wit
     import pyarrow as pa
 
 FORMATS = ("jsonl", "parquet", "hf")
-SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
+SCHEMAS = ("trl", "trl-standard", "xtuner", "reward", "kto", "sft", "bon")
+# Schemas whose rows are replies of one reward model, not pairs (`workbench.sft`).
+REPLY_SCHEMAS = ("sft", "bon")
 
 
 @dataclass
@@ -52,6 +62,8 @@ class ExportResult:
     rows: int
     content_hash: str
     store_hash: str
+    why_dropped: dict | None = None
+    length_bias: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,19 +90,26 @@ def count_pairs(store: Store, pair_filter: PairFilter) -> int:
 
 def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: str = "trl",
                  pair_filter: PairFilter | None = None, with_scores: bool = False,
-                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False) -> ExportResult:
+                 with_provenance: bool = False, top: int | None = None, overwrite: bool = False,
+                 max_length_bias: float | None = None) -> ExportResult:
     """Write the filtered pairs to `out` in one format and schema, plus the manifest beside it;
     the export is recorded in the store (run and exports row). Same store and arguments: same bytes.
     With schema "sft", each prompt's best `top` replies by `pair_filter.rm` instead (`workbench.sft`).
 
     An existing `out` is refused unless `overwrite`, and then only an earlier export is replaced.
+    The manifest says how many pairs each filter step removed (`why_dropped`) and how chosen and
+    rejected lengths differ (`length_bias`); `max_length_bias` refuses a selection whose |Cohen's d|
+    is above it (`workbench.explain`).
     """
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
-    if schema == "sft" or top is not None:
+    if schema in REPLY_SCHEMAS or top is not None:
         from workbench.sft import check_sft_export
 
         labeler, top = check_sft_export(store, schema, pair_filter, top)
+        top = top if schema == "sft" else None
+    if max_length_bias is not None and (schema in REPLY_SCHEMAS or max_length_bias < 0):
+        raise WorkbenchError(f"--max-length-bias takes a Cohen's d >= 0 and applies to pairs, not to --schema {schema}")
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
@@ -100,8 +119,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     out.parent.mkdir(parents=True, exist_ok=True)
     values = query_values(store, pair_filter)
 
-    column_sets = ["standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"]
-    column_sets += ["scores"] * with_scores + ["provenance"] * with_provenance
+    column_sets = _column_sets(schema, with_scores, with_provenance)
     config = {"path": str(out.resolve()), "format": fmt, "schema": schema, "filter": pair_filter.as_dict(),
               "with_scores": with_scores, "with_provenance": with_provenance, **_top_field(top)}
     manifest_file = manifest_path(out, fmt)
@@ -109,11 +127,23 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
     def work(con, staged: StagedExport) -> ExportResult:
         # one transaction: what is counted, written and recorded is one consistent state of the store
         fingerprint = store_hash(con)
+        checks = {} if schema in REPLY_SCHEMAS else {"why_dropped": waterfall(con, values, pair_filter),
+                                             "length_bias": length_bias(con, values, pair_filter)}
+        if max_length_bias is not None:
+            check_length_bias(checks["length_bias"], max_length_bias)
         if schema == "sft":
             from workbench.store.sft import stage_sft_export
 
             labelers = stage_sft_export(con, values, labeler, top, column_sets, pair_filter.limit)
+        elif schema == "bon":
+            from workbench.store.sft import stage_scored_export
+
+            labelers = stage_scored_export(con, values, labeler, pair_filter.limit)
+        elif schema == "kto":
+            labelers = queries.stage_kto_export(con, values, with_scores, with_provenance, pair_filter.limit)
         else:
+            if schema == "reward":
+                _require_margins(con, values, pair_filter.limit)
             labelers = queries.stage_export(con, values, column_sets, pair_filter.limit)
         rows = sum(labelers.values())
         if fmt == "jsonl":
@@ -125,7 +155,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
             **_top_field(top),
-            "labelers": labelers, "reward_models": _reward_models(con, labelers),
+            "labelers": labelers, "reward_models": _reward_models(con, labelers), **checks,
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
         }
@@ -134,12 +164,29 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         record_completed_run(con, run_id, "export", config, {"rows": rows, "content_sha256": content_hash})
         queries.insert_export(con, ids.export_id(str(out.resolve()), content_hash), run_id,
                               str(out.resolve()), fmt, schema, pair_filter.as_dict(), rows, content_hash, fingerprint)
-        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint)
+        return ExportResult(str(out), str(manifest_file), fmt, schema, rows, content_hash, fingerprint,
+                            checks.get("why_dropped"), checks.get("length_bias"))
 
     with StagedExport(out, fmt) as staged:
         result = store.write(lambda con: work(con, staged))
         staged.swap_in()  # only once the store holds the export: files and store agree
     return result
+
+
+def _column_sets(schema: str, with_scores: bool, with_provenance: bool) -> list[str]:
+    """The export query's column sets for a pair schema (`kto` and `sft` write rows of their own)."""
+    if schema == "reward":  # TRL's RewardTrainer: conversational pairs and their margin
+        return ["conversational", "margin"] + ["reply_scores"] * with_scores + ["provenance"] * with_provenance
+    base = "standard" if schema == "trl-standard" else "messages" if schema == "sft" else "conversational"
+    return [base] + ["scores"] * with_scores + ["provenance"] * with_provenance
+
+
+def _require_margins(con, values: dict, limit: int | None) -> None:
+    missing = queries.pairs_without_margin(con, values, limit)
+    if missing:
+        raise WorkbenchError(f"--schema reward writes each pair's margin, and {missing} selected pairs have none "
+                             "(human labels): select reward-model pairs (--label rm), or use --schema trl, "
+                             "which RewardTrainer reads without margins")
 
 
 def _top_field(top: int | None) -> dict:

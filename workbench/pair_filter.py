@@ -38,6 +38,9 @@ class PairFilter:
     max_chars: int | None = _option("Both replies at most this many characters.", "Length to (chars)")
     exclude_flagged: bool = _option("Drop pairs with a truncated or repetitive reply.",
                                     "Drop pairs with a truncated or repetitive reply", default=False)
+    exclude_contaminated: bool = _option("Drop pairs whose prompt or a reply matches a benchmark "
+                                         "(flagged by `workbench decontaminate`).",
+                                         "Drop pairs that match a benchmark", default=False)
     limit: int | None = _option("At most this many pairs (in pair-id order).", "At most")
 
     def validate(self) -> None:

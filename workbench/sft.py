@@ -23,17 +23,18 @@ PAIR_ONLY = {"label": "--label", "strategy": "--strategy", "min_margin": "--min-
 
 
 def check_sft_export(store: Store, schema: str, pair_filter, top: int | None) -> tuple[str, int]:
-    """(labeler NAME@VERSION, top) for an SFT export, or a WorkbenchError saying what to fix."""
-    if schema != "sft":
+    """(labeler NAME@VERSION, top) for an SFT export (or a `bon` one: every scored reply, no top), or
+    a WorkbenchError saying what to fix."""
+    if schema != "sft" and top is not None:
         raise WorkbenchError("--top applies to --schema sft only")
     top = 1 if top is None else top
     if top < 1:
         raise WorkbenchError("--top must be at least 1")
     if not pair_filter.rm:
-        raise WorkbenchError("--schema sft needs --rm NAME: the reward model whose best replies are exported")
+        raise WorkbenchError(f"--schema {schema} needs --rm NAME: the reward model whose scores are exported")
     given = [option for field, option in PAIR_ONLY.items() if getattr(pair_filter, field) is not None]
     if given:
-        raise WorkbenchError(f"{', '.join(given)} select pairs and do not apply to --schema sft")
+        raise WorkbenchError(f"{', '.join(given)} select pairs and do not apply to --schema {schema}")
     model = resolve_reward_model(store, pair_filter.rm)
     if model.combination:
         raise WorkbenchError(f"{model.label} labels combined pairs and has no scores of its own; "

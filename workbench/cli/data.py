@@ -153,10 +153,12 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
 @click.option("--with-provenance", is_flag=True, help="Add ids, labeler, strategy, source and run columns.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier export at OUT (only a workbench export: one with its manifest).")
+@click.option("--max-length-bias", type=float,
+              help="Refuse the export if chosen and rejected lengths differ by more than this Cohen's d (e.g. 0.2).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores, with_provenance, overwrite,
-                   as_json) -> None:
+                   max_length_bias, as_json) -> None:
     """Export DPO pairs that TRL's DPOTrainer and XTuner load as they are, plus a manifest.
 
     With --schema sft: each prompt's best reply (or --top N) by the --rm model, as the
@@ -168,16 +170,26 @@ def export_command(ctx: Context, out, fmt, schema, pair_filter, top, with_scores
       workbench export dpo.parquet --format parquet --min-margin 1.0 --with-scores
       workbench export sft.jsonl --schema sft --rm demo-rm --min-score 0.5 --exclude-flagged
       workbench export dpo-hf --format hf --overwrite   # replace an earlier export there
+      workbench export dpo.jsonl --exclude-contaminated --max-length-bias 0.2
     """
     from workbench.export import export_pairs
 
     result = export_pairs(ctx.store, out, fmt=fmt, schema=schema, pair_filter=pair_filter, with_scores=with_scores,
-                          with_provenance=with_provenance, top=top, overwrite=overwrite)
+                          with_provenance=with_provenance, top=top, overwrite=overwrite,
+                          max_length_bias=max_length_bias)
     if as_json:
         emit_json(result.as_dict())
-    else:
-        what = "rows" if schema == "sft" else "pairs"
-        click.echo(f"Wrote {result.rows} {what} to {result.path} (manifest {result.manifest_path}).")
+        return
+    what = "rows" if schema in ("sft", "kto", "bon") else "pairs"
+    click.echo(f"Wrote {result.rows} {what} to {result.path} (manifest {result.manifest_path}).")
+    if result.why_dropped:
+        dropped = [s for s in result.why_dropped["steps"] if s["removed"]]
+        click.echo(f"Of {result.why_dropped['pairs_in_store']} pairs in the store: "
+                   + ("; ".join(f"{s['removed']} dropped by {s['why']}" for s in dropped) or "none dropped") + ".")
+    if result.length_bias and result.length_bias["cohens_d"] is not None:
+        bias = result.length_bias
+        click.echo(f"Length bias: Cohen's d {bias['cohens_d']:+.2f}; the chosen reply is the longer in "
+                   f"{bias['longer_wins']:.0%} of pairs of unequal length.")
 
 
 @cli.group("runs")

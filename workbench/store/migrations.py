@@ -164,6 +164,35 @@ def _m003_content_ids(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE picks; DROP TABLE response_ids; DROP TABLE prompt_ids")
 
 
+# Benchmark prompts found in the store (`workbench decontaminate`): one row per flagged prompt, or
+# reply (`response_id` set), and benchmark; a rerun for the same benchmark replaces its rows.
+M009_CONTAMINATION = """
+CREATE TABLE contamination (
+    benchmark    VARCHAR NOT NULL,     -- the benchmark's name (--name, else the file's name)
+    prompt_id    VARCHAR NOT NULL,
+    response_id  VARCHAR,              -- NULL: the prompt matched; else this reply did
+    match        VARCHAR NOT NULL,     -- ngram | near
+    span         VARCHAR NOT NULL,     -- the first matching word n-gram, normalised
+    matches      INTEGER NOT NULL,     -- how many of the benchmark prompt's n-grams matched
+    score        DOUBLE NOT NULL,      -- share of the benchmark prompt's n-grams found
+    benchmark_line INTEGER,            -- line (or row) of the benchmark file that matched
+    run_id       VARCHAR NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);
+
+-- Prompts that repeat an earlier one (`workbench dedup`): the same words, or near (MinHash-LSH
+-- candidates whose word 3-gram Jaccard similarity reaches the threshold). A rerun replaces them all.
+CREATE TABLE prompt_duplicates (
+    prompt_id    VARCHAR NOT NULL,
+    duplicate_of VARCHAR NOT NULL,     -- the earliest stored prompt it repeats
+    kind         VARCHAR NOT NULL,     -- exact | near
+    similarity   DOUBLE NOT NULL,      -- 1 for exact; the Jaccard similarity for near
+    run_id       VARCHAR NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);
+"""
+
+
 def _sql(script: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def apply(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(script)
@@ -175,6 +204,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (1, "m001_initial", _sql(M001_INITIAL)),
     (2, "m002_response_signals", _sql(M002_RESPONSE_SIGNALS)),
     (3, "m003_content_ids", _m003_content_ids),
+    (9, "m009_contamination_and_duplicates", _sql(M009_CONTAMINATION)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

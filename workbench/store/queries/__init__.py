@@ -10,6 +10,9 @@ SQL that serves a single workbench module live beside this package: see `workben
     pairs              pair-building strategies
     pair_filter        the pair filter (one SQL fragment for the export, the app's index, SFT replies)
     export             the export query and its staging
+    contamination      benchmark n-gram overlap (`workbench decontaminate`)
+    duplicates         duplicate prompts, exact and near (`workbench dedup`)
+    explain            why a pair is in or out of a selection; the filter waterfall
     pair_index         the app's in-memory curation index
     stats              table counts, scores per model, pairs per labeler
     overview           the Overview's histograms, length bias and ties
@@ -21,6 +24,9 @@ on the connection, then moves in one INSERT ... SELECT. Callers use the package
 """
 
 from workbench.store.queries.browse import *  # noqa: F401,F403
+from workbench.store.queries.contamination import *  # noqa: F401,F403
+from workbench.store.queries.duplicates import *  # noqa: F401,F403
+from workbench.store.queries.explain import *  # noqa: F401,F403
 from workbench.store.queries.export import *  # noqa: F401,F403
 from workbench.store.queries.fetch import *  # noqa: F401,F403
 from workbench.store.queries.new_rows import *  # noqa: F401,F403

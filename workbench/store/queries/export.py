@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # annotations only: reading these modules loads no pyarrow
 
 # One row per distinct (prompt, chosen text, rejected text): when several pairs say the same
 # thing, the one with the largest margin (then the lowest pair id) represents them.
-_EXPORT_SELECTED = f"""
+EXPORT_SELECTED = f"""
 WITH selected AS (
     SELECT * FROM (SELECT {PAIR_COLUMNS}, p.messages, c.text AS chosen_text, r.text AS rejected_text {PAIR_JOINS})
     WHERE {PAIR_FILTER}
@@ -38,6 +38,9 @@ EXPORT_COLUMNS = {
     "standard": [("prompt", _TRANSCRIPT), ("chosen", _STANDARD_REPLY.format("chosen_text")),
                  ("rejected", _STANDARD_REPLY.format("rejected_text"))],
     "scores": [("score_chosen", "score_chosen"), ("score_rejected", "score_rejected"), ("margin", "margin")],
+    # TRL's RewardTrainer subtracts a `margin` column from the reward difference when it is there
+    "margin": [("margin", "margin")],
+    "reply_scores": [("score_chosen", "score_chosen"), ("score_rejected", "score_rejected")],
     "provenance": [(c, c) for c in ("pair_id", "prompt_id", "chosen_id", "rejected_id", "labeler", "strategy",
                                     "source", "run_id")],
 }
@@ -49,7 +52,7 @@ def export_rows_sql(column_sets: list[str], limit: int | None, with_labeler: boo
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns)
     if with_labeler:
         select += ", labeler AS export_labeler"
-    sql = _EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
+    sql = EXPORT_SELECTED + f"SELECT {select} FROM selected ORDER BY pair_id"
     if limit is not None:
         sql += " LIMIT $limit"
     return sql
@@ -74,6 +77,33 @@ def stage_export(con, spec: dict, column_sets: list[str], limit: int | None) -> 
     return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
 
 
+def pairs_without_margin(con, spec: dict, limit: int | None) -> int:
+    """How many of the pairs an export writes have no margin (human labels)."""
+    sql = EXPORT_SELECTED + "SELECT count(*) FILTER (WHERE margin IS NULL) FROM (SELECT margin FROM selected " \
+        "ORDER BY pair_id" + (" LIMIT $limit)" if limit is not None else ")")
+    return fetch_value(con, sql, _export_params(spec, limit))
+
+
+def stage_kto_export(con, spec: dict, with_scores: bool, with_provenance: bool, limit: int | None) -> dict:
+    """The selected pairs as KTO's unpaired rows in `export_rows`: each pair's chosen reply with
+    label true and its rejected reply with label false (the same prompt, reply and label once),
+    in pair-id order; rows per labeler."""
+    limited = "SELECT * FROM selected ORDER BY pair_id" + (" LIMIT $limit" if limit is not None else "")
+    extra = (", score" if with_scores else "") + (", pair_id, response_id, labeler" if with_provenance else "")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE export_rows AS {EXPORT_SELECTED},
+        sides AS (SELECT pair_id, prompt_id, messages, labeler, chosen_id AS response_id, chosen_text AS text,
+                         true AS label, 0 AS side, score_chosen AS score FROM ({limited})
+                  UNION ALL
+                  SELECT pair_id, prompt_id, messages, labeler, rejected_id, rejected_text, false, 1, score_rejected
+                  FROM ({limited}))
+        SELECT {_MESSAGES} AS prompt, {_REPLY.format("text")} AS completion, label{extra},
+               labeler AS export_labeler
+        FROM sides
+        QUALIFY row_number() OVER (PARTITION BY prompt_id, text, label ORDER BY pair_id, side) = 1
+        ORDER BY pair_id, side""", _export_params(spec, limit))
+    return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
+
+
 def write_staged_export_jsonl(con, path: str) -> None:
     """`export_rows` as JSON Lines (DuckDB's writer: compact, keys in column order), in pair-id order."""
     con.execute("COPY (SELECT * EXCLUDE (export_labeler) FROM export_rows) TO $path (FORMAT json)", {"path": path})
@@ -86,12 +116,12 @@ def staged_export_table(con) -> pa.Table:
 
 def count_export_pairs(con, spec: dict) -> int:
     """How many rows the export would write, before any limit."""
-    return fetch_value(con, _EXPORT_SELECTED + "SELECT count(*) FROM selected", pair_filter_params(spec))
+    return fetch_value(con, EXPORT_SELECTED + "SELECT count(*) FROM selected", pair_filter_params(spec))
 
 
 def selected_pairs(con, spec: dict) -> list[tuple]:
     """(pair_id, prompt_id, messages JSON, chosen text, rejected text) of the pairs an export would write."""
-    return fetch_rows(con, _EXPORT_SELECTED + """
+    return fetch_rows(con, EXPORT_SELECTED + """
         SELECT pair_id, prompt_id, messages, chosen_text, rejected_text FROM selected ORDER BY pair_id""",
                       pair_filter_params(spec))
 

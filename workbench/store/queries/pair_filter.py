@@ -25,7 +25,10 @@ PAIR_COLUMNS = """
     c.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
     coalesce(m.name || '@' || m.version, 'human') AS labeler,
     (coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
-     OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged
+     OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged,
+    (pr.prompt_id IN (SELECT prompt_id FROM contamination WHERE response_id IS NULL)
+     OR pr.chosen_id IN (SELECT response_id FROM contamination WHERE response_id IS NOT NULL)
+     OR pr.rejected_id IN (SELECT response_id FROM contamination WHERE response_id IS NOT NULL)) AS contaminated
 """
 
 # Filter field -> its condition over PAIR_COLUMNS. Score and length bounds hold for both replies.
@@ -41,12 +44,16 @@ PAIR_CONDITIONS = {
     "min_chars": "least(chosen_chars, rejected_chars) >= $min_chars",
     "max_chars": "greatest(chosen_chars, rejected_chars) <= $max_chars",
     "exclude_flagged": "NOT flagged",
+    "exclude_contaminated": "NOT contaminated",
 }
+# Fields that are flags: off binds NULL (selects everything), like a field left empty.
+FLAG_FIELDS = ("exclude_flagged", "exclude_contaminated")
 # An old store may hold non-finite scores (refused at entry since): such pairs never pass a filter.
-_FINITE = ("coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_rejected), true)"
-           " AND coalesce(isfinite(margin), true)")
-PAIR_FILTER = "\n    AND ".join([_FINITE] + [f"(${name} IS NULL OR {condition})"
-                                              for name, condition in PAIR_CONDITIONS.items()])
+FINITE_SCORES = ("coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_rejected), true)"
+                 " AND coalesce(isfinite(margin), true)")
+# Each field's condition as it is applied: true for every pair when the field is not set.
+FIELD_CONDITIONS = {name: f"(${name} IS NULL OR {condition})" for name, condition in PAIR_CONDITIONS.items()}
+PAIR_FILTER = "\n    AND ".join([FINITE_SCORES, *FIELD_CONDITIONS.values()])
 
 
 # One reply seen as a pair of itself with itself, in PAIR_COLUMNS' names, so that PAIR_FILTER selects
@@ -56,7 +63,9 @@ REPLY_AS_PAIR = """
 SELECT r.response_id, p.source, p.tags, s.rm_id, s.score AS score_chosen, s.score AS score_rejected,
        NULL::DOUBLE AS margin, NULL::VARCHAR AS label_source, NULL::VARCHAR AS strategy,
        r.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
-       (coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged
+       (coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged,
+       (r.prompt_id IN (SELECT prompt_id FROM contamination WHERE response_id IS NULL)
+        OR r.response_id IN (SELECT response_id FROM contamination WHERE response_id IS NOT NULL)) AS contaminated
 FROM responses r JOIN prompts p ON p.prompt_id = r.prompt_id JOIN scores s ON s.response_id = r.response_id
 """
 
@@ -64,5 +73,5 @@ FROM responses r JOIN prompts p ON p.prompt_id = r.prompt_id JOIN scores s ON s.
 def pair_filter_params(values: dict) -> dict:
     """`PAIR_FILTER`'s bound parameters from a filter's values (`rm` already an id); a flag that
     is off binds NULL, like any field left empty."""
-    return {name: values.get(name) or None if name == "exclude_flagged" else values.get(name)
+    return {name: values.get(name) or None if name in FLAG_FIELDS else values.get(name)
             for name in PAIR_CONDITIONS}
