@@ -20,39 +20,32 @@ import time
 import torch
 import torch.distributed as dist
 
-from engine.packing import group_pairs, pack_pairs
-from engine.precision import autocast
 from engine.progress import progress_bar
+from engine.reward_pass import pair_units, reward_token_pass
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
 
 
-@torch.no_grad()
 def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_length: int, precision: str,
                   rank: int = 0, world_size: int = 1, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) final hidden states at the reward token, (N, H) float32 each, on the CPU."""
-    was_training = rm.model.training
-    rm.eval()
-    n, hidden = len(pairs), rm.decoder.config.hidden_size
-    states = torch.zeros(2 * n, hidden, dtype=torch.float32, device=rm.device)
-    mine = list(range(rank, n, world_size))
+    mine = list(range(rank, len(pairs), world_size))
     bar = progress_bar(len(mine), "head probe: backbone pass", unit=" pairs", enabled=progress and rank == 0)
-    share = rm.reads_shared_prefixes  # each pair's prompt computed once
-    for group in group_pairs([pairs[i] for i in mine], max_packed_length, share):
-        batch = pack_pairs([pairs[mine[j]] for j in group], pad_token_id=rm.tokenizer.pad_token_id,
-                           share_prefix=share).to(rm.device)
-        with autocast(precision, rm.device):
-            rows = rm.batch_scorer.reward_hidden(batch).float()  # (2 * pairs in group, H): chosen, rejected, ...
-        for k, j in enumerate(group):
-            states[2 * mine[j]] = rows[2 * k]
-            states[2 * mine[j] + 1] = rows[2 * k + 1]
-        bar.update(len(group))
-    bar.close()
+    try:  # each pair's prompt computed once where the kernel reads that layout
+        rows = reward_token_pass(rm, pair_units([pairs[i] for i in mine], rm.reads_shared_prefixes),
+                                 max_packed_length, precision, read=rm.reward_hidden,
+                                 on_batch=lambda n: bar.update(n // 2))  # (2 * len(mine), H): chosen, rejected, ...
+    finally:
+        bar.close()
+    states = torch.zeros(2 * len(pairs), rows.shape[-1] if rows.numel() else rm.decoder.config.hidden_size)
+    index = torch.tensor([2 * i + k for i in mine for k in (0, 1)], dtype=torch.long)
+    if len(mine):
+        states[index] = rows
     if world_size > 1:
+        states = states.to(rm.device)
         dist.all_reduce(states)  # each row was filled by exactly one rank
-    rm.train(was_training)
-    states = states.cpu()
+        states = states.cpu()
     return states[0::2], states[1::2]
 
 
