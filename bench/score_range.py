@@ -28,6 +28,7 @@ def measure(args) -> dict:
     from engine.head_training import train_head_only
     from engine.recipes import recipe_settings
     from engine.reward_model import RewardModel
+    from engine.run_dir import RunDirectory
     from engine.train_config import TrainConfig
     from engine.training import build_reward_model
     from workbench.training import pairs_from_files
@@ -70,7 +71,7 @@ def measure(args) -> dict:
     trained = RewardModel.load(out)
     with torch.no_grad():
         final_scores = trained.value_head(final_norm(trained)(x)).squeeze(-1)
-    metrics = [json.loads(line) for line in open(out + "/metrics.jsonl")]
+    metrics = RunDirectory(out).read_metrics()
     report["training"] = {"steps": result.steps, "lr": config.lr, "seconds": round(time.perf_counter() - started, 1),
                           "max_total_adam_move_per_weight": round(sum(m["lr"] for m in metrics), 5),
                           "loss_first_last": [round(metrics[0]["loss"], 4), round(metrics[-1]["loss"], 4)],
