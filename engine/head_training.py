@@ -132,7 +132,7 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
 
         with phase("head probe: fitting", progress), torch.no_grad():
             normed = norm(x).float()
-            probe = probe_from_states(rm, normed[0::2], normed[1::2])
+            probe = probe_from_states(rm, normed[0::2], normed[1::2], losses=config.loss_settings())
         out.write_head_probe(probe)
     steps = total_steps(config, len(encoded))
     optimizer = _optimizer(config, rm, params)

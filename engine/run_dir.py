@@ -137,3 +137,14 @@ class RunDirectory:
     def read_json(self, path: Path) -> dict | None:
         """One of the JSON records (e.g. `run.read_json(run.eval)`), or None where it is not written."""
         return json.loads(path.read_text()) if path.exists() else None
+
+    def promised_score_range(self) -> tuple[float, float] | None:
+        """(-bound, bound) where the run trained with the log barrier, whose recipes keep training
+        scores inside it (tested per recipe); None for any other penalty or no recorded config,
+        whose scores an absolute threshold (`--min-score`) cannot be compared across."""
+        config = self.read_json(self.train_config)
+        if not config or config.get("penalty", "log_barrier") != "log_barrier":
+            return None
+        bound = float(config.get("barrier_bound", 5.0))
+        return (-bound, bound)
+

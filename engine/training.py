@@ -317,7 +317,7 @@ def _probe_head(trainer: _Trainer, out: RunDirectory) -> None:
     ctx = trainer.ctx
     probe = probe_value_head(trainer.rm, trainer.train, trainer.config.max_packed_length, trainer.precision,
                              ctx.rank, ctx.world_size, trainer.progress,
-                             cache=probe_cache(trainer.config, ctx.world_size))
+                             cache=probe_cache(trainer.config, ctx.world_size), losses=trainer.losses)
     if ctx.is_main:
         out.write_head_probe(probe)
 
