@@ -25,6 +25,7 @@ from engine.progress import progress_bar
 from engine.reward_pass import pair_units, reward_token_pass
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+RANGE_SHARE = 0.8  # the probe's training scores stay within this share of the barrier's bound
 FOLDS = 5
 
 
@@ -94,6 +95,12 @@ def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS, states:
     return results
 
 
+def inside_limit(losses: LossSettings) -> float | None:
+    """The largest |score| the probe leaves on its training states: RANGE_SHARE of the log barrier's
+    bound (room for fine-tuning to widen margins), or None where no penalty bounds the scores."""
+    return RANGE_SHARE * losses.barrier_bound if losses.penalty == "log_barrier" else None
+
+
 def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: int = 0, world_size: int = 1,
                      progress: bool = True, cache=None, losses: LossSettings | None = None) -> dict:
     """Fit `rm`'s value head (Linear(H, 1), no bias) on the frozen backbone; returns what it found.
@@ -134,15 +141,23 @@ def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started:
     scores = cross_validate(diff, states=states, losses=losses)
     l2 = max(scores, key=lambda k: (scores[k], k))  # ties: the stronger regularisation
     w = fit_linear_head(diff, l2, states=states, losses=losses)
+    fitted = torch.cat([chosen, rejected]).double().matmul(w)
+    scaled_by = 1.0
+    limit = inside_limit(losses or LossSettings())
+    if limit is not None and float(fitted.abs().max()) > limit:
+        # the penalty is soft (weight 0.01, continued linearly past the bound): separable pairs can
+        # still push scores out, so shrink w onto the range; the ranking of every pair is unchanged
+        scaled_by = limit / float(fitted.abs().max())
+        w, fitted = w * scaled_by, fitted * scaled_by
     # with LoRA the head is peft's ModulesToSaveWrapper, whose trained copy is modules_to_save["default"]
     copies = getattr(rm.value_head, "modules_to_save", None)
     head = (copies["default"] if copies is not None else rm.value_head).weight
     with torch.no_grad():
         head.copy_(w.to(head.dtype).view_as(head))
     margin = diff.double() @ w
-    fitted = torch.cat([chosen, rejected]).double().matmul(w)
     return {"pairs": len(chosen), "l2": l2, "cv_accuracy": {str(k): round(v, 4) for k, v in scores.items()},
             "train_accuracy": round(float((margin > 0).double().mean()), 4),
             "score_std": round(float(fitted.std()), 4),
             "score_range": [round(float(fitted.min()), 4), round(float(fitted.max()), 4)],
+            "scaled_by": round(scaled_by, 4),
             "seconds": round(time.perf_counter() - started, 1)}

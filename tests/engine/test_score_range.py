@@ -48,7 +48,9 @@ def test_the_probe_fits_under_the_penalty_and_plain_differences_would_not(tiny_d
     """Separable pairs: a fit on differences alone grows the scores' scale and leaves their offset free."""
     rm = RewardModel.from_base(tiny_dir)
     torch.manual_seed(0)
-    states = torch.nn.functional.normalize(torch.randn(40, 2, 32) + 3.0, dim=-1) * 32**0.5  # (N, 2, H), offset mean
+    raw = torch.randn(40, 2, 32) + 3.0  # (N, 2, H): states share a large mean, as real ones do
+    raw[:, 0] += 0.5 * torch.randn(32)  # chosen replies lean one way
+    states = torch.nn.functional.normalize(raw, dim=-1) * 32**0.5  # what an RMSNorm gives, roughly
     chosen, rejected = states[:, 0], states[:, 1]
     plain = torch.cat([chosen, rejected]).double() @ fit_linear_head(chosen - rejected, 1e-4)
     assert plain.abs().max() > BOUND  # the failure the penalty term fixes
