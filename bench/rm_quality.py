@@ -131,9 +131,11 @@ def main() -> None:
         "paired_vs_shorter_wins": paired_test(model_right, shorter_right),
     }
     assert abs(sum(model_right) / len(test) - result.eval["accuracy"]) < 0.01, "re-scored accuracy disagrees"
-    probe = Path(args.out) / "head_probe.json"
-    if probe.exists():
-        report["head_probe"] = json.loads(probe.read_text())
+    from engine.run_dir import RunDirectory
+
+    run = RunDirectory(args.out)
+    if run.head_probe.exists():
+        report["head_probe"] = run.read_json(run.head_probe)
     (Path(args.out) / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -24,6 +24,7 @@ import torch
 from engine.distributed import barrier
 from engine.errors import EngineError
 from engine.reward_model import RewardModel
+from engine.run_dir import CHECKPOINTS
 
 PREFIX = "step-"
 FORMAT = 2  # 2: every .pt file loads with weights_only=True (recorded in state.json)
@@ -31,7 +32,7 @@ FORMAT = 2  # 2: every .pt file loads with weights_only=True (recorded in state.
 
 def checkpoint_root(out_dir: str | Path) -> Path:
     """The directory that holds a run's checkpoints."""
-    return Path(out_dir) / "checkpoints"
+    return Path(out_dir) / CHECKPOINTS
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:

@@ -11,11 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+from engine import run_dir
 from engine.errors import EngineError
 from engine.reward_model import RewardModel
 
-_BOOKKEEPING = {"checkpoints", "adapter", "metrics.jsonl", "training_complete.json", "train_config.json",
-                "eval.json", "heldout_pairs.jsonl", "workbench_fingerprint.json", "training_claim.json"}
 
 
 def export_reward_model(source: str | Path, out: str | Path) -> Path:
@@ -34,7 +33,7 @@ def export_reward_model(source: str | Path, out: str | Path) -> Path:
             raise EngineError(f"{source} is not a reward model (no reward_token_id in config.json)")
         out.mkdir(parents=True, exist_ok=True)
         for item in source.iterdir():
-            if item.name not in _BOOKKEEPING and item.is_file():
+            if item.name not in run_dir.RECORDS and item.is_file():  # the model, not the run's records
                 shutil.copy2(item, out / item.name)
         return out
     raise EngineError(f"{source} is neither a reward model, a LoRA adapter nor a training checkpoint")

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from engine.errors import EngineError
-from engine.packing import groups_by_token_prefix, packed_unit_batches, prefix_units
-from engine.precision import autocast
+from engine.packing import PackedBatch, groups_by_token_prefix, prefix_units
 from engine.progress import progress_bar
+from engine.reward_pass import reward_token_pass, single_units
 
 DEFAULT_MAX_GB = 2.0
 FEATURE_BUDGET_TOKENS = 2048  # tokens per forward pass: small enough for a bar update every few seconds on CPU
@@ -179,32 +179,36 @@ class FrozenFeatures:
         found.update(new)
         return torch.from_numpy(np.stack([found[k] for k in keys])) if keys else torch.empty(0)
 
-    @torch.no_grad()
     def _run(self, sequences: list[Sequence[int]], desc: str) -> torch.Tensor:
         rm = self.rm
-        was_training = rm.model.training
-        rm.eval()
-        out = torch.zeros(len(sequences), rm.decoder.config.hidden_size, dtype=torch.float32)
-        captured = []
-        hook = final_norm(rm).register_forward_pre_hook(lambda module, args: captured.append(args[0]))
         budget = max(FEATURE_BUDGET_TOKENS, max(len(s) for s in sequences))
         # conversations that start alike (a pair's two replies, a prompt's N samples) run their
         # common start once; the hidden states are those of each conversation alone
-        share = rm.reads_shared_prefixes
-        units = prefix_units(groups_by_token_prefix(sequences), sequences, budget) if share else \
-            [([], [(i, list(s))]) for i, s in enumerate(sequences)]
+        units = prefix_units(groups_by_token_prefix(sequences), sequences, budget) if rm.reads_shared_prefixes \
+            else single_units(sequences)
         bar = progress_bar(len(sequences), desc, unit=" conv", enabled=self.progress)
+
+        def counted(n: int) -> None:
+            self.backbone_forwards += n
+            bar.update(n)
+
         try:
-            for order, batch in packed_unit_batches(units, budget, share, rm.tokenizer.pad_token_id):
-                batch = batch.to(rm.device)
-                captured.clear()
-                with autocast(self.precision, rm.device):
-                    rm.batch_scorer.reward_hidden(batch)
-                out[order] = captured[-1][0][batch.reward_positions].float().cpu()  # (len(order), H)
-                self.backbone_forwards += len(order)
-                bar.update(len(order))
+            return reward_token_pass(rm, units, budget, self.precision, read=pre_norm_reader(rm), on_batch=counted)
+        finally:
+            bar.close()
+
+
+def pre_norm_reader(rm):
+    """A pass reader (`engine.reward_pass`): the states (N, H) entering the final norm at each reward token."""
+    norm = final_norm(rm)
+
+    def read(batch: PackedBatch) -> torch.Tensor:
+        captured = []
+        hook = norm.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            rm.reward_hidden(batch)
         finally:
             hook.remove()
-            bar.close()
-            rm.train(was_training)
-        return out
+        return captured[-1][0][batch.reward_positions]  # (N, H)
+
+    return read

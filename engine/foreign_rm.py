@@ -1,4 +1,4 @@
-"""Reward models the workbench did not train, loaded behind the interface `engine.scoring.Scorer` uses.
+"""Reward models the workbench did not train, loaded behind `engine.reward_pass.ScoringModel`.
 
 `load_reward_model(path, spec)` returns, per format (see `engine.rm_formats`):
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from engine.attention import select_attention_implementation
+from engine.attention import PACKED_SDPA, select_attention_implementation
 from engine.conversation import ConversationEncoder, _prompt_response
 from engine.errors import EngineError
 from engine.packing import PackedBatch, PaddedBatch, pad_sequences
@@ -101,10 +101,21 @@ class PackedRewardModel:
     def device(self) -> torch.device:
         return next(self.value_head.parameters()).device
 
-    def eval(self):
-        self._owner.eval()
-        self.value_head.eval()
+    @property
+    def reads_shared_prefixes(self) -> bool:
+        return self.decoder.config._attn_implementation == PACKED_SDPA
+
+    @property
+    def training(self) -> bool:
+        return self._owner.training
+
+    def train(self, mode: bool = True):
+        self._owner.train(mode)
+        self.value_head.train(mode)
         return self
+
+    def eval(self):
+        return self.train(False)
 
     def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
         return self.batch_scorer(batch)
@@ -112,12 +123,15 @@ class PackedRewardModel:
     def forward_padded(self, batch: PaddedBatch) -> torch.Tensor:
         return self.batch_scorer(batch)
 
+    def reward_hidden(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
+        return self.batch_scorer.reward_hidden(batch)
+
 
 class WholeModelRewardModel:
     """The model's own forward on right-padded rows (remote code, non-decoder classifiers)."""
 
     def __init__(self, model, tokenizer, encoder_factory, label_index: int | None, pad_token_id: int | None):
-        self.model = self.decoder = model  # Scorer checks decoder.config for the packed kernel: not this one
+        self.model = model
         self.tokenizer = tokenizer
         self._encoder_factory = encoder_factory
         self.label_index = label_index or 0
@@ -130,9 +144,22 @@ class WholeModelRewardModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def eval(self):
-        self.model.eval()
+    reads_shared_prefixes = False  # its own forward sees whole conversations
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
         return self
+
+    def eval(self):
+        return self.train(False)
+
+    def reward_hidden(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
+        raise EngineError("this reward model runs its own forward: its reward-token states are not exposed "
+                          "(a head probe or frozen features need a decoder with a value head)")
 
     def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
         """Unpack the row into its conversations and run them padded."""

@@ -20,45 +20,47 @@ import time
 import torch
 import torch.distributed as dist
 
-from engine.packing import group_pairs, pack_pairs
-from engine.precision import autocast
+from engine.losses import LossSettings, score_penalty
 from engine.progress import progress_bar
+from engine.reward_pass import pair_units, reward_token_pass
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+RANGE_SHARE = 0.8  # the probe's training scores stay within this share of the barrier's bound
 FOLDS = 5
 
 
-@torch.no_grad()
 def reward_states(rm, pairs: list[tuple[list[int], list[int]]], max_packed_length: int, precision: str,
                   rank: int = 0, world_size: int = 1, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) final hidden states at the reward token, (N, H) float32 each, on the CPU."""
-    was_training = rm.model.training
-    rm.eval()
-    n, hidden = len(pairs), rm.decoder.config.hidden_size
-    states = torch.zeros(2 * n, hidden, dtype=torch.float32, device=rm.device)
-    mine = list(range(rank, n, world_size))
+    mine = list(range(rank, len(pairs), world_size))
     bar = progress_bar(len(mine), "head probe: backbone pass", unit=" pairs", enabled=progress and rank == 0)
-    share = rm.reads_shared_prefixes  # each pair's prompt computed once
-    for group in group_pairs([pairs[i] for i in mine], max_packed_length, share):
-        batch = pack_pairs([pairs[mine[j]] for j in group], pad_token_id=rm.tokenizer.pad_token_id,
-                           share_prefix=share).to(rm.device)
-        with autocast(precision, rm.device):
-            rows = rm.batch_scorer.reward_hidden(batch).float()  # (2 * pairs in group, H): chosen, rejected, ...
-        for k, j in enumerate(group):
-            states[2 * mine[j]] = rows[2 * k]
-            states[2 * mine[j] + 1] = rows[2 * k + 1]
-        bar.update(len(group))
-    bar.close()
+    try:  # each pair's prompt computed once where the kernel reads that layout
+        rows = reward_token_pass(rm, pair_units([pairs[i] for i in mine], rm.reads_shared_prefixes),
+                                 max_packed_length, precision, read=rm.reward_hidden,
+                                 on_batch=lambda n: bar.update(n // 2))  # (2 * len(mine), H): chosen, rejected, ...
+    finally:
+        bar.close()
+    states = torch.zeros(2 * len(pairs), rows.shape[-1] if rows.numel() else rm.decoder.config.hidden_size)
+    index = torch.tensor([2 * i + k for i in mine for k in (0, 1)], dtype=torch.long)
+    if len(mine):
+        states[index] = rows
     if world_size > 1:
+        states = states.to(rm.device)
         dist.all_reduce(states)  # each row was filled by exactly one rank
-    rm.train(was_training)
-    states = states.cpu()
+        states = states.cpu()
     return states[0::2], states[1::2]
 
 
-def fit_linear_head(diff: torch.Tensor, l2: float, max_iter: int = 200) -> torch.Tensor:
-    """w minimising mean(softplus(-diff @ w)) + l2 * |w|^2 (Bradley-Terry on state differences)."""
+def fit_linear_head(diff: torch.Tensor, l2: float, max_iter: int = 200, states: torch.Tensor | None = None,
+                    losses: LossSettings | None = None) -> torch.Tensor:
+    """w minimising mean(softplus(-diff @ w)) + l2 * |w|^2 (Bradley-Terry on state differences).
+
+    Given the pairs' `states` (N, 2, H), also + lambda * mean(penalty(states @ w)), the score
+    penalty the trainer applies (`losses`, default `LossSettings()`): differences alone leave the
+    scores' scale and offset free (module docstring), and the trainer cannot pull them back."""
     diff = diff.double()
+    scores_of = states.double().reshape(-1, states.shape[-1]) if states is not None else None
+    losses = losses or LossSettings()
     w = torch.zeros(diff.shape[1], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
                                   line_search_fn="strong_wolfe")
@@ -66,6 +68,8 @@ def fit_linear_head(diff: torch.Tensor, l2: float, max_iter: int = 200) -> torch
     def closure():
         optimizer.zero_grad()
         loss = torch.nn.functional.softplus(-(diff @ w)).mean() + l2 * (w @ w)
+        if scores_of is not None:
+            loss = loss + losses.penalty_weight * score_penalty(scores_of @ w, losses).mean()
         loss.backward()
         return loss
 
@@ -73,8 +77,10 @@ def fit_linear_head(diff: torch.Tensor, l2: float, max_iter: int = 200) -> torch
     return w.detach()
 
 
-def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS) -> dict[float, float]:
-    """Mean held-out-fold accuracy (ties half) of each L2 strength; folds are contiguous index blocks."""
+def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS, states: torch.Tensor | None = None,
+                   losses: LossSettings | None = None) -> dict[float, float]:
+    """Mean held-out-fold accuracy (ties half) of each L2 strength; folds are contiguous index blocks.
+    `states`, `losses`: as `fit_linear_head`."""
     n = diff.shape[0]
     bounds = [n * f // folds for f in range(folds + 1)]
     results = {}
@@ -82,14 +88,21 @@ def cross_validate(diff: torch.Tensor, grid=L2_GRID, folds: int = FOLDS) -> dict
         correct = 0.0
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             train = torch.cat([diff[:lo], diff[hi:]])
-            margin = diff[lo:hi].double() @ fit_linear_head(train, l2)
+            fold_states = torch.cat([states[:lo], states[hi:]]) if states is not None else None
+            margin = diff[lo:hi].double() @ fit_linear_head(train, l2, states=fold_states, losses=losses)
             correct += float((margin > 0).sum() + 0.5 * (margin == 0).sum())
         results[l2] = correct / n
     return results
 
 
+def inside_limit(losses: LossSettings) -> float | None:
+    """The largest |score| the probe leaves on its training states: RANGE_SHARE of the log barrier's
+    bound (room for fine-tuning to widen margins), or None where no penalty bounds the scores."""
+    return RANGE_SHARE * losses.barrier_bound if losses.penalty == "log_barrier" else None
+
+
 def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: int = 0, world_size: int = 1,
-                     progress: bool = True, cache=None) -> dict:
+                     progress: bool = True, cache=None, losses: LossSettings | None = None) -> dict:
     """Fit `rm`'s value head (Linear(H, 1), no bias) on the frozen backbone; returns what it found.
 
     With a `FeatureCache` (one process only), the states come from it where an earlier run on the
@@ -105,7 +118,7 @@ def probe_value_head(rm, pairs, max_packed_length: int, precision: str, rank: in
         chosen, rejected = states[0::2], states[1::2]
     else:
         chosen, rejected = reward_states(rm, pairs, max_packed_length, precision, rank, world_size, progress)
-    return probe_from_states(rm, chosen, rejected, started)
+    return probe_from_states(rm, chosen, rejected, started, losses)
 
 
 def probe_cache(config, world_size: int):
@@ -118,13 +131,24 @@ def probe_cache(config, world_size: int):
     return FeatureCache.open(config.feature_cache, config.feature_cache_gb)
 
 
-def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started: float | None = None) -> dict:
-    """Fit `rm`'s value head to (chosen, rejected) reward-token states (N, H); returns what it found."""
+def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started: float | None = None,
+                      losses: LossSettings | None = None) -> dict:
+    """Fit `rm`'s value head to (chosen, rejected) reward-token states (N, H) under the trainer's
+    score penalty (`losses`, default `LossSettings()`); returns what it found."""
     started = time.perf_counter() if started is None else started
     diff = chosen - rejected
-    scores = cross_validate(diff)
+    states = torch.stack([chosen, rejected], dim=1)  # (N, 2, H)
+    scores = cross_validate(diff, states=states, losses=losses)
     l2 = max(scores, key=lambda k: (scores[k], k))  # ties: the stronger regularisation
-    w = fit_linear_head(diff, l2)
+    w = fit_linear_head(diff, l2, states=states, losses=losses)
+    fitted = torch.cat([chosen, rejected]).double().matmul(w)
+    scaled_by = 1.0
+    limit = inside_limit(losses or LossSettings())
+    if limit is not None and float(fitted.abs().max()) > limit:
+        # the penalty is soft (weight 0.01, continued linearly past the bound): separable pairs can
+        # still push scores out, so shrink w onto the range; the ranking of every pair is unchanged
+        scaled_by = limit / float(fitted.abs().max())
+        w, fitted = w * scaled_by, fitted * scaled_by
     # with LoRA the head is peft's ModulesToSaveWrapper, whose trained copy is modules_to_save["default"]
     copies = getattr(rm.value_head, "modules_to_save", None)
     head = (copies["default"] if copies is not None else rm.value_head).weight
@@ -133,5 +157,7 @@ def probe_from_states(rm, chosen: torch.Tensor, rejected: torch.Tensor, started:
     margin = diff.double() @ w
     return {"pairs": len(chosen), "l2": l2, "cv_accuracy": {str(k): round(v, 4) for k, v in scores.items()},
             "train_accuracy": round(float((margin > 0).double().mean()), 4),
-            "score_std": round(float(torch.cat([chosen, rejected]).double().matmul(w).std()), 4),
+            "score_std": round(float(fitted.std()), 4),
+            "score_range": [round(float(fitted.min()), 4), round(float(fitted.max()), 4)],
+            "scaled_by": round(scaled_by, 4),
             "seconds": round(time.perf_counter() - started, 1)}

@@ -17,12 +17,10 @@ the head gives on the cached features (tested). A run takes seconds once the fea
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -34,7 +32,8 @@ from engine.losses import reward_loss
 from engine.precision import describe_cpu, resolve_precision
 from engine.progress import epoch_label, phase, progress_bar
 from engine.train_config import TrainConfig
-from engine.train_guards import COMPLETE_MARKER, check_out_dir, stop_if_not_finite
+from engine.run_dir import RunDirectory
+from engine.train_guards import stop_if_not_finite
 from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps
 from engine.training import TrainResult, build_reward_model
 
@@ -110,9 +109,9 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
     """Train the final norm and value head on cached backbone features; save a standard HF directory."""
 
     device = _check_config(config)
-    out = Path(config.out_dir)
-    check_out_dir(out, resume)  # a head-only run is cheap to repeat: --resume trains it again
-    out.mkdir(parents=True, exist_ok=True)
+    out = RunDirectory(config.out_dir)
+    out.check_fresh(resume)  # a head-only run is cheap to repeat: --resume trains it again
+    out.path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     with phase("loading backbone", progress):
@@ -133,8 +132,8 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
 
         with phase("head probe: fitting", progress), torch.no_grad():
             normed = norm(x).float()
-            probe = probe_from_states(rm, normed[0::2], normed[1::2])
-        (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
+            probe = probe_from_states(rm, normed[0::2], normed[1::2], losses=config.loss_settings())
+        out.write_head_probe(probe)
     steps = total_steps(config, len(encoded))
     optimizer = _optimizer(config, rm, params)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
@@ -142,11 +141,9 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
     scorer = HeadScorer(rm, features, config.max_length)
     lengths = torch.tensor([len(s) for pair in encoded for s in pair])
     per_epoch = steps_per_epoch(len(encoded), config.pairs_per_step)
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.write_text("")
-    (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
-    (out / "precision.json").write_text(json.dumps({"requested": config.precision, "resolved": precision,
-                                                    "cpu": describe_cpu()}) + "\n")
+    out.start_metrics()
+    out.write_config(config)
+    out.write_precision(config.precision, precision, describe_cpu())
     rm.train()
     train_started = time.perf_counter()
     last, tokens_done, bar = None, 0, None
@@ -160,8 +157,7 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
         last["epoch"] = round((step + 1) / per_epoch, 4)
         last["elapsed_s"] = round(time.perf_counter() - train_started, 2)
         tokens_done += last["tokens"]
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(last) + "\n")
+        out.append_metrics(last)
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.2f}", refresh=False)
     bar.close()
@@ -172,16 +168,16 @@ def train_head_only(config: TrainConfig, train_pairs: Sequence[PreferencePair],
         with phase(f"evaluating on {len(eval_pairs)} held-out pairs", progress):
             result = evaluate_pairs(scorer, list(eval_pairs))
         evaluation = {k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}
-        (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    with phase(f"saving the model to {out}", progress):
-        rm.save(out)
+        out.write_eval(evaluation)
+    with phase(f"saving the model to {out.path}", progress):
+        rm.save(out.path)
     stats = {"backbone_forwards": features.backbone_forwards, "cache_hits": features.cache_hits,
              "feature_seconds": round(feature_seconds, 2), "fingerprint": features.fingerprint,
              "cache_dir": str(cache.directory)}
-    (out / "features.json").write_text(json.dumps(stats, indent=2) + "\n")
-    result = HeadOnlyResult(str(out), steps, last["loss"], last["accuracy"], evaluation, round(seconds, 2),
+    out.write_features(stats)
+    result = HeadOnlyResult(str(out.path), steps, last["loss"], last["accuracy"], evaluation, round(seconds, 2),
                             round(tokens_done / seconds, 1) if seconds > 0 else 0.0, None, precision, stats)
-    (out / COMPLETE_MARKER).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    out.mark_complete(result.as_dict())
     return result
 
 

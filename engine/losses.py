@@ -74,6 +74,15 @@ def l2_penalty(scores: torch.Tensor) -> torch.Tensor:
     return scores**2
 
 
+def score_penalty(scores: torch.Tensor, settings: LossSettings) -> torch.Tensor:
+    """Per-score penalty the settings name (before the weight lambda)."""
+    if settings.penalty == "log_barrier":
+        return log_barrier_penalty(scores, settings.barrier_bound)
+    if settings.penalty == "l2":
+        return l2_penalty(scores)
+    return torch.zeros_like(scores)
+
+
 def reward_loss(scores: torch.Tensor, settings: LossSettings | None = None) -> RewardLoss:
     """Loss of one micro-batch from its scores (S,) = (s_c0, s_r0, s_c1, s_r1, ...), summed over pairs."""
     settings = settings or LossSettings()
@@ -85,12 +94,7 @@ def reward_loss(scores: torch.Tensor, settings: LossSettings | None = None) -> R
         ranking = focal_ranking_loss(chosen, rejected, settings.focal_gamma)
     else:
         ranking = bradley_terry_loss(chosen, rejected)
-    if settings.penalty == "log_barrier":
-        per_score = log_barrier_penalty(scores, settings.barrier_bound)
-    elif settings.penalty == "l2":
-        per_score = l2_penalty(scores)
-    else:
-        per_score = torch.zeros_like(scores)
+    per_score = score_penalty(scores, settings)
     penalty = (per_score[0::2] + per_score[1::2]) / 2  # (P,)
     total = ranking.sum() + settings.penalty_weight * penalty.sum()
     correct = (chosen > rejected).float().sum() + 0.5 * (chosen == rejected).float().sum()

@@ -103,7 +103,8 @@ class BatchScorer(torch.nn.Module):
 
 
 class RewardModel:
-    """A sequence-classification model, its tokenizer and the reward token, scored by position."""
+    """A sequence-classification model, its tokenizer and the reward token, scored by position
+    (an `engine.reward_pass.ScoringModel`)."""
 
     def __init__(self, model, tokenizer, *, base_path: str | None = None, lora: LoraSettings | None = None,
                  qlora: bool = False):
@@ -198,9 +199,17 @@ class RewardModel:
     def device(self) -> torch.device:
         return next(self.value_head.parameters()).device
 
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
     def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
         """Scores (N,) of the conversations in one packed row, in packing order."""
         return self.batch_scorer(batch)
+
+    def reward_hidden(self, batch: PackedBatch | PaddedBatch) -> torch.Tensor:
+        """Final hidden states (N, H) at each conversation's reward token (what the value head reads)."""
+        return self.batch_scorer.reward_hidden(batch)
 
     def forward_padded(self, batch: PaddedBatch) -> torch.Tensor:
         """Scores (N,) of right-padded conversations, one per row (the baseline path)."""

@@ -14,10 +14,10 @@ import torch
 
 from engine.data import ScoringItem
 from engine.errors import EngineError
-from engine.attention import PACKED_SDPA
-from engine.packing import Unit, pack_sequences, packed_unit_batches, pad_sequences, prefix_units
-from engine.precision import autocast, resolve_precision
+from engine.packing import Unit, pad_sequences, prefix_units
+from engine.precision import resolve_precision
 from engine.reward_model import RewardModel
+from engine.reward_pass import ScoringModel, reward_token_pass, single_units
 
 Progress = Callable[[int, int], None]  # (items done, items total)
 
@@ -32,15 +32,16 @@ class Scorer:
     per prompt it removes up to (N-1)/N of the prompt work.
     """
 
-    def __init__(self, reward_model: RewardModel, max_length: int = 2048, precision: str = "fp32",
+    def __init__(self, reward_model: ScoringModel, max_length: int = 2048, precision: str = "fp32",
                  share_prefixes: bool | None = None):
         self.reward_model = reward_model.eval()
         self.encoder = reward_model.encoder(max_length)
         self.precision = resolve_precision(precision, reward_model.device)
-        kernel = reward_model.decoder.config._attn_implementation
-        self.share_prefixes = kernel == PACKED_SDPA if share_prefixes is None else share_prefixes
-        if self.share_prefixes and kernel != PACKED_SDPA:
-            raise EngineError(f"prefix sharing needs the packed_sdpa kernel, not {kernel}")
+        reads = reward_model.reads_shared_prefixes
+        self.share_prefixes = reads if share_prefixes is None else share_prefixes
+        if self.share_prefixes and not reads:
+            raise EngineError(f"prefix sharing needs the packed_sdpa kernel, which {type(reward_model).__name__} "
+                              "does not run")
 
     def score(self, items: Sequence[ScoringItem], max_tokens_per_batch: int = 8192,
               progress: Progress | None = None) -> list[float]:
@@ -53,30 +54,22 @@ class Scorer:
         if max_tokens_per_batch < self.encoder.max_length:
             raise EngineError(f"max_tokens_per_batch ({max_tokens_per_batch}) must be at least max_length "
                               f"({self.encoder.max_length}), or a long conversation fits no batch")
-        units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else \
-            [([], [(i, ids)]) for i, ids in enumerate(encoded)]
-        scores = [0.0] * len(encoded)
+        units = plan_units(items, encoded, max_tokens_per_batch) if self.share_prefixes else single_units(encoded)
         done = 0
-        for order, batch in packed_unit_batches(units, max_tokens_per_batch, self.share_prefixes,
-                                                self.reward_model.tokenizer.pad_token_id):
-            for i, value in zip(order, self._run(batch)):
-                scores[i] = value
-            done += len(order)
+
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
             if progress:
                 progress(done, len(encoded))
-        return scores
 
-    @torch.no_grad()
+        return reward_token_pass(self.reward_model, units, max_tokens_per_batch, self.precision,
+                                 share=self.share_prefixes, on_batch=report).tolist()
+
     def score_encoded(self, sequences: Sequence[Sequence[int]]) -> list[float]:
         """Scores of already encoded conversations, all packed into one row."""
-        rm = self.reward_model
-        return self._run(pack_sequences(sequences, pad_token_id=rm.tokenizer.pad_token_id))
-
-    @torch.no_grad()
-    def _run(self, batch) -> list[float]:
-        rm = self.reward_model
-        with autocast(self.precision, rm.device):
-            return rm.forward_packed(batch.to(rm.device)).float().tolist()
+        return reward_token_pass(self.reward_model, single_units(sequences), sum(len(s) for s in sequences),
+                                 self.precision, share=False).tolist()
 
 
 def plan_units(items: Sequence[ScoringItem], encoded: list[list[int]], budget: int) -> list[Unit]:

@@ -1,6 +1,7 @@
-"""Refusals that keep a training run's output trustworthy: an output directory that already
-holds another run, a step whose loss or gradient is not finite, a torn metrics file on resume.
-Shared by the full trainer (`engine.training`) and the head-only one (`engine.head_training`)."""
+"""Refusals that keep a training run's output trustworthy: a step whose loss or gradient is not
+finite, a torn metrics file on resume. Shared by the full trainer (`engine.training`) and the
+head-only one (`engine.head_training`); a directory that already holds a run is refused by
+`engine.run_dir.RunDirectory.check_fresh`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from engine.checkpoint import latest_checkpoint
 from engine.errors import EngineError
-
-COMPLETE_MARKER = "training_complete.json"
 
 
 def stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
@@ -20,15 +18,6 @@ def stop_if_not_finite(what: str, value: float, step: int, lr: float) -> None:
         raise EngineError(f"training stopped at step {step + 1}: the {what} is {value} (not a finite number), "
                           f"so the step was not applied. The learning rate is probably too high: lower --lr "
                           f"(now {lr:g}) and train again (the last checkpoint is from before this step)")
-
-
-def check_out_dir(out: Path, resume: bool) -> None:
-    """Refuse to start a fresh run in a directory that holds a checkpoint or a finished run."""
-    if resume:
-        return
-    if latest_checkpoint(out) is not None or (out / COMPLETE_MARKER).exists():
-        raise EngineError(f"{out} already holds a training run: pass --resume to continue it, "
-                          "or choose another --out")
 
 
 def truncate_metrics(path: Path, step: int) -> None:

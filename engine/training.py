@@ -31,12 +31,10 @@ the adapter with its value head also in OUT/adapter).
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -47,12 +45,13 @@ from engine.checkpoint import (latest_checkpoint, load_checkpoint, load_trainabl
 from engine.data import PreferencePair
 from engine.distributed import DistContext, all_reduce_sum, barrier, compute_init
 from engine.errors import EngineError
-from engine.train_guards import COMPLETE_MARKER, check_out_dir, stop_if_not_finite, truncate_metrics
+from engine.train_guards import stop_if_not_finite
 from engine.losses import reward_loss
 from engine.packing import group_pairs, pack_pairs
 from engine.precision import autocast, describe_cpu, resolve_precision
 from engine.progress import epoch_label, phase, progress_bar
 from engine.reward_model import LoraSettings, RewardModel
+from engine.run_dir import RunDirectory
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from engine.train_config import TrainConfig
 from engine.train_schedule import lr_lambda, step_pair_indices, steps_per_epoch, total_steps
@@ -98,7 +97,6 @@ def build_reward_model(config: TrainConfig, device: torch.device) -> RewardModel
 class _Trainer:
     def __init__(self, config: TrainConfig, ctx: DistContext, train_pairs, eval_pairs, progress: bool):
         self.config, self.ctx, self.progress = config, ctx, progress
-        self.out = Path(config.out_dir)
         self.rm = build_reward_model(config, ctx.device)
         encoder = self.rm.encoder(config.max_length)
         with phase(f"tokenizing {len(train_pairs)} pairs", progress and ctx.is_main):
@@ -273,10 +271,10 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
     `allow_pickle` lets resume read a checkpoint file that needs full unpickling (trusted ones only).
     """
     ctx = ctx or compute_init(config.device)
-    out = Path(config.out_dir)
+    out = RunDirectory(config.out_dir)
     if ctx.is_main:
-        check_out_dir(out, resume)
-        out.mkdir(parents=True, exist_ok=True)
+        out.check_fresh(resume)
+        out.path.mkdir(parents=True, exist_ok=True)
         resolve_model_path(config.base)  # converts a GGUF once, before the other ranks look for it
     barrier()
     torch.manual_seed(config.seed)
@@ -287,18 +285,17 @@ def train_reward_model(config: TrainConfig, train_pairs: Sequence[PreferencePair
         _probe_head(trainer, out)
     start = resumed_from or 0
     if ctx.is_main:
-        truncate_metrics(out / "metrics.jsonl", start)
-        (out / "train_config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
-        (out / "precision.json").write_text(json.dumps({"requested": config.precision, "resolved": trainer.precision,
-                                                        "cpu": describe_cpu()}) + "\n")
+        out.start_metrics(start)
+        out.write_config(config)
+        out.write_precision(config.precision, trainer.precision, describe_cpu())
     last, tokens_done, seconds = _train_loop(trainer, out, start, progress, on_step)
     return _finish(trainer, out, last, tokens_done, seconds, resumed_from)
 
 
-def _resume(trainer: _Trainer, out: Path, allow_pickle: bool) -> int | None:
+def _resume(trainer: _Trainer, out: RunDirectory, allow_pickle: bool) -> int | None:
     """Load the latest checkpoint in `out` (weights, optimizer, scheduler, RNG); its step, or None."""
     ctx = trainer.ctx
-    checkpoint = latest_checkpoint(out)
+    checkpoint = latest_checkpoint(out.path)
     if checkpoint is None:
         return None
     saved = load_checkpoint(checkpoint, rank=ctx.rank, world_size=ctx.world_size, allow_pickle=allow_pickle)
@@ -313,19 +310,19 @@ def _resume(trainer: _Trainer, out: Path, allow_pickle: bool) -> int | None:
     return saved["state"]["step"]
 
 
-def _probe_head(trainer: _Trainer, out: Path) -> None:
+def _probe_head(trainer: _Trainer, out: RunDirectory) -> None:
     """LP-FT: fit the value head on the frozen backbone first; what it found goes to head_probe.json."""
     from engine.head_probe import probe_cache, probe_value_head
 
     ctx = trainer.ctx
     probe = probe_value_head(trainer.rm, trainer.train, trainer.config.max_packed_length, trainer.precision,
                              ctx.rank, ctx.world_size, trainer.progress,
-                             cache=probe_cache(trainer.config, ctx.world_size))
+                             cache=probe_cache(trainer.config, ctx.world_size), losses=trainer.losses)
     if ctx.is_main:
-        (out / "head_probe.json").write_text(json.dumps(probe, indent=2) + "\n")
+        out.write_head_probe(probe)
 
 
-def _train_loop(trainer: _Trainer, out: Path, start: int, progress: bool,
+def _train_loop(trainer: _Trainer, out: RunDirectory, start: int, progress: bool,
                 on_step: Callable[[dict], None] | None) -> tuple[dict | None, int, float]:
     """Steps `start`.. to the end, logging metrics and checkpointing; (last metrics, tokens, seconds)."""
     config, ctx = trainer.config, trainer.ctx
@@ -349,8 +346,7 @@ def _train_loop(trainer: _Trainer, out: Path, start: int, progress: bool,
             if evaluation:
                 metrics["eval_accuracy"] = evaluation["accuracy"]
         if ctx.is_main:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            out.append_metrics(metrics)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.2f}",
@@ -359,7 +355,7 @@ def _train_loop(trainer: _Trainer, out: Path, start: int, progress: bool,
             on_step(metrics)
         last = metrics
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == trainer.steps:
-            save_checkpoint(out, step + 1, rank=ctx.rank, world_size=ctx.world_size,
+            save_checkpoint(out.path, step + 1, rank=ctx.rank, world_size=ctx.world_size,
                             trainable=trainer_state(trainer), optimizer=trainer.optimizer_state(),
                             scheduler=trainer.scheduler.state_dict(), extra={"config": config.as_dict()},
                             keep=config.keep_checkpoints)
@@ -368,22 +364,22 @@ def _train_loop(trainer: _Trainer, out: Path, start: int, progress: bool,
     return last, tokens_done, time.perf_counter() - started
 
 
-def _finish(trainer: _Trainer, out: Path, last: dict | None, tokens_done: int, seconds: float,
+def _finish(trainer: _Trainer, out: RunDirectory, last: dict | None, tokens_done: int, seconds: float,
             resumed_from: int | None) -> TrainResult:
     """Evaluate and save the final model, and mark the run complete."""
     ctx = trainer.ctx
     final = trainer.plain_model()  # collective under FSDP
     evaluation = trainer.evaluate_model(final)
     if ctx.is_main:
-        with phase(f"saving the model to {out}", trainer.progress):
+        with phase(f"saving the model to {out.path}", trainer.progress):
             _save_model(final, out)
         if evaluation is not None:
-            (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    result = TrainResult(str(out), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,
+            out.write_eval(evaluation)
+    result = TrainResult(str(out.path), trainer.steps, last and last["loss"], last and last["accuracy"], evaluation,
                          round(seconds, 2), round(tokens_done / seconds, 1) if seconds > 0 else 0.0, resumed_from,
                          trainer.precision)
     if ctx.is_main:
-        (out / COMPLETE_MARKER).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        out.mark_complete(result.as_dict())
     barrier()
     return result
 
@@ -394,7 +390,7 @@ def trainer_state(trainer: _Trainer) -> dict:
     return state if trainer.ctx.is_main else {}
 
 
-def _save_model(rm: RewardModel, out: Path) -> None:
-    rm.save(out)
+def _save_model(rm: RewardModel, out: RunDirectory) -> None:
+    rm.save(out.path)
     if rm.lora is not None:
-        rm.save_adapter(out / "adapter")
+        rm.save_adapter(out.adapter)

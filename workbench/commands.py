@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.recipes import RECIPES
+from engine.run_dir import RunDirectory
 from engine.train_config import TrainConfig
 from workbench.allowed_models import AllowedModels
 from workbench.errors import WorkbenchError
@@ -200,16 +201,7 @@ def training_dir(runs_dir: str | Path, name: str) -> Path:
 def read_metrics(out_dir: str | Path) -> pd.DataFrame:
     """The per-step metrics a training run wrote so far (DIR/metrics.jsonl); a half-written last
     line is skipped."""
-    path = Path(out_dir) / "metrics.jsonl"
-    records = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "step" in record:
-                records.append({k: record.get(k) for k in METRIC_COLUMNS})
+    records = [{k: record.get(k) for k in METRIC_COLUMNS} for record in RunDirectory(out_dir).read_metrics()]
     return pd.DataFrame(records, columns=METRIC_COLUMNS)
 
 
@@ -227,7 +219,7 @@ def loss_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def heldout_path(out_dir: str | Path) -> Path:
     """The held-out pairs a training run wrote into its output directory."""
-    return Path(out_dir) / "heldout_pairs.jsonl"
+    return RunDirectory(out_dir).heldout_pairs
 
 
 def eval_commands(store: Store, models: list[str], data: str | Path) -> list[list[str]]:

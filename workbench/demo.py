@@ -141,11 +141,11 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
 
 def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_dir: Path, progress: bool) -> dict:
     from engine.train_config import TrainConfig
-    from engine.train_guards import COMPLETE_MARKER
+    from engine.run_dir import RunDirectory
     from workbench.reward_models import register_reward_model
     from workbench.training import train_rm
 
-    if (rm_dir / COMPLETE_MARKER).exists():
+    if RunDirectory(rm_dir).is_complete:
         print(f"      reusing {rm_dir}")
         return register_reward_model(store, rm_dir, name=DEMO_RM).as_reference()
     if settings.pairs_file:

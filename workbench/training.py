@@ -107,8 +107,8 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
 
     The output directory is claimed first (training_claim.py): a fresh run needs a new or empty one.
     """
-    from engine.head_training import frozen_backbone, train_head_only
-    from engine.training import train_reward_model
+    from engine.run_dir import RunDirectory
+    from engine.trainers import train as train_model
 
     ctx = compute_init(config.device)
     selection = {"data": [str(d) for d in data], "store_filter": pair_filter.as_dict() if pair_filter else None,
@@ -118,7 +118,7 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
     if ctx.is_main:
         train, heldout = _gather_pairs(store, config, data, pair_filter, fmt, skip_invalid, eval_fraction,
                                        eval_data, progress)
-        heldout_path = Path(config.out_dir) / "heldout_pairs.jsonl"
+        heldout_path = RunDirectory(config.out_dir).heldout_pairs
         write_heldout(heldout, heldout_path, resume, dry_run=True)  # refuse before claiming
         claim = claim_output_dir(config.out_dir, resume)  # before anything is written into it
     try:
@@ -129,11 +129,8 @@ def train_rm(store: Store | None, config: TrainConfig, *, data: Sequence[str] = 
         record = {"config": config.as_dict(), "selection": selection, "train_pairs": len(train),
                   "heldout_pairs": len(heldout)}
         with recorded_run(store if ctx.is_main else None, run_id, "training", record) as run:
-            if frozen_backbone(config, ctx.world_size):  # nothing to unpickle: --resume trains it again
-                result = train_head_only(config, train, heldout or None, resume=resume, progress=progress)
-            else:
-                result = train_reward_model(config, train, heldout or None, resume=resume, progress=progress,
-                                            ctx=ctx, allow_pickle=allow_pickle)
+            result = train_model(config, train, heldout or None, resume=resume, progress=progress, ctx=ctx,
+                                 allow_pickle=allow_pickle)
             summary = result.as_dict() | {"train_pairs": len(train), "heldout_pairs": len(heldout), "run_id": run_id}
             if ctx.is_main and store is not None:
                 model = register_reward_model(store, config.out_dir, name=name or Path(config.out_dir).name,

@@ -18,9 +18,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-CLAIM = "training_claim.json"
-# What a training run (of this or an earlier version) leaves in its directory first.
-_RUN_FILES = (CLAIM, "checkpoints", "heldout_pairs.jsonl", "train_config.json", "training_complete.json")
+from engine.run_dir import RunDirectory
 
 
 class TrainingClaim:
@@ -47,10 +45,10 @@ def claim_output_dir(out: str | Path, resume: bool) -> TrainingClaim:
         raise WorkbenchError(f"{out} is a file: --out needs a directory")
     created = False
     if resume:
-        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in _RUN_FILES):
+        if out.is_dir() and any(out.iterdir()) and not RunDirectory(out).looks_like_a_run():
             raise WorkbenchError(f"{out} holds no training run to resume: choose a new --out (without --resume)")
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / CLAIM, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(RunDirectory(out).claim, os.O_RDWR | os.O_CREAT, 0o644)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -60,7 +58,7 @@ def claim_output_dir(out: str | Path, resume: bool) -> TrainingClaim:
             if any(out.iterdir()):
                 raise WorkbenchError(_taken(out)) from None
         try:
-            fd = os.open(out / CLAIM, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(RunDirectory(out).claim, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             raise WorkbenchError(_taken(out)) from None
     try:
@@ -76,10 +74,7 @@ def claim_output_dir(out: str | Path, resume: bool) -> TrainingClaim:
 
 
 def _nothing_to_resume(out: Path) -> bool:
-    from engine.checkpoint import latest_checkpoint
-    from engine.train_guards import COMPLETE_MARKER
-
-    return latest_checkpoint(out) is None and not (out / COMPLETE_MARKER).exists()
+    return not RunDirectory(out).holds_run()
 
 
 def _taken(out: Path) -> str:

@@ -40,21 +40,21 @@ def test_saved_model_scores_are_the_head_on_cached_features(tiny_dir, tmp_path):
 
 
 def test_feature_pass_runs_a_shared_start_once_and_matches_each_conversation_alone(tiny_dir, monkeypatch):
-    from engine import feature_cache
+    from engine import reward_pass
 
     rm = RewardModel.from_base(tiny_dir)
     items = [ScoringItem([{"role": "user", "content": f"Tell me about topic {k}, briefly."}], f"Reply {j}" * (j + 1))
              for j in range(3) for k in range(4)]  # replies to one prompt are not adjacent
     sequences = rm.encoder(256).encode_many(items)
     packed_tokens = []
-    batches = feature_cache.packed_unit_batches
+    batches = reward_pass.packed_unit_batches
 
     def counting(*args, **kwargs):
         for order, batch in batches(*args, **kwargs):
             packed_tokens.append(batch.input_ids.shape[1])
             yield order, batch
 
-    monkeypatch.setattr(feature_cache, "packed_unit_batches", counting)
+    monkeypatch.setattr(reward_pass, "packed_unit_batches", counting)  # the one no-grad pass
     together = FrozenFeatures(rm, "fp32", None, progress=False).compute(sequences)
     assert sum(packed_tokens) < 0.8 * sum(len(s) for s in sequences)  # each prompt ran once, not three times
     alone = torch.cat([FrozenFeatures(rm, "fp32", None, progress=False).compute([s]) for s in sequences])
