@@ -49,7 +49,7 @@ def _train(config, pairs, cache, x, plain_probe: bool) -> dict:
     return {"probe": {k: probe[k] for k in ("l2", "train_accuracy", "score_range")},
             "steps": result.steps, "lr": config.lr,
             "adam_move_bound_per_weight": round(sum(m["lr"] for m in metrics), 5),
-            "loss_per_step": [round(m["loss"], 3) for m in metrics][:12],
+            "loss_first_steps": [round(m["loss"], 3) for m in metrics][:6],
             "weighted_penalty_first_last": [round(config.penalty_weight * metrics[i]["penalty"], 3) for i in (0, -1)],
             "trained_scores": _range(scores), "train_accuracy": round(result.final_accuracy, 3)}
 
@@ -65,7 +65,7 @@ def measure(args) -> dict:
     pairs = pairs_from_files([args.data], skip_invalid=True, progress=False)[: args.pairs]
     cache = FeatureCache(args.cache, 4 * 1024**3)
     settings = recipe_settings("head-only", {"base": args.model, "max_length": args.max_length, "precision": "fp32",
-                                             "feature_cache": args.cache})
+                                             "feature_cache": args.cache, "epochs": args.epochs})
     rm = build_reward_model(TrainConfig(out_dir=tempfile.mkdtemp(), **settings), torch.device("cpu"))
     features = FrozenFeatures(rm, "fp32", cache, progress=False)
     encoded = rm.encoder(args.max_length).encode_pairs(pairs)
@@ -77,7 +77,7 @@ def measure(args) -> dict:
         keep = (normed[0::2] @ direction) > (normed[1::2] @ direction)
         pairs = [p if k else PreferencePair(p.prompt, p.rejected, p.chosen) for p, k in zip(pairs, keep.tolist())]
         x = x[[j for i, k in enumerate(keep.tolist()) for j in ((2 * i, 2 * i + 1) if k else (2 * i + 1, 2 * i))]]
-    report = {"pairs": len(pairs), "separable": args.separable,
+    report = {"pairs": len(pairs), "separable": args.separable, "epochs": args.epochs,
               "state_norm_mean": round(float(normed.norm(dim=1).mean()), 2),
               "norm_of_mean_state": round(float(normed.mean(0).norm()), 2),
               "mean_pair_difference_norm": round(float((normed[0::2] - normed[1::2]).norm(dim=1).mean()), 2)}
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--separable", action="store_true")
+    parser.add_argument("--epochs", type=float, default=1.0, help="the recipe's is 1; more: a longer run")
     parser.add_argument("--cache", default="/tmp/score-range-features")
     print(json.dumps(measure(parser.parse_args()), indent=2))
 
