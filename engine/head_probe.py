@@ -9,6 +9,13 @@ logistic regression on chosen - rejected states, an L2 strength picked by k-fold
 on the training pairs (never the held-out ones), solved with L-BFGS in float64. Fine-tuning then
 starts from the best linear reward model the backbone already supports.
 
+The fit also carries the trainer's score penalty (0.01 x log barrier by default) on every training
+score. Differences alone leave the scores' offset `w . mean state` free, and reward-token states
+share a large common component (SmolLM2: the mean state's norm is ~99% of a state's), so on easily
+separated pairs the probe used to start the trainer at scores of -30 and beyond, which a head
+trained at lr 1e-4 for a few steps cannot pull back (docs/reward-model-training.md). Where the soft
+penalty still leaves a score past RANGE_SHARE of the bound, w is shrunk onto it (rankings unchanged).
+
 Under torchrun each rank encodes its share of the pairs and the states are summed over ranks,
 so every rank fits the same head. Sequence parallel and FSDP runs cannot use it (refused).
 """

@@ -16,9 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
-
 from engine.run_dir import RunDirectory
+from workbench.errors import WorkbenchError
 
 
 class TrainingClaim:
