@@ -6,7 +6,8 @@ from tests.processes import free_port
 from tests.ui.data import make_store
 
 ANY = "(any)"
-NO_FILTER = [ANY, ANY, ANY, ANY, "", "", "", "", "", False]  # the Curate tab's ten filter values
+# The Curate tab's filter values with nothing set: source, tag, labeler, strategy, then the bounds and flags.
+NO_FILTER = [ANY, ANY, ANY, ANY, "", "", "", "", "", False, False]
 
 
 @contextmanager
