@@ -258,14 +258,14 @@ def rm_compare(ctx: Context, rm_a, rm_b, source, top, as_json) -> None:
       workbench rm compare demo-rm@1 demo-rm@2 --source demo-prompts --json
     """
     from workbench.browse import shorten
-    from workbench.compare import compare_reward_models, summary_table
+    from workbench.compare import compare_reward_models, summary_rows
 
     result = compare_reward_models(ctx.store, rm_a, rm_b, source=source, top=top)
     if as_json:
         emit_json(result)
         return
     click.echo(f"A = {result['a']}, B = {result['b']}")
-    for measure, value in summary_table(result).itertuples(index=False):
+    for measure, value in summary_rows(result):
         click.echo(f"{measure:<44}{'n/a' if value is None else value}")
     for n, d in enumerate(result["disagreements"], 1):
         click.echo(f"\n#{n} prompt {d['prompt_id']} (firmness {d['firmness']:.3f}): {shorten(d['prompt'], 100)}")
