@@ -12,6 +12,7 @@ lane (`workbench/store/bulk_import.py`, `content_ids.py`), one module per concer
     export             the export query and its staging
     pair_index         the app's in-memory curation index
     stats              table counts, scores per model, pairs per labeler
+    labelers           who labelled given pairs (to keep a model from being graded on its own labels)
     overview           the Overview's histograms, length bias and ties
     browse             the prompt browser's pages and detail
 
@@ -23,6 +24,7 @@ on the connection, then moves in one INSERT ... SELECT. Callers use the package
 from workbench.store.queries.browse import *  # noqa: F401,F403
 from workbench.store.queries.export import *  # noqa: F401,F403
 from workbench.store.queries.fetch import *  # noqa: F401,F403
+from workbench.store.queries.labelers import *  # noqa: F401,F403
 from workbench.store.queries.new_rows import *  # noqa: F401,F403
 from workbench.store.queries.overview import *  # noqa: F401,F403
 from workbench.store.queries.pair_filter import *  # noqa: F401,F403
