@@ -48,8 +48,10 @@ def build(ctx: AppContext, filters: list) -> dict:
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True)
     gr.Markdown("**Compare and use**")
     with gr.Row():
-        new_model = gr.Dropdown(label="New model", choices=[], info="Its held-out pairs are the test set.")
+        new_model = gr.Dropdown(label="New model", choices=[], info="The newest model by default.")
         old_model = gr.Dropdown(label="Compare with", choices=[])
+        eval_set = gr.Dropdown(label="Evaluate on", choices=[(v, k) for k, v in commands.EVAL_SETS.items()],
+                               value="heldout", info="Pairs either model labelled are always left out.")
         evaluate = gr.Button("Evaluate both", scale=0)
         rescore = gr.Button("Score the store with the new model", scale=0)
     comparison = gr.Dataframe(pd.DataFrame(columns=["metric", "compared with", "new model", "change"]),
@@ -84,8 +86,8 @@ def build(ctx: AppContext, filters: list) -> dict:
         return started(steps.start_training(ctx, current, values))
 
     @user_errors
-    def start_evaluation(current, new_id, old_id):
-        return started(steps.start_evaluation(ctx, current, new_id, old_id))
+    def start_evaluation(current, new_id, old_id, chosen_set, *filter_values):
+        return started(steps.start_evaluation(ctx, current, new_id, old_id, chosen_set, filter_values))
 
     @user_errors
     def start_rescore(current, new_id):
@@ -112,7 +114,8 @@ def build(ctx: AppContext, filters: list) -> dict:
 
     start_outputs = [job, progress, outcome, curve, timer]
     train.click(start_training, [job, *settings, *filters], start_outputs, api_name="train_start")
-    evaluate.click(start_evaluation, [job, new_model, old_model], start_outputs, api_name="evaluate")
+    evaluate.click(start_evaluation, [job, new_model, old_model, eval_set, *filters], start_outputs,
+                   api_name="evaluate")
     rescore.click(start_rescore, [job, new_model], start_outputs, api_name="rescore")
     timer.tick(poll, job, [progress, log, curve, comparison, outcome, new_model, old_model, timer],
                api_visibility="private")

@@ -86,3 +86,18 @@ def exclude_own_labels(store: Store, pairs: list[PreferencePair], models: list[d
             f"it would score 1.0 on them by construction. Evaluate on pairs no compared model labelled: {elsewhere}, "
             "or a file of your own (--data FILE)")
     return EvaluationSet(kept, len(drop), excluded_by)
+
+
+def evaluation_set(store: Store, models: Sequence[str], *, data: Sequence[str] = (),
+                   pair_filter=None, fmt: str = "auto", skip_invalid: bool = False,
+                   progress: bool = False) -> EvaluationSet:
+    """The pairs in `data` files or the store's `pair_filter` selection, less those any of `models`
+    (NAME, NAME@VERSION, id or directory) labelled; refused when that leaves none."""
+    from workbench.training import pairs_from_files, pairs_from_store  # training imports torch
+
+    if bool(data) == bool(pair_filter):
+        raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
+    pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
+        pairs_from_store(store, pair_filter)
+    where = ", ".join(str(d) for d in data) if data else f"the store's selection ({pair_filter.describe()})"
+    return exclude_own_labels(store, pairs, compared_models(store, models), where)

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.eval_sets import compared_models, exclude_own_labels
+from workbench.eval_sets import evaluation_set
 from workbench.pair_filter import PairFilter
 from workbench.reward_models import describe, load_registered_scorer, resolve_reward_model
 from workbench.store import Store
-from workbench.training import pairs_from_files, pairs_from_store
 
 
 def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
@@ -26,13 +25,9 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pa
     from engine.evaluation import evaluate_pairs
     from engine.progress import progress_bar
 
-    if bool(data) == bool(pair_filter):
-        raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
-    pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
-        pairs_from_store(store, pair_filter)
-    where = ", ".join(str(d) for d in data) if data else f"the store's selection ({pair_filter.describe()})"
-    evaluation_set = exclude_own_labels(store, pairs, compared_models(store, [rm, *compared_with]), where)
-    pairs = evaluation_set.pairs
+    chosen_set = evaluation_set(store, [rm, *compared_with], data=data, pair_filter=pair_filter, fmt=fmt,
+                                skip_invalid=skip_invalid, progress=progress)
+    pairs = chosen_set.pairs
     label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
                                     trust_remote_code=trust_remote_code)
     with progress_bar(2 * len(pairs), f"evaluating {label} on {len(pairs)} pairs", unit=" conv",
@@ -40,7 +35,7 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pa
         result = evaluate_pairs(scorer, pairs, progress=lambda done, total: bar.update(done - bar.n))
     return {"rm": label, "precision": scorer.precision,
             **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")},
-            **evaluation_set.as_dict()}
+            **chosen_set.as_dict()}
 
 
 def scorer_for_eval(store: Store, rm: str, *, max_length: int, precision: str = "auto",

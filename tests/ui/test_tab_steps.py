@@ -145,3 +145,34 @@ def test_sampling_steps(ctx):
     fake = ctx.jobs.get(job.id)
     fake.state, fake.outputs = "completed", [json.dumps({"total": 8, "prompts": 2, "n": 4, "generated": 8})]
     assert sample_steps.run_view(ctx, job)[1].startswith("Sampled **8** responses (2 prompts × 4; 8 new)")
+
+
+def test_evaluate_both_refuses_pairs_one_of_the_models_labelled(tmp_path, tiny_model_dir):
+    """The old model labelled every pair of the chosen set: refused before a job starts, with the
+    reason; on pairs neither labelled (here the human ones) both are evaluated, each --compared-with
+    the other."""
+    from engine.reward_model import RewardModel
+    from tests.ui.data import make_store
+    from workbench.pairs import build_pairs
+    from workbench.reward_models import register_reward_model
+    from workbench.scoring import score_responses
+    from workbench.selection import PromptSelection
+
+    store = make_store(tmp_path, prompts=2)
+    models = tmp_path / "models"
+    for name in ("old", "new"):
+        register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(models / name), name=name)
+    score_responses(store, "old", selection=PromptSelection(source="bon-demo"), progress=False)
+    build_pairs(store, "old", "best-vs-worst", source="bon-demo", progress=False)
+    ctx = AppContext.create(store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r", models_dir=models)
+    ctx.jobs = FakeJobs()
+    by_old = [*NO_FILTER]
+    by_old[retrain_steps.FILTER_INPUTS.index("labeler")] = "old"
+    with pytest.raises(WorkbenchError, match=r"labelled by old@1, a model being evaluated: it would score 1\.0"):
+        retrain_steps.start_evaluation(ctx, None, "new", "old", "curated", by_old)
+    assert ctx.jobs.jobs == {}
+    job = retrain_steps.start_evaluation(ctx, None, "new", "old", "human", NO_FILTER)
+    old_argv, new_argv = (after(a, "rm") for a in ctx.jobs.get(job.id).argvs)
+    assert old_argv == ["rm", "eval", "--rm", "old", "--from-store", "--label", "human", "--compared-with", "new",
+                        "--json"]
+    assert new_argv[:4] == ["rm", "eval", "--rm", "new"] and new_argv[-3:] == ["--compared-with", "old", "--json"]
