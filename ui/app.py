@@ -28,6 +28,7 @@ import gradio as gr
 from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, sample_tab
 from ui.context import AppContext
 from ui.exposure import check_exposure, host_guard
+from ui.curve import CSS as CURVE_CSS
 from ui.render import CSS
 from workbench.store import Store
 
@@ -99,7 +100,7 @@ def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str
         _, local_url, _ = demo.launch(
             server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
             allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=quiet, ssr_mode=False, run_history=False,
-            footer_links=["api", "settings"], css=CSS, theme=gr.themes.Soft(), mcp_server=False,
+            footer_links=["api", "settings"], css=CSS + CURVE_CSS, theme=gr.themes.Soft(), mcp_server=False,
             app_kwargs={"middleware": host_guard(host, auth)},
         )
         return local_url

@@ -5,7 +5,7 @@ Everything comes from `workbench.curation`."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import gradio as gr
@@ -48,6 +48,29 @@ def to_filter(*values) -> PairFilter:
         else:
             chosen[name] = number(value, _FIELDS[name].metadata["label"], integer=kind is int)
     return PairFilter(**chosen)
+
+
+# Filters that select pairs: an SFT export writes replies, so the tab disables them for it.
+PAIR_ONLY_INPUTS = ("strategy", "min_margin")
+PAIR_COLUMN_WIDTHS = ["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"]
+SFT_COLUMN_WIDTHS = ["30%", "46%", "8%", "6%", "10%"]
+
+
+def preview_for(ctx: AppContext, schema: str, values) -> curation.CurationPreview | str:
+    """What the export with this schema and these filter values writes (count and first rows), or,
+    for an SFT export without a reward model under "Labelled by", what to pick."""
+    flt = to_filter(*values)
+    if schema != "sft":
+        return curation.curation_preview(ctx.store, ctx.index, flt)
+    if flt.rm is None:
+        return ("### Pick a reward model under “Labelled by”\nAn SFT export writes each prompt's best reply by "
+                "that model's scores (human labels rank pairs, not replies).")
+    return curation.sft_preview(ctx.store, sft_filter(flt))
+
+
+def sft_filter(flt: PairFilter) -> PairFilter:
+    """The filter an SFT export uses: the pair-only fields (disabled in the tab) left out."""
+    return replace(flt, **{name: None for name in PAIR_ONLY_INPUTS}, label=None)
 
 
 def cleared_inputs() -> list:
@@ -99,8 +122,7 @@ def build(ctx: AppContext) -> dict:
             count = gr.Markdown(elem_id="curate-count")
             breakdown = gr.Dataframe(label="By labeler and strategy", interactive=False, max_height=180)
             preview = gr.Dataframe(label="First rows of the export", interactive=False, wrap=True, max_height=420,
-                                   elem_id="curate-preview",
-                                   column_widths=["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"])
+                                   elem_id="curate-preview", column_widths=PAIR_COLUMN_WIDTHS)
             with gr.Group():
                 gr.Markdown("**Export** (files go to the export directory: "
                             f"`{ctx.export_dir}`)", padding=True)
@@ -129,25 +151,40 @@ def build(ctx: AppContext) -> dict:
         return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
                 gr.Dropdown(choices=labelers, value=kept(current_labeler, [v for _, v in labelers], ANY)))
 
+    def empty_preview(schema_v):
+        columns = curation.SFT_PREVIEW_COLUMNS if schema_v == "sft" else curation.PREVIEW_COLUMNS
+        return pd.DataFrame(columns=["labeler", "strategy", "pairs"]), pd.DataFrame(columns=columns)
+
     @user_errors
     def update(*values):
+        *values, schema_v = values  # the schema comes last, so API callers may leave it out (trl)
         try:
-            flt = to_filter(*values)
-            flt.validate()
+            result = preview_for(ctx, schema_v, values)
         except WorkbenchError as error:
             # one toast, and the count says so: the last valid count must not stay as if it still held
             gr.Warning(str(error))
-            return (f"### No count: fix the filter\n{error}", pd.DataFrame(columns=["labeler", "strategy", "pairs"]),
-                    pd.DataFrame(columns=curation.PREVIEW_COLUMNS))
-        result = curation.curation_preview(ctx.store, ctx.index, flt)
+            return f"### No count: fix the filter\n{error}", *empty_preview(schema_v)
+        if isinstance(result, str):
+            return result, *empty_preview(schema_v)
+        if schema_v == "sft":
+            rows = render.fixed_decimals(result.rows, ["score"]).assign(response_id=result.rows["response_id"].str[:8])
+            return result.summary(), result.breakdown, rows
         rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
         if not result.store_pairs:
             return NO_PAIRS, result.breakdown, rows
         return result.summary(), result.breakdown, rows
 
+    def pair_only_inputs(schema_v):
+        """The pair-only filters disabled (and emptied) for an SFT export; the preview's columns."""
+        sft = schema_v == "sft"
+        inputs = [gr.update(interactive=not sft, **({"value": ANY if name == "strategy" else ""} if sft else {}))
+                  for name in PAIR_ONLY_INPUTS]
+        return *inputs, gr.update(column_widths=SFT_COLUMN_WIDTHS if sft else PAIR_COLUMN_WIDTHS)
+
     @user_errors
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
-        done = curation.export_curated(ctx.store, ctx.export_dir, name_v, to_filter(*values), fmt=fmt_v,
+        flt = sft_filter(to_filter(*values)) if schema_v == "sft" else to_filter(*values)
+        done = curation.export_curated(ctx.store, ctx.export_dir, name_v, flt, fmt=fmt_v,
                                        schema=schema_v, with_scores=scores_v, with_provenance=provenance_v)
         what = "SFT rows" if schema_v == "sft" else "pairs"
         text = f"Wrote **{done['rows']:,} {what}** to `{done['path']}`; the manifest is beside it."
@@ -158,14 +195,23 @@ def build(ctx: AppContext) -> dict:
     # Dropdowns and the checkbox on `input` (refreshing their choices must not trigger it), text
     # boxes on `change` (not every way of filling a box sends `input`).
     triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
-    gr.on(triggers, update, filters, outputs, trigger_mode="always_last", api_name="curate_preview")
-    reset.click(cleared_inputs, None, filters, api_visibility="private").then(update, filters, outputs,
-                                                                     api_visibility="private")
-    export.click(run_export, [name, fmt, schema, with_scores, with_provenance, *filters],
-                 [exported, download, manifest], api_name="export")
+    gr.on(triggers, update, [*filters, schema], outputs, trigger_mode="always_last", api_name="curate_preview")
+    pair_only = [dict(zip(FILTER_INPUTS, filters))[name] for name in PAIR_ONLY_INPUTS]
+    schema.input(pair_only_inputs, schema, [*pair_only, preview], api_visibility="private").then(
+        update, [*filters, schema], outputs, api_visibility="private")
+    reset.click(cleared_inputs, None, filters, api_visibility="private").then(
+        pair_only_inputs, schema, [*pair_only, preview], api_visibility="private").then(
+        update, [*filters, schema], outputs, api_visibility="private")
+    result = [exported, download, manifest]
+    # A new export first clears the last one's result, so a refused export leaves its toast and no
+    # stale "Wrote ..." line or manifest under it.
+    export.click(lambda: ("", gr.DownloadButton(visible=False), gr.Code(value="", visible=False)), None, result,
+                 api_visibility="private", show_progress="hidden").then(
+        run_export, [name, fmt, schema, with_scores, with_provenance, *filters], result, api_name="export",
+        show_progress="minimal")
 
     def refresh_on(listener) -> None:
         listener(load_choices, [source, tag, labeler], [source, tag, labeler], api_visibility="private").then(
-            update, filters, outputs, api_visibility="private")
+            update, [*filters, schema], outputs, api_visibility="private")
 
     return {"filters": filters, "refresh_on": refresh_on}

@@ -11,6 +11,7 @@ from ui import render
 from ui import retrain_steps as steps
 from ui.choices import model_dropdown
 from ui.context import AppContext
+from ui.curve import training_curve_svg
 from ui.errors import user_errors
 from workbench import commands
 
@@ -37,13 +38,13 @@ def build(ctx: AppContext, filters: list) -> dict:
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
         eval_fraction = gr.Number(label="Held-out fraction", value=0.1)
         seed = gr.Number(label="Seed", value=0, precision=0)
-    command = gr.Code(label="Command", language="shell", interactive=False, lines=2, wrap_lines=True)
+    command = gr.Textbox(label="Command", interactive=False, lines=1, max_lines=4, buttons=["copy"],
+                         elem_id="retrain-command")
     with gr.Row():
         train = gr.Button("Train reward model", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
     progress = gr.HTML(elem_id="retrain-progress")
-    curve = gr.LinePlot(x="step", y="value", color="metric", title="Training loss and accuracy", height=260,
-                        elem_id="retrain-curve")
+    curve = gr.HTML(training_curve_svg(None), label="Training loss and accuracy", elem_id="retrain-curve")
     with gr.Accordion("Log", open=False):
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True)
     gr.Markdown("**Compare and use**")
@@ -78,7 +79,7 @@ def build(ctx: AppContext, filters: list) -> dict:
 
     def started(started_job: steps.RetrainJob):
         status = ctx.jobs.get(started_job.id).status()
-        curve_v = None if started_job.kind == "train" else gr.skip()  # a new run starts a new curve
+        curve_v = training_curve_svg(None) if started_job.kind == "train" else gr.skip()  # a new run, a new curve
         return started_job, render.job_progress(status), "", curve_v, gr.Timer(active=True)
 
     @user_errors
@@ -98,7 +99,7 @@ def build(ctx: AppContext, filters: list) -> dict:
         if not current:
             return (*[gr.skip()] * 7, gr.Timer(active=False))
         view = steps.job_view(ctx, current)
-        curve_v = render.plot_value(view.curve) if current.kind == "train" else gr.skip()
+        curve_v = training_curve_svg(view.curve) if current.kind == "train" else gr.skip()
         if not view.status.done:
             return render.job_progress(view.status), view.status.log, curve_v, *[gr.skip()] * 4, gr.skip()
         table = render.comparison_table(view.table) if view.table is not None else gr.skip()

@@ -96,55 +96,11 @@ def test_endpoints_over_http(app_store):
         assert breakdown["data"] in ([], [[None] * 3]) and preview["data"] in ([], [[None] * 8])
         with pytest.raises(AppError, match="not in the store"):
             client.predict("0" * 32, api_name="/prompt_detail")
+        _sft_count_is_what_the_export_writes(client, demo, app_store)
 
 
-def test_auth_turns_on_login(app_store):
-    with running_app(app_store, auth="alice:s3cret") as (_, url):
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url + "config")
-        assert refused.value.code == 401
-        for password, ok in (("wrong", False), ("s3cret", True)):
-            body = urllib.parse.urlencode({"username": "alice", "password": password}).encode()
-            try:
-                urllib.request.urlopen(urllib.request.Request(url + "login", data=body))
-                assert ok
-            except urllib.error.HTTPError as error:
-                assert not ok and error.code == 400
-        client = Client(url, auth=("alice", "s3cret"), verbose=False)
-        assert client.predict("", "(any)", "(any)", "newest", 1, api_name="/browse_page")[2].endswith("38 prompts")
-
-
-def test_ui_command_refuses_a_bad_auth(tmp_path):
-    from click.testing import CliRunner
-
-    from workbench.cli import load_commands
-
-    result = CliRunner().invoke(load_commands(), ["--db", str(tmp_path / "t.duckdb"), "ui", "--auth", "nopassword"])
-    assert result.exit_code == 2 and "USER:PASS" in result.output and "Traceback" not in result.output
-
-
-def test_workbench_ui_serves_on_loopback_and_stops_on_ctrl_c(app_store, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.processes import free_port
-
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "workbench", "--db", str(app_store.path), "ui", "--port",
-                                str(port), "--export-dir", str(tmp_path / "exports")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline, page = time.monotonic() + 60, None
-        while page is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.3)
-        assert page is not None and "DPO Workbench" in page
-        assert (tmp_path / "exports").is_dir()
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    assert f"at http://127.0.0.1:{port}" in stderr and "Traceback" not in stderr
+def _sft_count_is_what_the_export_writes(client, demo, app_store):
+    """With the sft schema and no reward model under "Labelled by", the count says to pick one
+    (the SFT count itself: tests/ui/test_tab_steps.py)."""
+    count, _, preview = client.predict(*NO_FILTER, "sft", api_name="/curate_preview")
+    assert "Pick a reward model under “Labelled by”" in count and preview["headers"][:2] == ["prompt", "reply"]

@@ -176,3 +176,25 @@ def test_evaluate_both_refuses_pairs_one_of_the_models_labelled(tmp_path, tiny_m
     assert old_argv == ["rm", "eval", "--rm", "old", "--from-store", "--label", "human", "--compared-with", "new",
                         "--json"]
     assert new_argv[:4] == ["rm", "eval", "--rm", "new"] and new_argv[-3:] == ["--compared-with", "old", "--json"]
+
+
+def test_sft_count_and_preview_are_what_the_export_writes(ctx):
+    """Curate with the sft schema counts SFT rows (each prompt's best reply), not pairs, and its
+    first preview row is the file's first row; pair-only filters are left out."""
+    from ui import curate_tab
+    from workbench.curation import export_curated
+
+    by_ext = [*NO_FILTER]
+    by_ext[curate_tab.FILTER_INPUTS.index("labeler")] = "ext@1"
+    by_ext[curate_tab.FILTER_INPUTS.index("min_margin")] = "0.5"  # disabled for sft: must not apply
+    for min_score in ("", "1.0"):
+        by_ext[curate_tab.FILTER_INPUTS.index("min_score")] = min_score
+        preview = curate_tab.preview_for(ctx, "sft", by_ext)
+        assert preview.summary() == f"### {preview.total:,} SFT rows would be exported"
+        pairs = curate_tab.preview_for(ctx, "trl", by_ext).total
+        done = export_curated(ctx.store, ctx.export_dir, f"sft-{min_score or 'all'}",
+                              curate_tab.sft_filter(curate_tab.to_filter(*by_ext)), schema="sft")
+        written = [json.loads(line) for line in open(done["path"])]
+        assert len(written) == done["rows"] == preview.total != pairs
+        assert written[0]["messages"][-1]["content"].startswith(preview.rows["reply"][0].rstrip("…")[:40])
+    assert "Pick a reward model" in curate_tab.preview_for(ctx, "sft", NO_FILTER)
