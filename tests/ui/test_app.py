@@ -65,8 +65,20 @@ def test_user_errors_become_one_line_messages():
 def test_stored_text_is_escaped_in_the_detail_view(app_store):
     page = prompt_page(app_store, PromptQuery(search="markup"))
     html = render.prompt_detail(prompt_detail(app_store, page.rows["prompt_id"][0]))
-    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;reply&#x27;)&lt;/script&gt;" in html
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;reply&#x27;)&lt;/script&gt;" in html.replace("'", "&#x27;")
     assert "&lt;b&gt;markup&lt;/b&gt;" in html and "★ BoN pick (ext@1)" in html
+
+
+def test_replies_render_as_markdown_and_stay_inert():
+    """Code in a reply shows as a code block, not as "```python" in running text; HTML in a reply
+    stays text; links and images are not made (a stored reply must not fetch or point anywhere)."""
+    html = render.reply_html("Here:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n- one\n- two\n"
+                             "<img src=x onerror=alert(1)> <script>alert(2)</script>\n\n"
+                             "[click](javascript:alert(3)) ![pic](http://example.com/t.png) <http://example.com>")
+    assert '<pre><code class="language-python">def add(a, b):\n    return a + b\n</code></pre>' in html
+    assert "```" not in html and "<li>one</li>" in html
+    assert "<img" not in html and "<script" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<a " not in html and "href" not in html and "src=" not in html.replace("&lt;img src=x", "")
 
 
 def test_endpoints_over_http(app_store):
