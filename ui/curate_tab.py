@@ -53,7 +53,7 @@ def to_filter(*values) -> PairFilter:
 # Filters that select pairs: an SFT export writes replies, so the tab disables them for it.
 PAIR_ONLY_INPUTS = ("strategy", "min_margin")
 PAIR_COLUMN_WIDTHS = ["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"]
-SFT_COLUMN_WIDTHS = ["30%", "46%", "8%", "6%", "10%"]
+SFT_COLUMN_WIDTHS = ["28%", "44%", "9%", "6%", "13%"]
 
 
 def preview_for(ctx: AppContext, schema: str, values) -> curation.CurationPreview | str:
@@ -114,7 +114,7 @@ def build(ctx: AppContext) -> dict:
     gr.Markdown("Choose which pairs to export. The count follows every change and is exactly what the export "
                 "writes: one pair per distinct prompt/chosen/rejected text (the largest margin wins).")
     with gr.Row():
-        with gr.Column(scale=1, min_width=300):
+        with gr.Column(scale=1, min_width=360):  # wide enough for "NAME@V (N scores, weights)"
             gr.Markdown("**Filters**")
             filters = filter_inputs()
             reset = gr.Button("Clear filters", size="sm")

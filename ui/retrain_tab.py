@@ -53,10 +53,11 @@ def build(ctx: AppContext, filters: list) -> dict:
         old_model = gr.Dropdown(label="Compare with", choices=[])
         eval_set = gr.Dropdown(label="Evaluate on", choices=[(v, k) for k, v in commands.EVAL_SETS.items()],
                                value="heldout", info="Pairs either model labelled are always left out.")
-        evaluate = gr.Button("Evaluate both", scale=0)
-        rescore = gr.Button("Score the store with the new model", scale=0)
+    with gr.Row():
+        evaluate = gr.Button("Evaluate both")
+        rescore = gr.Button("Score the store with the new model")
     comparison = gr.Dataframe(pd.DataFrame(columns=["metric", "compared with", "new model", "change"]),
-                              label="Held-out comparison (accuracy: share of pairs ranked right; "
+                              label="Comparison (accuracy: share of pairs ranked right; "
                                     "length_baseline: the longer reply always wins)", interactive=False,
                               elem_id="retrain-comparison")
     outcome = gr.Markdown()

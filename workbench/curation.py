@@ -148,7 +148,7 @@ def sft_preview(store: Store, flt: PairFilter, page_size: int = PREVIEW_ROWS) ->
     rows = pd.DataFrame([[shorten(p, 120), shorten(r, 240), round(s, 4), k, i] for p, r, s, k, i in found],
                         columns=SFT_PREVIEW_COLUMNS)
     breakdown = pd.DataFrame([[labeler, "best reply per prompt", total]] if total else [],
-                             columns=["labeler", "strategy", "pairs"])
+                             columns=["labeler", "strategy", "rows"])
     return CurationPreview(total, breakdown, rows, total, unit="SFT row")
 
 

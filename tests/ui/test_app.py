@@ -116,3 +116,17 @@ def _sft_count_is_what_the_export_writes(client, demo, app_store):
     (the SFT count itself: tests/ui/test_tab_steps.py)."""
     count, _, preview = client.predict(*NO_FILTER, "sft", api_name="/curate_preview")
     assert "Pick a reward model under “Labelled by”" in count and preview["headers"][:2] == ["prompt", "reply"]
+
+
+def test_launch_prints_its_url_and_no_share_link_hint(app_store, capfd):
+    """Gradio's "To create a public link, set share=True" would suggest something the app never does."""
+    from tests.processes import free_port
+    from ui.app import close_app, launch
+
+    demo, url = launch(app_store, port=free_port(), block=False)
+    try:
+        out = capfd.readouterr().out
+    finally:
+        close_app(demo)
+    assert f"* Running on {url}" in out and "never makes a public share link" in out
+    assert "share=True" not in out
