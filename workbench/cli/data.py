@@ -115,7 +115,7 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
     """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
 
     With several --rm and --combine, pairs come from all the models together, labelled by the
-    combination (e.g. mean-z(A,B)): see the README.
+    combination (e.g. mean-z(A,B)): see docs/curation-and-export.md.
 
     \b
     Example:
