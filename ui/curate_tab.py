@@ -73,6 +73,37 @@ def sft_filter(flt: PairFilter) -> PairFilter:
     return replace(flt, **{name: None for name in PAIR_ONLY_INPUTS}, label=None)
 
 
+def empty_preview(schema: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Empty breakdown and preview tables with the schema's columns."""
+    columns = curation.SFT_PREVIEW_COLUMNS if schema == "sft" else curation.PREVIEW_COLUMNS
+    return pd.DataFrame(columns=["labeler", "strategy", "pairs"]), pd.DataFrame(columns=columns)
+
+
+def preview_outputs(ctx: AppContext, schema: str, values) -> tuple:
+    """(count text, breakdown, first rows) for the tab; a filter that cannot be read leaves a toast and
+    says so in the count (the last valid count must not stay as if it still held)."""
+    try:
+        result = preview_for(ctx, schema, values)
+    except WorkbenchError as error:
+        gr.Warning(str(error))
+        return f"### No count: fix the filter\n{error}", *empty_preview(schema)
+    if isinstance(result, str):
+        return result, *empty_preview(schema)
+    if schema == "sft":
+        rows = render.fixed_decimals(result.rows, ["score"]).assign(response_id=result.rows["response_id"].str[:8])
+        return result.summary(), result.breakdown, rows
+    rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
+    return (result.summary() if result.store_pairs else NO_PAIRS), result.breakdown, rows
+
+
+def pair_only_updates(schema: str) -> tuple:
+    """The pair-only filters disabled (and emptied) for an SFT export; the preview's column widths."""
+    sft = schema == "sft"
+    inputs = [gr.update(interactive=not sft, **({"value": ANY if name == "strategy" else ""} if sft else {}))
+              for name in PAIR_ONLY_INPUTS]
+    return *inputs, gr.update(column_widths=SFT_COLUMN_WIDTHS if sft else PAIR_COLUMN_WIDTHS)
+
+
 def cleared_inputs() -> list:
     """The filter components' values with no filter set."""
     def empty(name):
@@ -151,35 +182,10 @@ def build(ctx: AppContext) -> dict:
         return (*source_and_tag_dropdowns(ctx.store, current_source, current_tag),
                 gr.Dropdown(choices=labelers, value=kept(current_labeler, [v for _, v in labelers], ANY)))
 
-    def empty_preview(schema_v):
-        columns = curation.SFT_PREVIEW_COLUMNS if schema_v == "sft" else curation.PREVIEW_COLUMNS
-        return pd.DataFrame(columns=["labeler", "strategy", "pairs"]), pd.DataFrame(columns=columns)
-
     @user_errors
     def update(*values):
         *values, schema_v = values  # the schema comes last, so API callers may leave it out (trl)
-        try:
-            result = preview_for(ctx, schema_v, values)
-        except WorkbenchError as error:
-            # one toast, and the count says so: the last valid count must not stay as if it still held
-            gr.Warning(str(error))
-            return f"### No count: fix the filter\n{error}", *empty_preview(schema_v)
-        if isinstance(result, str):
-            return result, *empty_preview(schema_v)
-        if schema_v == "sft":
-            rows = render.fixed_decimals(result.rows, ["score"]).assign(response_id=result.rows["response_id"].str[:8])
-            return result.summary(), result.breakdown, rows
-        rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
-        if not result.store_pairs:
-            return NO_PAIRS, result.breakdown, rows
-        return result.summary(), result.breakdown, rows
-
-    def pair_only_inputs(schema_v):
-        """The pair-only filters disabled (and emptied) for an SFT export; the preview's columns."""
-        sft = schema_v == "sft"
-        inputs = [gr.update(interactive=not sft, **({"value": ANY if name == "strategy" else ""} if sft else {}))
-                  for name in PAIR_ONLY_INPUTS]
-        return *inputs, gr.update(column_widths=SFT_COLUMN_WIDTHS if sft else PAIR_COLUMN_WIDTHS)
+        return preview_outputs(ctx, schema_v, values)
 
     @user_errors
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
@@ -197,10 +203,10 @@ def build(ctx: AppContext) -> dict:
     triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
     gr.on(triggers, update, [*filters, schema], outputs, trigger_mode="always_last", api_name="curate_preview")
     pair_only = [dict(zip(FILTER_INPUTS, filters))[name] for name in PAIR_ONLY_INPUTS]
-    schema.input(pair_only_inputs, schema, [*pair_only, preview], api_visibility="private").then(
+    schema.input(pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
         update, [*filters, schema], outputs, api_visibility="private")
     reset.click(cleared_inputs, None, filters, api_visibility="private").then(
-        pair_only_inputs, schema, [*pair_only, preview], api_visibility="private").then(
+        pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
         update, [*filters, schema], outputs, api_visibility="private")
     result = [exported, download, manifest]
     # A new export first clears the last one's result, so a refused export leaves its toast and no
