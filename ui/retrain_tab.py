@@ -115,10 +115,13 @@ def build(ctx: AppContext, filters: list) -> dict:
             gr.Info("Cancelling the running job.")
 
     start_outputs = [job, progress, outcome, curve, timer]
-    train.click(start_training, [job, *settings, *filters], start_outputs, api_name="train_start")
+    # The job's own progress bar shows what runs; Gradio's status overlay would only add a red "Error"
+    # badge on the progress, curve and result of the last job when a new one is refused (the toast says why).
+    train.click(start_training, [job, *settings, *filters], start_outputs, api_name="train_start",
+                show_progress="hidden")
     evaluate.click(start_evaluation, [job, new_model, old_model, eval_set, *filters], start_outputs,
-                   api_name="evaluate")
-    rescore.click(start_rescore, [job, new_model], start_outputs, api_name="rescore")
+                   api_name="evaluate", show_progress="hidden")
+    rescore.click(start_rescore, [job, new_model], start_outputs, api_name="rescore", show_progress="hidden")
     timer.tick(poll, job, [progress, log, curve, comparison, outcome, new_model, old_model, timer],
                api_visibility="private")
     cancel.click(stop, job, None, api_name="train_cancel")
