@@ -31,7 +31,7 @@ def build(ctx: AppContext) -> dict:
                            elem_id="compare-summary")
     pairs = gr.Dataframe(pd.DataFrame(columns=compare.DISAGREEMENT_COLUMNS), label="Most-disagreeing pairs",
                          interactive=False, wrap=True, max_height=600, elem_id="compare-pairs",
-                         column_widths=["17%", "27%", "27%", "7%", "7%", "6%", "9%"])
+                         column_widths=["16%", "26%", "26%", "8%", "8%", "7%", "9%"])
 
     @user_errors
     def load_choices(current_a, current_b):
