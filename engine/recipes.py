@@ -3,7 +3,7 @@
     config = TrainConfig(base="smollm2", out_dir="runs/rm", **recipe_settings("lora", {"epochs": 2}))
 
 `head-only` is the default: on CPU it is the best reward model the quality benchmark measured
-(README, "Quality on real human labels": the frozen backbone with a probed, then trained, value
+(docs/reward-models.md, "Quality on real human labels": the frozen backbone with a probed, then trained, value
 head) and, once the backbone's features are cached, it retrains in seconds. Explicit settings
 always override the recipe's. Without a recipe name, settings that pick a training mode
 themselves (--lora, --qlora, --freeze-layers N, even 0, --head-only) mean "no recipe": the trainer's

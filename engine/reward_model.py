@@ -34,8 +34,11 @@ from transformers.utils import logging as hf_logging
 from engine.attention import PACKED_SDPA, select_attention_implementation
 from engine.conversation import ConversationEncoder
 from engine.errors import EngineError
+from engine.library_noise import quiet_library_noise
 from engine.lora_dropout import use_fast_lora_dropout
 from engine.packing import PackedBatch, PaddedBatch
+
+quiet_library_noise()  # before peft imports bitsandbytes (see engine/library_noise.py)
 
 DEFAULT_REWARD_TOKEN = "<|reward|>"
 METADATA_FILE = "reward_model.json"

@@ -327,7 +327,7 @@ def test_escaped_control_characters_are_text_stored_as_given(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", TEXT)
 def test_duplicate_keys_take_the_last_value_in_every_text_type(tmp_path, kind):
-    """As orjson, Python's json and the bulk lane's hand-over read them; documented in the README."""
+    """As orjson, Python's json and the bulk lane's hand-over read them; documented in docs/importing.md."""
     db = tmp_path / "t.duckdb"
     texts = [json.dumps(GOOD).encode(), b'{"prompt": "first", "prompt": "last", "responses": ["x"]}']
     result = invoke(db, write(tmp_path, kind, [], texts))

@@ -27,7 +27,8 @@ import gradio as gr
 
 from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, sample_tab
 from ui.context import AppContext
-from ui.exposure import check_exposure, host_guard
+from ui.curve import CSS as CURVE_CSS
+from ui.exposure import check_exposure, host_guard, is_loopback
 from ui.render import CSS
 from workbench.store import Store
 
@@ -98,10 +99,14 @@ def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str
     def serve() -> str:
         _, local_url, _ = demo.launch(
             server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
-            allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=quiet, ssr_mode=False, run_history=False,
-            footer_links=["api", "settings"], css=CSS, theme=gr.themes.Soft(), mcp_server=False,
+            # quiet: Gradio would add "To create a public link, set share=True", which this app never does
+            allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=True, ssr_mode=False, run_history=False,
+            footer_links=["api", "settings"], css=CSS + CURVE_CSS, theme=gr.themes.Soft(), mcp_server=False,
             app_kwargs={"middleware": host_guard(host, auth)},
         )
+        if not quiet:
+            reach = "this machine only" if is_loopback(host) else "with a login"
+            print(f"* Running on {local_url} ({reach}; the app never makes a public share link)", flush=True)
         return local_url
 
     if not block:

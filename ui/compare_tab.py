@@ -30,7 +30,8 @@ def build(ctx: AppContext) -> dict:
     summary = gr.Dataframe(pd.DataFrame(columns=["measure", "value"]), label="Agreement", interactive=False,
                            elem_id="compare-summary")
     pairs = gr.Dataframe(pd.DataFrame(columns=compare.DISAGREEMENT_COLUMNS), label="Most-disagreeing pairs",
-                         interactive=False, wrap=True, max_height=480, elem_id="compare-pairs")
+                         interactive=False, wrap=True, max_height=600, elem_id="compare-pairs",
+                         column_widths=["16%", "26%", "26%", "8%", "8%", "7%", "9%"])
 
     @user_errors
     def load_choices(current_a, current_b):

@@ -5,7 +5,7 @@ Everything comes from `workbench.curation`."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import gradio as gr
@@ -50,6 +50,60 @@ def to_filter(*values) -> PairFilter:
     return PairFilter(**chosen)
 
 
+# Filters that select pairs: an SFT export writes replies, so the tab disables them for it.
+PAIR_ONLY_INPUTS = ("strategy", "min_margin")
+PAIR_COLUMN_WIDTHS = ["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"]
+SFT_COLUMN_WIDTHS = ["28%", "44%", "9%", "6%", "13%"]
+
+
+def preview_for(ctx: AppContext, schema: str, values) -> curation.CurationPreview | str:
+    """What the export with this schema and these filter values writes (count and first rows), or,
+    for an SFT export without a reward model under "Labelled by", what to pick."""
+    flt = to_filter(*values)
+    if schema != "sft":
+        return curation.curation_preview(ctx.store, ctx.index, flt)
+    if flt.rm is None:
+        return ("### Pick a reward model under “Labelled by”\nAn SFT export writes each prompt's best reply by "
+                "that model's scores (human labels rank pairs, not replies).")
+    return curation.sft_preview(ctx.store, sft_filter(flt))
+
+
+def sft_filter(flt: PairFilter) -> PairFilter:
+    """The filter an SFT export uses: the pair-only fields (disabled in the tab) left out."""
+    return replace(flt, **{name: None for name in PAIR_ONLY_INPUTS}, label=None)
+
+
+def empty_preview(schema: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Empty breakdown and preview tables with the schema's columns."""
+    columns = curation.SFT_PREVIEW_COLUMNS if schema == "sft" else curation.PREVIEW_COLUMNS
+    return pd.DataFrame(columns=["labeler", "strategy", "pairs"]), pd.DataFrame(columns=columns)
+
+
+def preview_outputs(ctx: AppContext, schema: str, values) -> tuple:
+    """(count text, breakdown, first rows) for the tab; a filter that cannot be read leaves a toast and
+    says so in the count (the last valid count must not stay as if it still held)."""
+    try:
+        result = preview_for(ctx, schema, values)
+    except WorkbenchError as error:
+        gr.Warning(str(error))
+        return f"### No count: fix the filter\n{error}", *empty_preview(schema)
+    if isinstance(result, str):
+        return result, *empty_preview(schema)
+    if schema == "sft":
+        rows = render.fixed_decimals(result.rows, ["score"]).assign(response_id=result.rows["response_id"].str[:8])
+        return result.summary(), result.breakdown, rows
+    rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
+    return (result.summary() if result.store_pairs else NO_PAIRS), result.breakdown, rows
+
+
+def pair_only_updates(schema: str) -> tuple:
+    """The pair-only filters disabled (and emptied) for an SFT export; the preview's column widths."""
+    sft = schema == "sft"
+    inputs = [gr.update(interactive=not sft, **({"value": ANY if name == "strategy" else ""} if sft else {}))
+              for name in PAIR_ONLY_INPUTS]
+    return *inputs, gr.update(column_widths=SFT_COLUMN_WIDTHS if sft else PAIR_COLUMN_WIDTHS)
+
+
 def cleared_inputs() -> list:
     """The filter components' values with no filter set."""
     def empty(name):
@@ -92,7 +146,7 @@ def build(ctx: AppContext) -> dict:
     gr.Markdown("Choose which pairs to export. The count follows every change and is exactly what the export "
                 "writes: one pair per distinct prompt/chosen/rejected text (the largest margin wins).")
     with gr.Row():
-        with gr.Column(scale=1, min_width=300):
+        with gr.Column(scale=1, min_width=360):  # wide enough for "NAME@V (N scores, weights)"
             gr.Markdown("**Filters**")
             filters = filter_inputs()
             reset = gr.Button("Clear filters", size="sm")
@@ -100,8 +154,7 @@ def build(ctx: AppContext) -> dict:
             count = gr.Markdown(elem_id="curate-count")
             breakdown = gr.Dataframe(label="By labeler and strategy", interactive=False, max_height=180)
             preview = gr.Dataframe(label="First rows of the export", interactive=False, wrap=True, max_height=420,
-                                   elem_id="curate-preview",
-                                   column_widths=["16%", "18%", "18%", "8%", "9%", "12%", "9%", "10%"])
+                                   elem_id="curate-preview", column_widths=PAIR_COLUMN_WIDTHS)
             with gr.Group():
                 gr.Markdown("**Export** (files go to the export directory: "
                             f"`{ctx.export_dir}`)", padding=True)
@@ -132,23 +185,13 @@ def build(ctx: AppContext) -> dict:
 
     @user_errors
     def update(*values):
-        try:
-            flt = to_filter(*values)
-            flt.validate()
-        except WorkbenchError as error:
-            # one toast, and the count says so: the last valid count must not stay as if it still held
-            gr.Warning(str(error))
-            return (f"### No count: fix the filter\n{error}", pd.DataFrame(columns=["labeler", "strategy", "pairs"]),
-                    pd.DataFrame(columns=curation.PREVIEW_COLUMNS))
-        result = curation.curation_preview(ctx.store, ctx.index, flt)
-        rows = render.fixed_decimals(result.rows, ["margin"]).assign(pair_id=result.rows["pair_id"].str[:8])
-        if not result.store_pairs:
-            return NO_PAIRS, result.breakdown, rows
-        return result.summary(), result.breakdown, rows
+        *values, schema_v = values  # the schema comes last, so API callers may leave it out (trl)
+        return preview_outputs(ctx, schema_v, values)
 
     @user_errors
     def run_export(name_v, fmt_v, schema_v, scores_v, provenance_v, *values):
-        done = curation.export_curated(ctx.store, ctx.export_dir, name_v, to_filter(*values), fmt=fmt_v,
+        flt = sft_filter(to_filter(*values)) if schema_v == "sft" else to_filter(*values)
+        done = curation.export_curated(ctx.store, ctx.export_dir, name_v, flt, fmt=fmt_v,
                                        schema=schema_v, with_scores=scores_v, with_provenance=provenance_v)
         what = "SFT rows" if schema_v == "sft" else "pairs"
         text = f"Wrote **{done['rows']:,} {what}** to `{done['path']}`; the manifest is beside it."
@@ -159,14 +202,23 @@ def build(ctx: AppContext) -> dict:
     # Dropdowns and the checkbox on `input` (refreshing their choices must not trigger it), text
     # boxes on `change` (not every way of filling a box sends `input`).
     triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
-    gr.on(triggers, update, filters, outputs, trigger_mode="always_last", api_name="curate_preview")
-    reset.click(cleared_inputs, None, filters, api_visibility="private").then(update, filters, outputs,
-                                                                     api_visibility="private")
-    export.click(run_export, [name, fmt, schema, with_scores, with_provenance, *filters],
-                 [exported, download, manifest], api_name="export")
+    gr.on(triggers, update, [*filters, schema], outputs, trigger_mode="always_last", api_name="curate_preview")
+    pair_only = [dict(zip(FILTER_INPUTS, filters))[name] for name in PAIR_ONLY_INPUTS]
+    schema.input(pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
+        update, [*filters, schema], outputs, api_visibility="private")
+    reset.click(cleared_inputs, None, filters, api_visibility="private").then(
+        pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
+        update, [*filters, schema], outputs, api_visibility="private")
+    result = [exported, download, manifest]
+    # A new export first clears the last one's result, so a refused export leaves its toast and no
+    # stale "Wrote ..." line or manifest under it.
+    export.click(lambda: ("", gr.DownloadButton(visible=False), gr.Code(value="", visible=False)), None, result,
+                 api_visibility="private", show_progress="hidden").then(
+        run_export, [name, fmt, schema, with_scores, with_provenance, *filters], result, api_name="export",
+        show_progress="minimal")
 
     def refresh_on(listener) -> None:
         listener(load_choices, [source, tag, labeler], [source, tag, labeler], api_visibility="private").then(
-            update, filters, outputs, api_visibility="private")
+            update, [*filters, schema], outputs, api_visibility="private")
 
     return {"filters": filters, "refresh_on": refresh_on}

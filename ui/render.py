@@ -9,8 +9,19 @@ import re
 from html import escape
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 from workbench.jobs import JobStatus
+
+# Replies are Markdown more often than not (code fences, lists). CommonMark with raw HTML off, so a
+# reply's "<script>" is shown as text; links and images off too: a stored reply must not make the
+# browser fetch anything or offer a link that looks like the app's own.
+_REPLY_MARKDOWN = MarkdownIt("commonmark", {"html": False}).disable(["image", "link", "autolink"])
+
+
+def reply_html(text: str) -> str:
+    """A reply as safe HTML: its Markdown rendered (code in a monospace block), every tag escaped."""
+    return _REPLY_MARKDOWN.render(text)
 
 CSS = """
 .wb-cards {display: flex; gap: 12px; flex-wrap: wrap; margin: 4px 0 8px;}
@@ -26,8 +37,13 @@ CSS = """
           display: flex; flex-direction: column; gap: 6px;}
 .wb-resp.pick {border: 2px solid #16a34a;}
 .wb-resp .head {display: flex; justify-content: space-between; font-weight: 600;}
-.wb-resp .text {white-space: pre-wrap; max-height: 260px; overflow-y: auto; font-size: 0.92em;
-                background: var(--background-fill-secondary); padding: 6px; border-radius: 6px;}
+.wb-resp .text {max-height: 320px; overflow-y: auto; font-size: 0.92em; overflow-wrap: anywhere;
+                background: var(--background-fill-secondary); padding: 6px 8px; border-radius: 6px;}
+.wb-resp .text p {margin: 0 0 0.5em;}
+.wb-resp .text pre {white-space: pre; overflow-x: auto; margin: 0.3em 0; padding: 6px;
+                    background: var(--background-fill-primary); border-radius: 4px;}
+.wb-resp .text code {font-family: var(--font-mono), ui-monospace, monospace; font-size: 0.92em;}
+.wb-resp .text ul, .wb-resp .text ol {margin: 0.2em 0 0.5em 1.2em;}
 .wb-scores {display: grid; grid-template-columns: 1fr auto; column-gap: 12px; font-size: 0.85em;}
 .wb-scores b {text-align: right; font-variant-numeric: tabular-nums;}
 .wb-badge {display: inline-block; border-radius: 10px; padding: 1px 8px; margin: 1px 2px; font-size: 0.8em;
@@ -126,7 +142,7 @@ def _response_card(index: int, r: dict) -> str:
     return (f'<div class="wb-resp{pick}"><div class="head"><span>#{index}</span>'
             f'<small>{escape(origin)}</small></div>'
             f'<div>{"".join(badges)}</div>'
-            f'<div class="text">{escape(r["text"])}</div>{scores}'
+            f'<div class="text">{reply_html(r["text"])}</div>{scores}'
             f'<small>finish: {escape(finish)} · {r["n_chars"]:,} chars{tokens}</small></div>')
 
 

@@ -17,7 +17,9 @@ from ui.curate_tab import FILTER_INPUTS, to_filter
 from ui.inputs import number
 from workbench import commands, curation, overview
 from workbench.errors import WorkbenchError
+from workbench.eval_sets import evaluation_set
 from workbench.jobs import JobStatus
+from workbench.pair_filter import PairFilter
 from workbench.reward_models import resolve_reward_model
 
 # The training settings' components, in this order.
@@ -93,7 +95,7 @@ def model_selection(ctx: AppContext, current_new: str | None, current_old: str |
     labels = [v for _, v in choices]
     new = current_new if current_new in labels else (labels[-1] if labels else None)
     old = current_old if current_old in labels and current_old != new else next((i for i in labels if i != new), None)
-    hint = "Its held-out pairs are the test set." if labels else "No reward model with weights yet: train one above."
+    hint = "The newest model by default." if labels else "No reward model with weights yet: train one above."
     return choices, new, old, hint
 
 
@@ -112,15 +114,31 @@ def start_training(ctx: AppContext, current: RetrainJob | None, values) -> Retra
     return RetrainJob(ctx.jobs.start("train", [argv]).id, "train", str(out_dir), [request.name])
 
 
-def start_evaluation(ctx: AppContext, current: RetrainJob | None, new_id: str, old_id: str) -> RetrainJob:
-    """Evaluate both models on the new model's held-out pairs (both must be ones the app may load)."""
+def evaluation_pairs(ctx: AppContext, new, eval_set: str, filters) -> dict:
+    """`eval_commands`' pair arguments for the chosen evaluation set (`commands.EVAL_SETS`)."""
+    if eval_set == "heldout":
+        return {"data": commands.heldout_path(new.path)}
+    if eval_set == "human":
+        return {"pair_filter": PairFilter(label="human")}
+    if eval_set == "curated":
+        return {"pair_filter": to_filter(*filters)}
+    raise WorkbenchError(f"Pick what to evaluate on: {', '.join(commands.EVAL_SETS.values())}.")
+
+
+def start_evaluation(ctx: AppContext, current: RetrainJob | None, new_id: str, old_id: str,
+                     eval_set: str = "heldout", filters=()) -> RetrainJob:
+    """Evaluate both models on the chosen pairs (both must be ones the app may load). Pairs either
+    model labelled are left out; a set with nothing else is refused here, before any job starts."""
     check_idle(ctx, current)
     if not new_id or not old_id:
         raise WorkbenchError("Pick the new model and the one to compare it with.")
     ctx.models.check_reward_model(ctx.store, new_id)  # before resolving: a directory would be registered
     ctx.models.check_reward_model(ctx.store, old_id)
     new, old = resolve_reward_model(ctx.store, new_id), resolve_reward_model(ctx.store, old_id)
-    argvs = commands.eval_commands(ctx.store, [old_id, new_id], commands.heldout_path(new.path))
+    pairs = evaluation_pairs(ctx, new, eval_set, filters)
+    argvs = commands.eval_commands(ctx.store, [old_id, new_id], **pairs)
+    evaluation_set(ctx.store, [old_id, new_id], data=[str(pairs["data"])] if "data" in pairs else (),
+                   pair_filter=pairs.get("pair_filter"))  # refuses a circular set with the reason
     return RetrainJob(ctx.jobs.start("eval", argvs).id, "eval", None, [old.label, new.label])
 
 
@@ -129,6 +147,14 @@ def start_rescore(ctx: AppContext, current: RetrainJob | None, new_id: str) -> R
     check_idle(ctx, current)
     return RetrainJob(ctx.jobs.start("score", [commands.rescore_command(ctx.store, new_id, ctx.models)]).id,
                       "score")
+
+
+def _left_out(outputs: list[str]) -> str:
+    result = commands.parse_json_output(outputs[0]) or {}
+    if not result.get("excluded_own_labels"):
+        return " Neither model labelled any of them."
+    return (f" **{result['excluded_own_labels']:,} pairs labelled by {', '.join(result['labelled_by_compared'])} "
+            "were left out: a model graded on its own labels scores 1.0 by construction.**")
 
 
 def job_view(ctx: AppContext, current: RetrainJob) -> JobView:
@@ -140,8 +166,9 @@ def job_view(ctx: AppContext, current: RetrainJob) -> JobView:
     if status.state != "completed":
         return view
     if current.kind == "eval":
-        view.table = commands.compare_evaluations(current.names, [job.output(0), job.output(1)])
-        view.text = "Evaluated both models on the same held-out pairs."
+        outputs = [job.output(0), job.output(1)]
+        view.table = commands.compare_evaluations(current.names, outputs)
+        view.text = "Evaluated both models on the same pairs." + _left_out(outputs)
     elif current.kind == "score":
         result = commands.parse_json_output(job.output(0)) or {}
         view.text = (f"Scored {result.get('scored', 0):,} responses with {result.get('rm', 'the model')}. "

@@ -11,6 +11,7 @@ from ui import render
 from ui import retrain_steps as steps
 from ui.choices import model_dropdown
 from ui.context import AppContext
+from ui.curve import training_curve_svg
 from ui.errors import user_errors
 from workbench import commands
 
@@ -39,23 +40,26 @@ def build(ctx: AppContext, filters: list) -> dict:
         max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
         eval_fraction = gr.Number(label="Held-out fraction", value=defaults.eval_fraction)
         seed = gr.Number(label="Seed", value=defaults.seed, precision=0)
-    command = gr.Code(label="Command", language="shell", interactive=False, lines=2, wrap_lines=True)
+    command = gr.Textbox(label="Command", interactive=False, lines=1, max_lines=4, buttons=["copy"],
+                         elem_id="retrain-command")
     with gr.Row():
         train = gr.Button("Train reward model", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
     progress = gr.HTML(elem_id="retrain-progress")
-    curve = gr.LinePlot(x="step", y="value", color="metric", title="Training loss and accuracy", height=260,
-                        elem_id="retrain-curve")
+    curve = gr.HTML(training_curve_svg(None), label="Training loss and accuracy", elem_id="retrain-curve")
     with gr.Accordion("Log", open=False):
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True)
     gr.Markdown("**Compare and use**")
     with gr.Row():
-        new_model = gr.Dropdown(label="New model", choices=[], info="Its held-out pairs are the test set.")
+        new_model = gr.Dropdown(label="New model", choices=[], info="The newest model by default.")
         old_model = gr.Dropdown(label="Compare with", choices=[])
-        evaluate = gr.Button("Evaluate both", scale=0)
-        rescore = gr.Button("Score the store with the new model", scale=0)
+        eval_set = gr.Dropdown(label="Evaluate on", choices=[(v, k) for k, v in commands.EVAL_SETS.items()],
+                               value="heldout", info="Pairs either model labelled are always left out.")
+    with gr.Row():
+        evaluate = gr.Button("Evaluate both")
+        rescore = gr.Button("Score the store with the new model")
     comparison = gr.Dataframe(pd.DataFrame(columns=["metric", "compared with", "new model", "change"]),
-                              label="Held-out comparison (accuracy: share of pairs ranked right; "
+                              label="Comparison (accuracy: share of pairs ranked right; "
                                     "length_baseline: the longer reply always wins)", interactive=False,
                               elem_id="retrain-comparison")
     outcome = gr.Markdown()
@@ -78,7 +82,7 @@ def build(ctx: AppContext, filters: list) -> dict:
 
     def started(started_job: steps.RetrainJob):
         status = ctx.jobs.get(started_job.id).status()
-        curve_v = None if started_job.kind == "train" else gr.skip()  # a new run starts a new curve
+        curve_v = training_curve_svg(None) if started_job.kind == "train" else gr.skip()  # a new run, a new curve
         return started_job, render.job_progress(status), "", curve_v, gr.Timer(active=True)
 
     @user_errors
@@ -86,8 +90,8 @@ def build(ctx: AppContext, filters: list) -> dict:
         return started(steps.start_training(ctx, current, values))
 
     @user_errors
-    def start_evaluation(current, new_id, old_id):
-        return started(steps.start_evaluation(ctx, current, new_id, old_id))
+    def start_evaluation(current, new_id, old_id, chosen_set, *filter_values):
+        return started(steps.start_evaluation(ctx, current, new_id, old_id, chosen_set, filter_values))
 
     @user_errors
     def start_rescore(current, new_id):
@@ -98,7 +102,7 @@ def build(ctx: AppContext, filters: list) -> dict:
         if not current:
             return (*[gr.skip()] * 7, gr.Timer(active=False))
         view = steps.job_view(ctx, current)
-        curve_v = render.plot_value(view.curve) if current.kind == "train" else gr.skip()
+        curve_v = training_curve_svg(view.curve) if current.kind == "train" else gr.skip()
         if not view.status.done:
             return render.job_progress(view.status), view.status.log, curve_v, *[gr.skip()] * 4, gr.skip()
         table = render.comparison_table(view.table) if view.table is not None else gr.skip()
@@ -113,9 +117,13 @@ def build(ctx: AppContext, filters: list) -> dict:
             gr.Info("Cancelling the running job.")
 
     start_outputs = [job, progress, outcome, curve, timer]
-    train.click(start_training, [job, *settings, *filters], start_outputs, api_name="train_start")
-    evaluate.click(start_evaluation, [job, new_model, old_model], start_outputs, api_name="evaluate")
-    rescore.click(start_rescore, [job, new_model], start_outputs, api_name="rescore")
+    # The job's own progress bar shows what runs; Gradio's status overlay would only add a red "Error"
+    # badge on the progress, curve and result of the last job when a new one is refused (the toast says why).
+    train.click(start_training, [job, *settings, *filters], start_outputs, api_name="train_start",
+                show_progress="hidden")
+    evaluate.click(start_evaluation, [job, new_model, old_model, eval_set, *filters], start_outputs,
+                   api_name="evaluate", show_progress="hidden")
+    rescore.click(start_rescore, [job, new_model], start_outputs, api_name="rescore", show_progress="hidden")
     timer.tick(poll, job, [progress, log, curve, comparison, outcome, new_model, old_model, timer],
                api_visibility="private")
     cancel.click(stop, job, None, api_name="train_cancel")

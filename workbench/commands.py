@@ -222,11 +222,22 @@ def heldout_path(out_dir: str | Path) -> Path:
     return RunDirectory(out_dir).heldout_pairs
 
 
-def eval_commands(store: Store, models: list[str], data: str | Path) -> list[list[str]]:
-    """One `workbench rm eval --json` per reward model, on the same pairs file."""
-    if not Path(data).exists():
+# What "Evaluate both" grades the two models on (the app's choices).
+EVAL_SETS = {"heldout": "The new model's held-out pairs", "human": "Human-labelled pairs in the store",
+             "curated": "The pairs selected in Curate & export"}
+
+
+def eval_commands(store: Store, models: list[str], data: str | Path | None = None, *,
+                  pair_filter: PairFilter | None = None) -> list[list[str]]:
+    """One `workbench rm eval --json` per reward model, on the same pairs: a file (`data`) or the
+    store's `pair_filter` selection. Each names the others with --compared-with, so every model is
+    graded on the same pairs and none on pairs one of them labelled."""
+    if data is not None and not Path(data).exists():
         raise WorkbenchError(f"{data} does not exist: train a model first (it writes its held-out pairs there)")
-    return [workbench_command(store, "rm", "eval", "--rm", model, "--data", str(data), "--json") for model in models]
+    pairs = ["--data", str(data)] if data is not None else ["--from-store", *pair_filter.argv(rm_flag="--pairs-rm")]
+    return [workbench_command(store, "rm", "eval", "--rm", model, *pairs,
+                              *[arg for other in models if other != model for arg in ("--compared-with", other)],
+                              "--json") for model in models]
 
 
 def compare_evaluations(names: list[str], outputs: list[str]) -> pd.DataFrame:

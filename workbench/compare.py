@@ -113,7 +113,7 @@ def compare_scores(prompt_ids, response_ids, n_chars, a, b, top: int = TOP_PAIRS
         return _finite(np.corrcoef(values, chars)[0, 1]) if values.std() > 0 and chars.std() > 0 else None
 
     return {
-        "responses": len(frame), "prompts": n_groups,
+        "responses": len(frame), "prompts": int(n_groups),
         "spearman": _finite(stats.spearmanr(a, b).statistic) if a.std() > 0 and b.std() > 0 else None,
         "kendall_tau": _finite(stats.kendalltau(a, b).statistic) if a.std() > 0 and b.std() > 0 else None,
         "per_prompt": {"spearman_median": _finite(np.median(spearman)) if len(spearman) else None,
@@ -158,8 +158,9 @@ SUMMARY_ROWS = [("Spearman rho, all responses", ("spearman",)), ("Kendall tau-b,
                 ("Same-prompt pairs ordered the same way", ("pairs", "agreement"))]
 
 
-def summary_table(result: dict) -> pd.DataFrame:
-    """The comparison's numbers as (measure, value) rows, for the app and the terminal."""
+def summary_rows(result: dict) -> list[tuple[str, float | int | None]]:
+    """The comparison's numbers as (measure, value) rows: statistics rounded to 4 decimals, counts
+    as integers."""
     def get(path):
         value = result
         for key in path:
@@ -170,7 +171,14 @@ def summary_table(result: dict) -> pd.DataFrame:
     rows += [(f"Length correlation of {result[k]}", result["length_correlation"][k]) for k in ("a", "b")]
     rows += [("Responses scored by both", result["responses"]), ("Prompts", result["prompts"]),
              ("Same-prompt pairs ordered by both", result["pairs"]["ordered_by_both"])]
-    return pd.DataFrame([(name, None if v is None else round(v, 4)) for name, v in rows], columns=["measure", "value"])
+    return [(name, None if v is None else int(v) if isinstance(v, (int, np.integer)) else round(float(v), 4))
+            for name, v in rows]
+
+
+def summary_table(result: dict) -> pd.DataFrame:
+    """`summary_rows` as a table for the app; object dtype keeps the counts integers (a float
+    column would show 306 as 306.0)."""
+    return pd.DataFrame(summary_rows(result), columns=["measure", "value"], dtype=object)
 
 
 DISAGREEMENT_COLUMNS = ["prompt", "reply A prefers", "reply B prefers", "A scores", "B scores", "firmness", "prompt_id"]

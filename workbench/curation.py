@@ -103,11 +103,12 @@ class CurationPreview:
     breakdown: pd.DataFrame   # labeler, strategy, pairs
     rows: pd.DataFrame        # PREVIEW_COLUMNS, the first rows the export would write
     store_pairs: int          # pairs in the store, before any filter
+    unit: str = "pair"        # what a row of the export is: a pair, or an SFT row
 
     def summary(self) -> str:
         if not self.total:
-            return "### 0 pairs match these filters"
-        return f"### {self.total:,} pair{'s' if self.total != 1 else ''} would be exported"
+            return f"### 0 {self.unit}s match these filters"
+        return f"### {self.total:,} {self.unit}{'s' if self.total != 1 else ''} would be exported"
 
 
 def curation_preview(store: Store, index: PairIndex, flt: PairFilter, page: int = 1,
@@ -131,6 +132,26 @@ def curation_preview(store: Store, index: PairIndex, flt: PairFilter, page: int 
                 bool(r["flagged"]), r["pair_id"]] for r in found]
     return CurationPreview(int(breakdown["pairs"].sum()) if counts else 0, breakdown,
                            pd.DataFrame(records, columns=PREVIEW_COLUMNS), store_pairs)
+
+
+SFT_PREVIEW_COLUMNS = ["prompt", "reply", "score", "rank", "response_id"]
+
+
+def sft_preview(store: Store, flt: PairFilter, page_size: int = PREVIEW_ROWS) -> CurationPreview:
+    """What an SFT export (`--schema sft`, top 1) with this filter writes: its row count (the
+    export's own query) and first rows. The reward model is the filter's `rm`; pair-only fields
+    must be unset (`sft.check_sft_export` says which)."""
+    from workbench.sft import check_sft_export
+    from workbench.store.sft import sft_preview as sft_rows
+
+    labeler, top = check_sft_export(store, "sft", flt, None)
+    with store.connect() as con:
+        total, found = sft_rows(con, _params(con, flt), labeler, top, page_size)
+    rows = pd.DataFrame([[shorten(p, 120), shorten(r, 240), round(s, 4), k, i] for p, r, s, k, i in found],
+                        columns=SFT_PREVIEW_COLUMNS)
+    breakdown = pd.DataFrame([[labeler, "best reply per prompt", total]] if total else [],
+                             columns=["labeler", "strategy", "rows"])
+    return CurationPreview(total, breakdown, rows, total, unit="SFT row")
 
 
 def _texts(con, found: list[dict]) -> tuple[dict, dict]:

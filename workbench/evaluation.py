@@ -6,33 +6,36 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.eval_sets import evaluation_set
 from workbench.pair_filter import PairFilter
 from workbench.reward_models import resolve_reward_model
 from workbench.store import Store
-from workbench.training import pairs_from_files, pairs_from_store
 
 
 def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pair_filter: PairFilter | None = None,
                           skip_invalid: bool = False, max_length: int = 1024, progress: bool = True,
-                          fmt: str = "auto", precision: str = "auto", trust_remote_code: bool = False) -> dict:
+                          fmt: str = "auto", precision: str = "auto", trust_remote_code: bool = False,
+                          compared_with: Sequence[str] = ()) -> dict:
     """n, accuracy (ties half), mean_margin, length_baseline (longer reply wins), shorter_baseline.
 
     `precision` as for `workbench score` (fp32 makes the scores comparable with a plain fp32 loop).
+    Pairs that `rm` or a model in `compared_with` labelled are left out (`workbench.eval_sets`):
+    the result says how many and by whom; with nothing left the evaluation is refused.
     """
     from engine.evaluation import evaluate_pairs
     from engine.progress import progress_bar
 
-    if bool(data) == bool(pair_filter):
-        raise WorkbenchError("give the pairs with --data FILE... or --from-store (not both)")
+    chosen_set = evaluation_set(store, [rm, *compared_with], data=data, pair_filter=pair_filter, fmt=fmt,
+                                skip_invalid=skip_invalid, progress=progress)
+    pairs = chosen_set.pairs
     label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
                                     trust_remote_code=trust_remote_code)
-    pairs = pairs_from_files(data, fmt=fmt, skip_invalid=skip_invalid, progress=progress) if data else \
-        pairs_from_store(store, pair_filter)
     with progress_bar(2 * len(pairs), f"evaluating {label} on {len(pairs)} pairs", unit=" conv",
                       enabled=progress) as bar:
         result = evaluate_pairs(scorer, pairs, progress=lambda done, total: bar.update(done - bar.n))
     return {"rm": label, "precision": scorer.precision,
-            **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")}}
+            **{k: v for k, v in result.items() if k not in ("chosen_scores", "rejected_scores")},
+            **chosen_set.as_dict()}
 
 
 def scorer_for_eval(store: Store, rm: str, *, max_length: int, precision: str = "auto",

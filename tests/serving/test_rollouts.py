@@ -134,3 +134,21 @@ def _wait_until(probe, timeout: float = 30.0):
             pass
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_identical_rollout_replies_are_flagged_as_duplicates(store):
+    """Two identical replies to one prompt in one step carry the near-duplicate flag, as sampled
+    replies do; the flag also reaches a copy that arrives in a later batch."""
+    same = [{"role": "user", "content": "dup prompt"}, {"role": "assistant", "content": "The same  reply."}]
+    other = [{"role": "user", "content": "dup prompt"}, {"role": "assistant", "content": "Something else entirely."}]
+    later = [same[0], {"role": "assistant", "content": "the same reply."}]  # case and spacing differ
+    with running_server(store, ServeConfig(log_to_store=True)) as (url, server, _):
+        with httpx.Client(timeout=30) as client:
+            client.post(f"{url}/v1/score", json={"conversations": [same, other, same], "step": 7})
+            _wait_until(lambda: "3 rollouts logged" in server_lines(store.path))
+            client.post(f"{url}/v1/score", json={"conversations": [later], "step": 7})
+            _wait_until(lambda: "4 rollouts logged" in server_lines(store.path))
+    with store.connect() as con:
+        rows = con.execute("SELECT response_id, flag_near_duplicate_of FROM responses ORDER BY sample_index").fetchall()
+    first = rows[0][0]
+    assert [flag for _, flag in rows] == [None, None, first, first]

@@ -65,8 +65,20 @@ def test_user_errors_become_one_line_messages():
 def test_stored_text_is_escaped_in_the_detail_view(app_store):
     page = prompt_page(app_store, PromptQuery(search="markup"))
     html = render.prompt_detail(prompt_detail(app_store, page.rows["prompt_id"][0]))
-    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;reply&#x27;)&lt;/script&gt;" in html
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;reply&#x27;)&lt;/script&gt;" in html.replace("'", "&#x27;")
     assert "&lt;b&gt;markup&lt;/b&gt;" in html and "★ BoN pick (ext@1)" in html
+
+
+def test_replies_render_as_markdown_and_stay_inert():
+    """Code in a reply shows as a code block, not as "```python" in running text; HTML in a reply
+    stays text; links and images are not made (a stored reply must not fetch or point anywhere)."""
+    html = render.reply_html("Here:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n- one\n- two\n"
+                             "<img src=x onerror=alert(1)> <script>alert(2)</script>\n\n"
+                             "[click](javascript:alert(3)) ![pic](http://example.com/t.png) <http://example.com>")
+    assert '<pre><code class="language-python">def add(a, b):\n    return a + b\n</code></pre>' in html
+    assert "```" not in html and "<li>one</li>" in html
+    assert "<img" not in html and "<script" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<a " not in html and "href" not in html and "src=" not in html.replace("&lt;img src=x", "")
 
 
 def test_endpoints_over_http(app_store):
@@ -96,55 +108,25 @@ def test_endpoints_over_http(app_store):
         assert breakdown["data"] in ([], [[None] * 3]) and preview["data"] in ([], [[None] * 8])
         with pytest.raises(AppError, match="not in the store"):
             client.predict("0" * 32, api_name="/prompt_detail")
+        _sft_count_is_what_the_export_writes(client, demo, app_store)
 
 
-def test_auth_turns_on_login(app_store):
-    with running_app(app_store, auth="alice:s3cret") as (_, url):
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url + "config")
-        assert refused.value.code == 401
-        for password, ok in (("wrong", False), ("s3cret", True)):
-            body = urllib.parse.urlencode({"username": "alice", "password": password}).encode()
-            try:
-                urllib.request.urlopen(urllib.request.Request(url + "login", data=body))
-                assert ok
-            except urllib.error.HTTPError as error:
-                assert not ok and error.code == 400
-        client = Client(url, auth=("alice", "s3cret"), verbose=False)
-        assert client.predict("", "(any)", "(any)", "newest", 1, api_name="/browse_page")[2].endswith("38 prompts")
+def _sft_count_is_what_the_export_writes(client, demo, app_store):
+    """With the sft schema and no reward model under "Labelled by", the count says to pick one
+    (the SFT count itself: tests/ui/test_tab_steps.py)."""
+    count, _, preview = client.predict(*NO_FILTER, "sft", api_name="/curate_preview")
+    assert "Pick a reward model under “Labelled by”" in count and preview["headers"][:2] == ["prompt", "reply"]
 
 
-def test_ui_command_refuses_a_bad_auth(tmp_path):
-    from click.testing import CliRunner
-
-    from workbench.cli import load_commands
-
-    result = CliRunner().invoke(load_commands(), ["--db", str(tmp_path / "t.duckdb"), "ui", "--auth", "nopassword"])
-    assert result.exit_code == 2 and "USER:PASS" in result.output and "Traceback" not in result.output
-
-
-def test_workbench_ui_serves_on_loopback_and_stops_on_ctrl_c(app_store, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def test_launch_prints_its_url_and_no_share_link_hint(app_store, capfd):
+    """Gradio's "To create a public link, set share=True" would suggest something the app never does."""
     from tests.processes import free_port
+    from ui.app import close_app, launch
 
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "workbench", "--db", str(app_store.path), "ui", "--port",
-                                str(port), "--export-dir", str(tmp_path / "exports")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    demo, url = launch(app_store, port=free_port(), block=False)
     try:
-        deadline, page = time.monotonic() + 60, None
-        while page is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.3)
-        assert page is not None and "DPO Workbench" in page
-        assert (tmp_path / "exports").is_dir()
+        out = capfd.readouterr().out
     finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    assert f"at http://127.0.0.1:{port}" in stderr and "Traceback" not in stderr
+        close_app(demo)
+    assert f"* Running on {url}" in out and "never makes a public share link" in out
+    assert "share=True" not in out

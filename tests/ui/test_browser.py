@@ -206,7 +206,7 @@ def test_retrain_tab_trains_then_compares_models(browser, shots, tmp_path, tiny_
         page.screenshot(path=shots / "8-retrain.png", full_page=True)
 
         page.get_by_role("button", name="Evaluate both").click()
-        page.get_by_text("Evaluated both models on the same held-out pairs.").wait_for(timeout=180_000)
+        page.get_by_text("Evaluated both models on the same pairs.").wait_for(timeout=180_000)
         table = page.locator("#retrain-comparison").inner_text()
         assert "accuracy" in table and "length_baseline" in table and "tiny-rm@1" in table
         page.screenshot(path=shots / "9-compare.png", full_page=True)

@@ -22,3 +22,29 @@ def test_comparison_table_keeps_the_pair_count_whole():
     assert 'class="wb-scores"><span>rm</span><b>0.500</b>' in render._response_card(0, {
         "bon_pick_by": [], "chosen": 0, "rejected": 0, "flags": [], "scores": {"rm": 0.5}, "finish_reason": "stop",
         "origin": "x", "sample_index": None, "n_tokens": None, "pick": False, "text": "t", "n_chars": 1})
+
+
+def test_training_curve_starts_at_zero_with_whole_step_ticks():
+    """Accuracy 1.0 must not sit on the bottom edge (the axis starts at 0) and a 3-step run has
+    ticks at steps 1, 2, 3 only."""
+    import re
+
+    import pandas as pd
+
+    from ui.curve import step_ticks, training_curve_svg, value_ticks
+
+    assert step_ticks(3) == [1, 2, 3] and step_ticks(100) == [1, *range(10, 101, 10)]
+    assert all(isinstance(s, int) for s in step_ticks(37)) and len(step_ticks(1000)) <= 11
+    assert value_ticks(1.0)[0] == 0 and value_ticks(2.78)[-1] >= 2.78
+    curve = pd.DataFrame({"step": [1, 2, 3] * 2, "value": [2.9, 2.7, 2.6, 1.0, 1.0, 1.0],
+                          "metric": ["loss"] * 3 + ["accuracy"] * 3})
+    svg = training_curve_svg(curve)
+    labels = re.findall(r'text-anchor="middle">([^<]+)</text>', svg)
+    assert labels == ["1", "2", "3", "step"]  # no 1.5, 2.5
+    left = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert left[0] == "0" and float(left[-1]) >= 2.9
+    accuracy = re.search(r'<polyline points="([^"]+)"[^>]*stroke="#16a34a"', svg).group(1)
+    bottom = max(float(y) for y in re.findall(r'y1="([\d.]+)"', svg))
+    assert all(float(p.split(",")[1]) < bottom - 50 for p in accuracy.split())  # well above the x axis
+    assert ">loss</text>" in svg and ">accuracy</text>" in svg
+    assert "first step" in training_curve_svg(None)

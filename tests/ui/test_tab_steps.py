@@ -145,3 +145,56 @@ def test_sampling_steps(ctx):
     fake = ctx.jobs.get(job.id)
     fake.state, fake.outputs = "completed", [json.dumps({"total": 8, "prompts": 2, "n": 4, "generated": 8})]
     assert sample_steps.run_view(ctx, job)[1].startswith("Sampled **8** responses (2 prompts × 4; 8 new)")
+
+
+def test_evaluate_both_refuses_pairs_one_of_the_models_labelled(tmp_path, tiny_model_dir):
+    """The old model labelled every pair of the chosen set: refused before a job starts, with the
+    reason; on pairs neither labelled (here the human ones) both are evaluated, each --compared-with
+    the other."""
+    from engine.reward_model import RewardModel
+    from tests.ui.data import make_store
+    from workbench.pairs import build_pairs
+    from workbench.reward_models import register_reward_model
+    from workbench.scoring import score_responses
+    from workbench.selection import PromptSelection
+
+    store = make_store(tmp_path, prompts=2)
+    models = tmp_path / "models"
+    for name in ("old", "new"):
+        register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(models / name), name=name)
+    score_responses(store, "old", selection=PromptSelection(source="bon-demo"), progress=False)
+    build_pairs(store, "old", "best-vs-worst", source="bon-demo", progress=False)
+    ctx = AppContext.create(store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r", models_dir=models)
+    ctx.jobs = FakeJobs()
+    by_old = [*NO_FILTER]
+    by_old[retrain_steps.FILTER_INPUTS.index("labeler")] = "old"
+    with pytest.raises(WorkbenchError, match=r"labelled by old@1, a model being evaluated: it would score 1\.0"):
+        retrain_steps.start_evaluation(ctx, None, "new", "old", "curated", by_old)
+    assert ctx.jobs.jobs == {}
+    job = retrain_steps.start_evaluation(ctx, None, "new", "old", "human", NO_FILTER)
+    old_argv, new_argv = (after(a, "rm") for a in ctx.jobs.get(job.id).argvs)
+    assert old_argv == ["rm", "eval", "--rm", "old", "--from-store", "--label", "human", "--compared-with", "new",
+                        "--json"]
+    assert new_argv[:4] == ["rm", "eval", "--rm", "new"] and new_argv[-3:] == ["--compared-with", "old", "--json"]
+
+
+def test_sft_count_and_preview_are_what_the_export_writes(ctx):
+    """Curate with the sft schema counts SFT rows (each prompt's best reply), not pairs, and its
+    first preview row is the file's first row; pair-only filters are left out."""
+    from ui import curate_tab
+    from workbench.curation import export_curated
+
+    by_ext = [*NO_FILTER]
+    by_ext[curate_tab.FILTER_INPUTS.index("labeler")] = "ext@1"
+    by_ext[curate_tab.FILTER_INPUTS.index("min_margin")] = "0.5"  # disabled for sft: must not apply
+    for min_score in ("", "1.0"):
+        by_ext[curate_tab.FILTER_INPUTS.index("min_score")] = min_score
+        preview = curate_tab.preview_for(ctx, "sft", by_ext)
+        assert preview.summary() == f"### {preview.total:,} SFT rows would be exported"
+        pairs = curate_tab.preview_for(ctx, "trl", by_ext).total
+        done = export_curated(ctx.store, ctx.export_dir, f"sft-{min_score or 'all'}",
+                              curate_tab.sft_filter(curate_tab.to_filter(*by_ext)), schema="sft")
+        written = [json.loads(line) for line in open(done["path"])]
+        assert len(written) == done["rows"] == preview.total != pairs
+        assert written[0]["messages"][-1]["content"].startswith(preview.rows["reply"][0].rstrip("…")[:40])
+    assert "Pick a reward model" in curate_tab.preview_for(ctx, "sft", NO_FILTER)

@@ -44,6 +44,11 @@ def test_import_stats_export_through_the_cli(commands, tmp_path):
     assert {k: stats[k] for k in ("prompts", "responses", "pairs", "exports")} == {
         "prompts": 3, "responses": 6, "pairs": 3, "exports": 0}
     assert stats["scores"] == {}
+    assert stats["pairs_by_labeler"] == {"human": {"human": 3}}  # labeler, then strategy: not "human human"
+    text = runner.invoke(commands, ["--db", db, "stats"]).output
+    assert "pairs by human: 3" in text and "human human" not in text
+    runs = json.loads(runner.invoke(commands, ["--db", db, "runs", "list"]).output)
+    assert runs[0]["kind"] == "import" and runs[0]["summary"]["valid"] == 3  # an object, not JSON in a string
     out = tmp_path / "o.jsonl"
     result = runner.invoke(commands, ["--db", db, "export", str(out), "--schema", "trl"])
     assert result.exit_code == 0, result.output

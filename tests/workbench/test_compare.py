@@ -96,6 +96,7 @@ def test_store_comparison_names_the_firmest_disagreement(two_scored):
     table = disagreement_table(result)
     assert list(table["prompt_id"]) == [d["prompt_id"] for d in result["disagreements"]]
     summary = dict(summary_table(result).itertuples(index=False))
+    assert [type(summary[k]) for k in ("Responses scored by both", "Prompts")] == [int, int]
     assert summary["Same-prompt pairs ordered the same way"] == 0.5
     with pytest.raises(WorkbenchError, match="compared with itself"):
         compare_reward_models(two_scored, "judge", "judge@1")
@@ -115,5 +116,9 @@ def test_cli_compare(two_scored):
     text = runner.invoke(load_commands(), base)
     assert text.exit_code == 0 and "Kendall tau-b, per prompt (median)" in text.output
     assert "A prefers (5 > 0): a much longer reply" in text.output
+    # counts print as integers, not as the floats a mixed pandas column would make of them
+    lines = dict(line.rsplit(None, 1) for line in text.output.splitlines()
+                 if line.startswith(("Responses scored by both", "Prompts ", "Same-prompt pairs ordered by both")))
+    assert lines == {"Responses scored by both": "6", "Prompts": "2", "Same-prompt pairs ordered by both": "6"}
     missing = runner.invoke(load_commands(), ["--db", str(two_scored.path), "rm", "compare", "judge", "nope"])
     assert missing.exit_code != 0 and "not found" in missing.output and "Traceback" not in missing.output

@@ -5,6 +5,8 @@ import json
 from engine.evaluation import pairwise_accuracy
 from workbench.demo import DEMO_INSTRUCTION, DEMO_RM, DEMO_SOURCE, DemoSettings, demo_prompts_path, run_demo
 from workbench.export import count_pairs
+from workbench.importer import import_files
+from workbench.pairs import build_pairs
 from workbench.pair_filter import PairFilter
 from workbench.stats import store_stats
 from workbench.store import Store, queries
@@ -24,6 +26,8 @@ def test_demo_builds_a_populated_store_and_a_second_run_reuses_it(tmp_path, tiny
                             epochs=1.0, min_margin=0.0)  # a random tiny reward model has tiny margins
     result = run_demo(store, settings, progress=False)
     stats = store_stats(store)
+    with store.connect() as con:
+        runs = dict(queries.fetch_rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1"))
     assert stats["prompts"] == 75 and stats["responses"] == 150
     assert stats["scores"][f"{DEMO_RM}@1"] == 150
     assert stats["pairs"] > 0 and stats["exports"] == 1
@@ -45,20 +49,35 @@ def test_demo_builds_a_populated_store_and_a_second_run_reuses_it(tmp_path, tiny
     assert pair["prompt"][-1]["content"].endswith(DEMO_INSTRUCTION)  # the model learns on prompts as the store holds them
     assert runs["generation"] == 1 and runs["training"] == 1 and runs["scoring"] == 1
     exported = (tmp_path / "demo" / "dpo.jsonl").read_text().splitlines()
-    assert len(exported) == count_pairs(store, PairFilter(label="rm")) > 0
+    demo_pairs = PairFilter(rm=result["rm"]["rm_id"], strategy="best-vs-worst", source=DEMO_SOURCE)
+    assert len(exported) == count_pairs(store, demo_pairs) > 0
     assert {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= json.loads(exported[0]).keys()
 
-    # A second run reuses everything: no new samples, training, scores or contrastive pairs.
+    # Other work on the store between two demos: pairs by the demo's model with another strategy, and
+    # pairs labelled by another scorer (an imported Best-of-N file's scores).
+    build_pairs(store, result["rm"]["rm_id"], "all-above-margin", progress=False)
+    (tmp_path / "bon.jsonl").write_text(json.dumps({"prompt": "Hi?", "responses": ["Hello.", "Go."],
+                                                    "scores": [1.0, 0.0]}) + "\n")
+    import_files(store, [tmp_path / "bon.jsonl"], score_name="judge", progress=False)
+    build_pairs(store, "judge", "best-vs-worst", progress=False)
+    assert count_pairs(store, PairFilter(label="rm")) > len(exported)
+    export_bytes = (tmp_path / "demo" / "dpo.jsonl").read_bytes()
+    stats = store_stats(store)
+    with store.connect() as con:
+        runs_before = dict(queries.fetch_rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1"))
+
+    # A second run reuses everything: no new samples, training, scores or contrastive pairs, and leaves
+    # the demo's export as it was.
     made = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo" / "contrast_pairs.jsonl",
                                                tmp_path / "demo" / "rm-v1" / "training_complete.json")}
     again = run_demo(store, DemoSettings(work_dir=tmp_path / "demo", policy=str(tiny_model_dir), n=2,
                                          max_new_tokens=8, epochs=1.0, min_margin=0.0), progress=False)
-    assert store_stats(store)["responses"] == 150 and store_stats(store)["scores"] == stats["scores"]
+    assert store_stats(store)["responses"] == stats["responses"] and store_stats(store)["scores"] == stats["scores"]
     assert again["rm"]["rm_id"] == result["rm"]["rm_id"]
     assert {p: p.stat().st_mtime_ns for p in made} == made
+    assert (tmp_path / "demo" / "dpo.jsonl").read_bytes() == export_bytes
     with store.connect() as con:
-        assert dict(queries.fetch_rows(con, "SELECT kind, count(*) FROM runs WHERE kind <> 'export' GROUP BY 1")) \
-            == {k: v for k, v in runs.items() if k != "export"}
+        assert dict(queries.fetch_rows(con, "SELECT kind, count(*) FROM runs GROUP BY 1")) == runs_before
     with store.connect() as con:
         assert queries.fetch_value(con, "SELECT count(*) FROM prompts WHERE source = ?", [DEMO_SOURCE]) == 75
 

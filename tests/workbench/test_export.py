@@ -131,12 +131,13 @@ def test_exported_jsonl_trains_one_step_of_trl_dpo(filled, tmp_path, tiny_model_
 
 
 def test_readme_dpo_snippet_trains_on_an_export(filled, tmp_path, tiny_model_dir, monkeypatch):
-    """The README's DPOTrainer snippet, as printed, on an export with score columns (tiny policy)."""
+    """The DPOTrainer snippet of docs/curation-and-export.md, as printed, on an export with score
+    columns (tiny policy)."""
     pytest.importorskip("trl")
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "curation-and-export.md").read_text()
     snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "DPOTrainer(" in block)
     out = tmp_path / "dpo.jsonl"
     export_pairs(filled, out, with_scores=True)
@@ -146,6 +147,6 @@ def test_readme_dpo_snippet_trains_on_an_export(filled, tmp_path, tiny_model_dir
     assert sum(line.startswith(("DATA = ", "POLICY = ")) for line in lines) == 2
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - the README's own code
+    exec("\n".join(lines), namespace)  # noqa: S102 - the documentation's own code
     history = namespace["trainer"].state.log_history
     assert history and namespace["trainer"].state.global_step == 3  # 9 pairs, batch 4, one epoch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from workbench.cli import Context, cli, emit_json, pair_filter_options, pass_ctx
@@ -80,8 +82,10 @@ def stats_command(ctx: Context, as_json: bool) -> None:
         click.echo(f"{key:<14}{stats[key]:>10,}")
     for name, count in stats["scores"].items():
         click.echo(f"scores by {name}: {count:,}")
-    for name, count in stats["pairs_by_labeler"].items():
-        click.echo(f"pairs by {name}: {count:,}")
+    for labeler, strategies in stats["pairs_by_labeler"].items():
+        for strategy, count in strategies.items():
+            how = "" if strategy == labeler else f" ({strategy})"  # human pairs have strategy "human"
+            click.echo(f"pairs by {labeler}{how}: {count:,}")
 
 
 @cli.group("pairs")
@@ -111,7 +115,7 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
     """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
 
     With several --rm and --combine, pairs come from all the models together, labelled by the
-    combination (e.g. mean-z(A,B)): see the README.
+    combination (e.g. mean-z(A,B)): see docs/curation-and-export.md.
 
     \b
     Example:
@@ -211,4 +215,8 @@ def runs_list(ctx: Context, kind, limit) -> None:
     from workbench.store import queries
 
     with ctx.store.connect() as con:
-        emit_json(queries.list_runs(con, kind, limit))
+        runs = queries.list_runs(con, kind, limit)
+    for run in runs:  # the store keeps a run's summary as JSON text: print it as the object it is
+        if isinstance(run.get("summary"), str):
+            run["summary"] = json.loads(run["summary"])
+    emit_json(runs)

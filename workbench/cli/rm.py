@@ -107,21 +107,28 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, bas
 @click.option("--skip-invalid", is_flag=True)
 @click.option("--from-store", is_flag=True, help="Evaluate on the store's pairs, selected like `workbench export`.")
 @pair_filter_options("--pairs-rm")
+@click.option("--compared-with", multiple=True, metavar="MODEL",
+              help="A model this one is compared with: pairs it labelled are left out too, so both are graded "
+                   "on the same pairs and neither on its own labels. Repeatable.")
 @click.option("--max-length", type=int, default=1024, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="bf16 autocast or fp32; auto = bf16 on GPUs and CPUs with AVX512-BF16/AMX, else fp32.")
 @trust_remote_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, max_length, precision,
-            trust_remote_code, as_json) -> None:
+def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filter, compared_with, max_length,
+            precision, trust_remote_code, as_json) -> None:
     """Pairwise accuracy (ties count half), mean margin and the longer-reply-wins baseline.
+
+    Pairs the model (or a --compared-with model) labelled in the store are left out: a model graded on
+    its own labels scores 1.0 by construction. With none left, the evaluation is refused.
 
     \b
     Example:
       workbench rm eval --rm runs/rm-hh --data runs/rm-hh/heldout_pairs.jsonl --json
       workbench rm eval --rm demo-rm --data workbench/data/rewardbench_sample.jsonl --format rewardbench
       workbench rm eval --rm my-trl-rm --data pairs.jsonl --precision fp32
+      workbench rm eval --rm demo-rm-v2 --compared-with demo-rm --from-store --label human
     """
     from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
@@ -141,10 +148,13 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filt
         return
     result = evaluate_reward_model(ctx.store, rm_ref, data=data, pair_filter=pair_filter, skip_invalid=skip_invalid,
                                    max_length=max_length, progress=ctx.progress, fmt=fmt, precision=precision,
-                                   trust_remote_code=trust_remote_code)
+                                   trust_remote_code=trust_remote_code, compared_with=compared_with)
     if as_json:
         emit_json(result)
     else:
+        if result["excluded_own_labels"]:
+            click.echo(f"left out {result['excluded_own_labels']} pairs labelled by "
+                       f"{', '.join(result['labelled_by_compared'])} (a model being evaluated)")
         click.echo(f"n={result['n']} accuracy={result['accuracy']:.4f} mean_margin={result['mean_margin']:.4f} "
                    f"length_baseline={result['length_baseline']:.4f} precision={result['precision']}")
 
@@ -234,14 +244,14 @@ def rm_compare(ctx: Context, rm_a, rm_b, source, top, as_json) -> None:
       workbench rm compare demo-rm@1 demo-rm@2 --source demo-prompts --json
     """
     from workbench.browse import shorten
-    from workbench.compare import compare_reward_models, summary_table
+    from workbench.compare import compare_reward_models, summary_rows
 
     result = compare_reward_models(ctx.store, rm_a, rm_b, source=source, top=top)
     if as_json:
         emit_json(result)
         return
     click.echo(f"A = {result['a']}, B = {result['b']}")
-    for measure, value in summary_table(result).itertuples(index=False):
+    for measure, value in summary_rows(result):
         click.echo(f"{measure:<44}{'n/a' if value is None else value}")
     for n, d in enumerate(result["disagreements"], 1):
         click.echo(f"\n#{n} prompt {d['prompt_id']} (firmness {d['firmness']:.3f}): {shorten(d['prompt'], 100)}")

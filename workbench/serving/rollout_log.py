@@ -23,7 +23,7 @@ import pyarrow as pa
 from workbench import ids
 from workbench.provenance import environment
 from workbench.registered_model import RegisteredModel
-from workbench.store import Store
+from workbench.store import Store, queries
 from workbench.store import rollouts as sql
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ class RolloutLog:
 
         def write(con) -> int:
             sql.ensure_rollout_runs(con, runs, environment())
-            return sql.insert_rollout_batch(con, *tables)
+            added = sql.insert_rollout_batch(con, *tables)
+            _flag_rollouts(con, tables[1]["response_id"].to_pylist())
+            return added
 
         added = self.store.write(write)
         for _, rollout in batch:
@@ -158,6 +160,29 @@ def _tables(batch: list[tuple[int, Rollout]], rm_id: str, run_of) -> tuple[tuple
     scores = pa.table({"response_id": responses["response_id"], "rm_id": pa.array([rm_id] * m, pa.string()),
                        "score": pa.array(rows["score"], pa.float64()), "run_id": responses["run_id"]})
     return (prompt_table, responses, scores), n
+
+
+def _flag_rollouts(con, response_ids: list[str]) -> None:
+    """Near-duplicate and repetition flags, as sampling sets them, over each (run, prompt)'s
+    replies, re-computed for the groups the batch added to (a later reply can repeat an earlier one).
+    Rollouts have no max-new-tokens here, so truncation stays unknown (false)."""
+    from itertools import groupby
+
+    from engine.signals import is_looping, near_duplicates  # pure Python, no torch
+
+    flagged = {"response_id": [], "near_duplicate_of": [], "truncated": [], "repetition": []}
+    for _, group in groupby(sql.rollout_replies(con, response_ids), key=lambda row: (row[1], row[2])):
+        group = list(group)
+        for (response_id, _, _, text), duplicate in zip(group, near_duplicates([row[3] for row in group])):
+            flagged["response_id"].append(response_id)
+            flagged["near_duplicate_of"].append(None if duplicate is None else group[duplicate][0])
+            flagged["truncated"].append(False)
+            flagged["repetition"].append(is_looping(text))
+    queries.set_response_flags(con, pa.table({
+        "response_id": pa.array(flagged["response_id"], pa.string()),
+        "near_duplicate_of": pa.array(flagged["near_duplicate_of"], pa.string()),
+        "truncated": pa.array(flagged["truncated"], pa.bool_()),
+        "repetition": pa.array(flagged["repetition"], pa.bool_())}))
 
 
 def _last_user_text(messages: list[dict]) -> str:

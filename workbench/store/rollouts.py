@@ -30,6 +30,16 @@ def insert_rollout_batch(con, prompts: pa.Table, responses: pa.Table, scores: pa
     return added
 
 
+def rollout_replies(con, response_ids: list[str]) -> list[tuple[str, str, str, str]]:
+    """(response_id, run_id, prompt_id, text) of every reply in the same run and prompt as any of
+    `response_ids`, in sample order: the groups whose near-duplicate flags a new batch can change."""
+    return con.execute("""
+        SELECT r.response_id, r.run_id, r.prompt_id, r.text FROM responses r
+        JOIN (SELECT DISTINCT run_id, prompt_id FROM responses WHERE response_id IN (SELECT unnest(?))) g
+          ON g.run_id = r.run_id AND g.prompt_id = r.prompt_id
+        ORDER BY r.run_id, r.prompt_id, r.sample_index""", [response_ids]).fetchall()
+
+
 def finish_rollout_runs(con, run_ids: list[str], counts: dict[str, int]) -> None:
     """Mark a server's rollout runs completed, each with the number of rollouts it holds."""
     for run_id in run_ids:

@@ -36,11 +36,16 @@ WHERE k.sft_rank <= $top ORDER BY k.prompt_id, k.sft_rank"""
     return sql + (" LIMIT $limit" if limit is not None else "")
 
 
-def stage_sft_export(con, spec: dict, labeler: str, top: int, column_sets: list[str], limit: int | None) -> dict:
-    """The SFT rows into the temporary table `export_rows` (as `queries.stage_export` does); rows per labeler."""
+def _sft_params(spec: dict, labeler: str, top: int, limit: int | None) -> dict:
     params = pair_filter_params(spec) | {"labeler": labeler, "top": int(top)}
     if limit is not None:
         params["limit"] = int(limit)
+    return params
+
+
+def stage_sft_export(con, spec: dict, labeler: str, top: int, column_sets: list[str], limit: int | None) -> dict:
+    """The SFT rows into the temporary table `export_rows` (as `queries.stage_export` does); rows per labeler."""
+    params = _sft_params(spec, labeler, top, limit)
     con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + sft_rows_sql(column_sets, limit), params)
     return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
 
@@ -60,3 +65,20 @@ GROUP BY p.prompt_id, p.messages ORDER BY p.prompt_id""" + (" LIMIT $limit" if l
         params["limit"] = int(limit)
     con.execute("CREATE OR REPLACE TEMP TABLE export_rows AS " + sql, params)
     return dict(fetch_rows(con, "SELECT export_labeler, count(*) FROM export_rows GROUP BY 1 ORDER BY 1"))
+
+
+def sft_preview(con, spec: dict, labeler: str, top: int, page_size: int) -> tuple[int, list[tuple]]:
+    """(rows the SFT export with these values writes, its first `page_size` rows as (prompt text,
+    reply text, score, rank, response id)): the export's own query, counted."""
+    params = _sft_params(spec, labeler, top, None)
+    con.execute("CREATE OR REPLACE TEMP TABLE sft_preview AS " + sft_rows_sql(["scores", "provenance"], None), params)
+    try:
+        total = fetch_rows(con, "SELECT count(*) FROM sft_preview")[0][0]
+        rows = fetch_rows(con, """
+            SELECT p.text, r.text, k.score, k.rank, k.response_id
+            FROM (SELECT *, row_number() OVER () AS n FROM sft_preview) k
+            JOIN prompts p ON p.prompt_id = k.prompt_id JOIN responses r ON r.response_id = k.response_id
+            ORDER BY k.n LIMIT ?""", [page_size])
+    finally:
+        con.execute("DROP TABLE IF EXISTS sft_preview")
+    return int(total), rows

@@ -15,6 +15,7 @@ SQL that serves a single workbench module live beside this package: see `workben
     explain            why a pair is in or out of a selection; the filter waterfall
     pair_index         the app's in-memory curation index
     stats              table counts, scores per model, pairs per labeler
+    labelers           who labelled given pairs (to keep a model from being graded on its own labels)
     overview           the Overview's histograms, length bias and ties
     browse             the prompt browser's pages and detail
 
@@ -29,6 +30,7 @@ from workbench.store.queries.duplicates import *  # noqa: F401,F403
 from workbench.store.queries.explain import *  # noqa: F401,F403
 from workbench.store.queries.export import *  # noqa: F401,F403
 from workbench.store.queries.fetch import *  # noqa: F401,F403
+from workbench.store.queries.labelers import *  # noqa: F401,F403
 from workbench.store.queries.new_rows import *  # noqa: F401,F403
 from workbench.store.queries.overview import *  # noqa: F401,F403
 from workbench.store.queries.pair_filter import *  # noqa: F401,F403

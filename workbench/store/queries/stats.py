@@ -30,10 +30,13 @@ def scores_by_reward_model(con) -> dict:
 
 
 def pairs_by_labeler(con) -> dict:
-    """{"LABELER STRATEGY": pairs}, the labeler being NAME@VERSION or human."""
-    return dict(fetch_rows(con, """
-        SELECT coalesce(m.name || '@' || m.version, 'human') || ' ' || pr.strategy, count(*)
-        FROM pairs pr LEFT JOIN reward_models m ON m.rm_id = pr.rm_id GROUP BY 1 ORDER BY 1"""))
+    """{LABELER: {STRATEGY: pairs}}, the labeler being NAME@VERSION or human."""
+    counts: dict[str, dict[str, int]] = {}
+    for labeler, strategy, pairs in fetch_rows(con, """
+            SELECT coalesce(m.name || '@' || m.version, 'human'), pr.strategy, count(*)
+            FROM pairs pr LEFT JOIN reward_models m ON m.rm_id = pr.rm_id GROUP BY 1, 2 ORDER BY 1, 2"""):
+        counts.setdefault(labeler, {})[strategy] = pairs
+    return counts
 
 
 def responses_by_origin(con) -> dict:
