@@ -60,15 +60,26 @@ def iter_records(path: str | Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BY
         raise InputError(
             f"unknown file type '{''.join(path.suffixes)}': use .jsonl, .json, .parquet (optionally .gz) "
             "or a datasets directory", file=name)
-    opener = gzip.open if compressed else open
     try:
         if kind == ".json":
-            yield from _iter_json_document(lambda: opener(path, "rb"), name, max_record_bytes)
+            yield from _iter_json_document(lambda: _open_text(path, compressed), name, max_record_bytes)
         else:
-            with opener(path, "rb") as f:
+            with _open_text(path, compressed) as f:
                 yield from _iter_jsonl(f, name, max_record_bytes)
     except (OSError, EOFError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise InputError(f"cannot read file: {error}", file=name) from error
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _open_text(path: Path, compressed: bool):
+    """The file (decompressed) for reading bytes, past a UTF-8 byte-order mark if it starts with one:
+    Windows tools write one, and it is no part of the first record."""
+    f = gzip.open(path, "rb") if compressed else open(path, "rb")
+    if f.read(len(UTF8_BOM)) != UTF8_BOM:
+        f.seek(0)
+    return f
 
 
 def _iter_jsonl(f, name: str, max_bytes: int) -> Iterator[RawRecord | InputError]:
