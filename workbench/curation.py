@@ -26,7 +26,7 @@ import pandas as pd
 
 from workbench.browse import shorten
 from workbench.errors import WorkbenchError
-from workbench.export import SCHEMAS, export_pairs
+from workbench.export import SCHEMAS, check_name_is_text, export_pairs
 from workbench.export_files import manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.store import Store, queries
@@ -151,6 +151,7 @@ def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
     name = (name or "").strip()
     if not name:
         raise WorkbenchError("give the export a file name, e.g. dpo-pairs")
+    check_name_is_text(name, "export name")
     if "\\" in name or "\x00" in name:
         raise WorkbenchError("use plain names and '/' between folders in the export name")
     relative = PurePosixPath(name)

@@ -43,6 +43,18 @@ FORMATS = ("jsonl", "parquet", "hf")
 SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
 
 
+def check_name_is_text(name: str | Path, what: str = "export path") -> None:
+    """Refuse a name that is not UTF-8 text: a lone surrogate (sent by a browser, or standing for a
+    byte a shell passed that is not UTF-8), which the store, the manifest and the terminal cannot hold."""
+    text = str(name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise WorkbenchError(f"the {what} {ascii(text)} is not valid text: character {error.start + 1} "
+                             f"({ascii(text[error.start])}) is a lone surrogate or a byte that is not UTF-8; "
+                             "use a plain UTF-8 name") from None
+
+
 @dataclass
 class ExportResult:
     path: str
@@ -95,6 +107,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(SCHEMAS)}")
+    check_name_is_text(out)
     out = Path(out)
     check_export_target(out, fmt, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
