@@ -3,8 +3,9 @@
 A hostile or broken file (one 100 MB line, a gzip bomb that expands to gigabytes of one line, a
 JSON array of a million records) must not be read whole: `bounded_lines` reads fixed-size chunks
 and drops a line as soon as it passes the record limit (then either stops there, or counts the rest
-of its bytes without keeping them to go on with the next line), and `JsonScanner` finds where each value of a JSON document ends by scanning its
-brackets and strings chunk by chunk, keeping only the value being read, up to the limit. Memory
+of its bytes without keeping them to go on with the next line), and `JsonScanner` finds where
+each value of a JSON document ends by scanning its brackets and strings chunk by chunk, keeping
+only the value being read, up to the limit (or stopping there too). Memory
 then stays near the record limit plus one chunk. Values are parsed by orjson afterwards; the
 scanner only splits, so nesting depth costs nothing here (orjson refuses beyond 1024 levels).
 """

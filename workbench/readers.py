@@ -5,11 +5,15 @@ holding one such array, or JSON Lines with a .json name), Parquet, any of the te
 gzipped (`.gz`), and a directory written by `datasets`' `save_to_disk` (a Dataset or a
 DatasetDict, every split read in order).
 
-A bad line (invalid UTF-8, invalid JSON, over the size limit) does not stop reading: it is
-yielded as an `InputError` so the importer can refuse the file or skip the line. A file that
+A bad line (invalid UTF-8, invalid JSON) does not stop reading: it is yielded as an
+`InputError` so the importer can refuse the file or skip the line. A text record over the size
+limit stops the reading there (`ReadingStopped`), unless the caller skips such records. A file that
 cannot be read as a whole (corrupt gzip or Parquet, a broken `datasets` directory, a JSON document
-that ends early) raises `InputError` naming the file. Text files are read in bounded memory
-(`workbench.json_stream`): near `max_record_bytes` plus one chunk, whatever the file holds.
+that ends early) raises `InputError` naming the file, and so does a path that is not a regular
+file or directory (`/dev/zero`, a pipe). Text files are read in bounded memory
+(`workbench.json_stream`): near `max_record_bytes` plus one chunk, whatever the file holds; a
+leading UTF-8 byte-order mark is skipped. Parquet and `datasets` rows are measured in their Arrow
+form before they become Python objects, and Parquet row groups from their metadata first.
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ def iter_records(path: str | Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BY
     as a RawRecord located by line or row, or an InputError for a record that cannot be read.
 
     A text record over `max_record_bytes` is read no further than the limit and raises
-    ReadingStopped (the rest of the file is not read), unless `skip_oversized`: then it is read through, without
-    being kept, to go on with the next record (`--skip-invalid`; the file's size bounds the work).
+    ReadingStopped (the rest of the file is not read: a line from an endless source has no end),
+    unless `skip_oversized`: then it is read through, without being kept, to go on with the next
+    record (`--skip-invalid`; the file's size bounds the work).
     """
     path = Path(path)
     name = str(path)

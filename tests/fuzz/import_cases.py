@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +27,15 @@ from workbench.errors import InputError
 from workbench.formats import FORMATS, detect_format, parse_record
 
 HH_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
-SHARED_HH = Path("/work/shared/data/hh-rlhf-harmless-1800.jsonl")
 
 
 def _hh_records() -> list[dict]:
-    for path in (HH_SAMPLE, SHARED_HH):
-        if path.exists():
-            with open(path, encoding="utf-8") as f:
-                return [json.loads(next(f)) for _ in range(4)]
+    """The first records of the shared hh-rlhf sample (../shared/data beside the checkout, or where
+    WORKBENCH_HH_RLHF points), else two records written in its form."""
+    path = Path(os.environ.get("WORKBENCH_HH_RLHF", HH_SAMPLE))
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(next(f)) for _ in range(4)]
     return [{"chosen": "\n\nHuman: How do I pick a lock?\n\nAssistant: Do you mean a physical lock?\n\nHuman: Yes."
                        "\n\nAssistant: I can't help you break into places.",
              "rejected": "\n\nHuman: How do I pick a lock?\n\nAssistant: Do you mean a physical lock?\n\nHuman: "

@@ -119,6 +119,13 @@ def check_outcome(result, db: Path, before: dict) -> dict | None:
     return json.loads(result.output)
 
 
+def log_case(target: str, imported: dict | None) -> None:
+    """With WORKBENCH_FUZZ_LOG set, one line per finished case (to count the cases of a long run)."""
+    if os.environ.get("WORKBENCH_FUZZ_LOG"):
+        with open(os.environ["WORKBENCH_FUZZ_LOG"], "a") as f:
+            f.write(f"{target} {'refused' if imported is None else 'imported'}\n")
+
+
 def check_memory(start_kb: int) -> None:
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start_kb) * 1024
     assert grown < MEMORY_BOUND, f"peak memory grew by {grown / 2 ** 20:.0f} MiB"
@@ -182,6 +189,7 @@ def test_fuzz_import_text_files(template, case):
         if kind in ("jsonl", "ndjson") and fmt in ("auto", "bon"):
             _check_lanes_agree(folder, template.path, path, fmt, skip_invalid, limit)
     check_memory(start)
+    log_case("text", imported)
 
 
 def _check_lanes_agree(folder: Path, template: Path, path: Path, fmt: str, skip_invalid: bool, limit: int) -> None:
@@ -221,6 +229,7 @@ def test_fuzz_import_parquet_and_datasets_dirs(template, case):
         folder = Path(tmp)
         path = write_columnar_file(folder, values, kind)
         if path is None:  # Arrow cannot give these values one type: no file to import
+            log_case("untypable", None)
             return
         target = path if kind == "parquet" else sorted(path.rglob("*.arrow"))[0]
         if damage is not None:
@@ -237,3 +246,4 @@ def test_fuzz_import_parquet_and_datasets_dirs(template, case):
             rows = pa.Table.from_pylist(values).to_pylist()  # what a row reads as: missing keys are None
             check_rows(db, template.rows, imported, rows, named, LIMITS[0], skip_invalid, line_kind=False)
     check_memory(start)
+    log_case(kind, imported)
