@@ -231,8 +231,9 @@ def test_fuzz_import_parquet_and_datasets_dirs(template, case):
         if path is None:  # Arrow cannot give these values one type: no file to import
             log_case("untypable", None)
             return
-        target = path if kind == "parquet" else sorted(path.rglob("*.arrow"))[0]
-        if damage is not None:
+        arrow_files = [path] if kind == "parquet" else sorted(path.rglob("*.arrow"))
+        if damage is not None and arrow_files:  # (a dataset without columns has no Arrow file)
+            target = arrow_files[0]
             data = target.read_bytes()
             where = int(at * (len(data) - 1))
             target.write_bytes(data[:where] + bytes([data[where] ^ 0x5A]) + data[where + 1:] if damage == "flip"
