@@ -428,3 +428,21 @@ def test_a_large_json_array_wrapped_in_an_object_streams_record_by_record(tmp_pa
     assert result.exit_code == 0, result.output
     with Store(db).connect() as con:
         assert queries.fetch_value(con, "SELECT count(*) FROM pairs") == 3000
+
+
+@pytest.mark.parametrize("what", ["file name", "source", "tag"])
+def test_names_that_are_not_utf8_are_one_clear_line(db, tmp_path, what):
+    """A shell passes a name holding a byte that is not UTF-8 as a lone surrogate; it used to end
+    in a UnicodeEncodeError traceback (found beside issue 20.13's export name)."""
+    good = write(tmp_path, "jsonl", [GOOD])
+    path = os.fsencode(tmp_path) + b"/bad\xff.jsonl" if what == "file name" else os.fsencode(good)
+    if what == "file name":
+        Path(os.fsdecode(path)).write_bytes(good.read_bytes())
+    extra = {"file name": [], "source": [b"--source", b"src\xff"], "tag": [b"--tag", b"t\xff"]}[what]
+    before = snapshot(db)
+    done = subprocess.run([sys.executable, "-m", "workbench", "--db", str(db), "-q", "import", path, *extra],
+                          capture_output=True, timeout=120, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    errors = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(errors) == 1, done.stderr.decode()[-2000:]
+    assert errors[0].startswith(f"Error: the {what} ") and "\\udcff" in errors[0] and "is not valid text" in errors[0]
+    assert snapshot(db) == before

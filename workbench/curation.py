@@ -25,8 +25,8 @@ import duckdb
 import pandas as pd
 
 from workbench.browse import shorten
-from workbench.errors import WorkbenchError
-from workbench.export import SCHEMAS, check_name_is_text, export_pairs
+from workbench.errors import WorkbenchError, check_name_is_text
+from workbench.export import SCHEMAS, export_pairs
 from workbench.export_files import manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.store import Store, queries

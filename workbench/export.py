@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from workbench import ids
 from workbench.combine import combined_config
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, check_name_is_text
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
 from workbench.provenance import code_version
@@ -41,18 +41,6 @@ from workbench.store import Store, queries
 
 FORMATS = ("jsonl", "parquet", "hf")
 SCHEMAS = ("trl", "trl-standard", "xtuner", "sft")
-
-
-def check_name_is_text(name: str | Path, what: str = "export path") -> None:
-    """Refuse a name that is not UTF-8 text: a lone surrogate (sent by a browser, or standing for a
-    byte a shell passed that is not UTF-8), which the store, the manifest and the terminal cannot hold."""
-    text = str(name)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise WorkbenchError(f"the {what} {ascii(text)} is not valid text: character {error.start + 1} "
-                             f"({ascii(text[error.start])}) is a lone surrogate or a byte that is not UTF-8; "
-                             "use a plain UTF-8 name") from None
 
 
 @dataclass

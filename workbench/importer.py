@@ -20,7 +20,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from workbench import bulk_import, ids
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import InputError, WorkbenchError, check_name_is_text
 from workbench.formats import FORMATS, ParsedRecord, detect_format, parse_record
 from workbench.provenance import environment
 from workbench.readers import DEFAULT_MAX_RECORD_BYTES, RawRecord, ReadingStopped, check_input_path, iter_records
@@ -82,7 +82,10 @@ def import_files(
     if fmt != "auto" and fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose auto or one of {', '.join(FORMATS)}")
     for path in paths:
+        check_name_is_text(path, "file name")
         check_input_path(path)
+    for what, text in (("source", source), ("score name", score_name), *(("tag", t) for t in tags)):
+        check_name_is_text(text or "", what)
     source = source or _default_source(paths[0])
     tags = sorted(set(tags))
     scanned = [bulk_import.scan(p, fmt, max_record_bytes) for p in paths]
