@@ -94,7 +94,9 @@ def stage_and_insert(con, files: list[ScannedFile], max_record_bytes: int, *, ru
     """Inside the import's transaction: (records, new rows per table), or raise Declined."""
     try:  # `scan` saw every line well under the size limit; DuckDB's own limit is only a backstop
         records, bad, repeats, scored = bulk_import.stage(con, [(str(f.path), max_record_bytes) for f in files])
-    except duckdb.Error as error:
+    except (duckdb.Error, UnicodeDecodeError) as error:
+        # DuckDB quotes the offending bytes in some errors and can cut a UTF-8 character in half
+        # there: its Python binding then raises UnicodeDecodeError instead (found by tests/fuzz)
         raise Declined(f"DuckDB could not read the files as bon records: {error}") from error
     if bad or records != sum(f.lines for f in files):
         raise Declined(f"{bad} record(s) need the exact lane's checks")

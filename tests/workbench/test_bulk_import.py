@@ -253,3 +253,16 @@ def test_sigkill_during_a_bulk_import_leaves_the_store_unchanged_and_rerun_compl
     result = import_files(store, [path], fmt="bon", progress=False)
     assert (result.new_prompts, result.new_responses, result.new_scores) == (3000, 6000, 6000)
     assert table_counts(store)["responses"] == 6002 and lanes_used(store)[-1] == "bulk"
+
+
+def test_a_duckdb_error_message_cut_inside_a_utf8_character_hands_over_to_the_exact_lane(tmp_path):
+    """Found by tests/fuzz: DuckDB's error for this line quotes its bytes, cutting a character in
+    half, and its Python binding raised UnicodeDecodeError, which crashed the import."""
+    good = {"prompt": "What is 2+2?", "responses": ["4", "five", "22"], "scores": [1.5, -0.5, 0.0], "tags": ["math"]}
+    bad = good | {"scores": [1.5, -0.5, {"responses": False, "": {"content": None, "\U00025193\x03\xa1\x0e\U000a1efd": None}}]}
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in (good, bad)))
+    (bulk_store, _, bulk_error), (exact_store, _, exact_error) = import_both(tmp_path, [path], fmt="auto")
+    assert bulk_error == exact_error and "in.jsonl:2: expected a finite number, got " \
+        in bulk_error, bulk_error
+    assert dump(bulk_store) == dump(exact_store)
