@@ -259,7 +259,8 @@ def test_a_duckdb_error_message_cut_inside_a_utf8_character_hands_over_to_the_ex
     """Found by tests/fuzz: DuckDB's error for this line quotes its bytes, cutting a character in
     half, and its Python binding raised UnicodeDecodeError, which crashed the import."""
     good = {"prompt": "What is 2+2?", "responses": ["4", "five", "22"], "scores": [1.5, -0.5, 0.0], "tags": ["math"]}
-    bad = good | {"scores": [1.5, -0.5, {"responses": False, "": {"content": None, "\U00025193\x03\xa1\x0e\U000a1efd": None}}]}
+    key = "\U00025193\x03\xa1\x0e\U000a1efd"
+    bad = good | {"scores": [1.5, -0.5, {"responses": False, "": {"content": None, key: None}}]}
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in (good, bad)))
     (bulk_store, _, bulk_error), (exact_store, _, exact_error) = import_both(tmp_path, [path], fmt="auto")
