@@ -137,8 +137,11 @@ def test_a_whole_json_document_nested_300_deep(db, tmp_path):
 def test_a_record_over_the_size_limit_is_refused(db, tmp_path, kind):
     huge = {"prompt": "p", "responses": ["x" * (3 * LIMIT)], "scores": [1.0]}
     unit = "row" if kind in BINARY else "record"
-    assert_refused(db, write(tmp_path, kind, [GOOD, huge]), f"{WHERE[kind]}{unit} is ",
-                   f"bytes, over the {LIMIT:,}-byte limit")
+    # Parquet: the row group's metadata already shows more than the limit per row, before decoding
+    where = ": rows 1 to 2 hold " if kind == "parquet" else f"{WHERE[kind]}{unit} is "
+    message = assert_refused(db, write(tmp_path, kind, [GOOD, huge]), where, f"over the {LIMIT:,}-byte limit")
+    if kind in TEXT:  # reading stops at the limit: the record's size is not known
+        assert "the file was read no further" in message, message
 
 
 @pytest.mark.parametrize("kind", ["json", "json.gz"])
@@ -182,9 +185,11 @@ def _bomb(tmp_path: Path, name: str, head: bytes, tail: bytes) -> Path:
     return path
 
 
-def _peak(tmp_path: Path, path: Path) -> tuple[str, int]:
-    seed = tmp_path / "warm.jsonl"
-    seed.write_text(json.dumps({"prompt": "warm", "responses": ["up"]}) + "\n")
+def _peak(tmp_path: Path, path: Path, warm_kind: str = "jsonl") -> tuple[str, int]:
+    """(outcome, peak memory over a process that imported a small file of `warm_kind` first)."""
+    warm = tmp_path / "warm"
+    warm.mkdir(exist_ok=True)
+    seed = write(warm, warm_kind, [{"prompt": "warm", "responses": ["up"]}])
     done = subprocess.run([sys.executable, "-c", _PEAK, str(tmp_path / "peak.duckdb"), str(seed), str(path),
                            str(LIMIT)], capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env=os.environ | {"PYTHONPATH": str(ROOT)})
@@ -193,12 +198,16 @@ def _peak(tmp_path: Path, path: Path) -> tuple[str, int]:
     return lines[0], int(lines[-1].split()[1]) * 1024
 
 
+OVER = f"is over the {LIMIT:,}-byte limit; the file was read no further"
+
+
 @pytest.mark.parametrize("name,head,tail,reason", [
-    ("line.jsonl.gz", b'{"prompt": "', b'"}\n', ":1: record is 125,829,135 bytes"),
-    ("no-newline.jsonl.gz", b"", b"", ":1: record is 125,829,120 bytes"),
-    ("element.json.gz", b'[{"prompt": "', b'"}]', " record 1: record is 125,829,134 bytes"),
+    ("line.jsonl.gz", b'{"prompt": "', b'"}\n', f":1: record {OVER}"),
+    ("no-newline.jsonl.gz", b"", b"", f":1: record {OVER}"),
+    ("element.json.gz", b'[{"prompt": "', b'"}]', f" record 1: record {OVER}"),
     ("object.json.gz", b'{"data": "', b'"}', "must hold an array of records"),
-    ("string.json.gz", b'["', b'"]', " record 1: record is 125,829,122 bytes"),
+    ("record.json.gz", b'{"prompt": "', b'"}', f" record 1: record {OVER}"),
+    ("string.json.gz", b'["', b'"]', f" record 1: record {OVER}"),
 ])
 def test_gzip_bombs_are_refused_in_memory_near_the_record_limit(tmp_path, name, head, tail, reason):
     path = _bomb(tmp_path, name, head, tail)
@@ -206,6 +215,30 @@ def test_gzip_bombs_are_refused_in_memory_near_the_record_limit(tmp_path, name, 
     outcome, peak = _peak(tmp_path, path)
     assert outcome.startswith("REFUSED") and reason in outcome, outcome
     assert peak < 4 * LIMIT + (16 << 20), f"peak {peak / 2 ** 20:.1f} MiB over the warmed-up process"
+
+
+def test_with_skip_invalid_a_bomb_line_is_read_through_and_the_next_line_imported(tmp_path):
+    path = _bomb(tmp_path, "line.jsonl.gz", b'{"prompt": "', b'"}\n' + json.dumps(GOOD).encode() + b"\n")
+    db = tmp_path / "t.duckdb"
+    result = invoke(db, path, "--max-record-bytes", str(LIMIT), "--skip-invalid", "--rejects",
+                    str(tmp_path / "rejects.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "Imported 1 of 2 records" in result.output
+    reject = json.loads((tmp_path / "rejects.jsonl").read_text())
+    assert reject["line"] == 1 and reject["reason"].startswith(f"record is 125,829,135 bytes, over the {LIMIT:,}")
+
+
+@pytest.mark.parametrize("name", ["zero.jsonl", "zero.json", "zero.jsonl.gz", "zero.parquet"])
+def test_an_endless_device_is_refused_at_once(db, tmp_path, name):
+    """Issue 20.5: a symlink to /dev/zero was read for ever (122 GB in 30 s)."""
+    path = tmp_path / name
+    path.symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-m", "workbench", "--db", str(db), "-q", "import", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1 and done.stderr.strip() == (f"Error: {path}: not a regular file or directory "
+                                                            "(a device, pipe or socket): copy the data into a file "
+                                                            "and import that"), done.stderr[-2000:]
 
 
 def test_a_huge_plain_jsonl_line_is_refused_without_reading_it_whole(tmp_path):
@@ -216,8 +249,44 @@ def test_a_huge_plain_jsonl_line_is_refused_without_reading_it_whole(tmp_path):
             f.write(b"b" * (1 << 20))
         f.write(b'"}\n')
     outcome, peak = _peak(tmp_path, path)
-    assert outcome.startswith("REFUSED") and ":2: record is 67,108,879 bytes" in outcome, outcome
+    assert outcome.startswith("REFUSED") and f":2: record {OVER}" in outcome, outcome
     assert peak < 4 * LIMIT + (16 << 20), f"peak {peak / 2 ** 20:.1f} MiB over the warmed-up process"
+
+
+def _parquet_bomb(tmp_path: Path, rows: int, at: int) -> Path:
+    """A Parquet file of `rows` small rows, row `at` (0-based) holding 120 MB of one byte: a few KB on disk."""
+    prompts = [f"p{i}" for i in range(rows)]
+    prompts[at] = "a" * EXPANDED
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"prompt": prompts, "responses": [["x"]] * rows}), path, compression="zstd")
+    return path
+
+
+def test_a_parquet_row_too_large_for_its_metadata_is_refused_before_decoding(tmp_path):
+    """Issue 20.9: a 10 KB Parquet file expanding to 300 MB peaked at 1.79 GB before it was refused."""
+    path = _parquet_bomb(tmp_path, 1, 0)
+    assert path.stat().st_size < 200_000
+    outcome, peak = _peak(tmp_path, path, "parquet")
+    assert outcome.startswith("REFUSED") and "bomb.parquet: rows 1 to 1 hold 125,829," in outcome, outcome
+    assert f"bytes of uncompressed data, over the {LIMIT:,}-byte limit" in outcome, outcome
+    assert peak < 4 * LIMIT + (16 << 20), f"peak {peak / 2 ** 20:.1f} MiB over the warmed-up process"
+
+
+@pytest.mark.parametrize("kind", BINARY)
+def test_a_huge_row_among_small_ones_is_refused_before_it_becomes_python_objects(tmp_path, kind):
+    """Parquet has no per-row sizes: Arrow decodes the row once (a datasets file is mapped, not
+    decoded), and its Arrow size refuses it before its Python and JSON copies are made."""
+    if kind == "parquet":
+        path = _parquet_bomb(tmp_path, 2000, 1000)
+    else:
+        rows = [{"prompt": f"p{i}", "responses": ["x"]} for i in range(2000)]
+        rows[1000]["prompt"] = "a" * EXPANDED
+        path = write(tmp_path, "hf", rows)
+    outcome, peak = _peak(tmp_path, path, kind)
+    assert outcome.startswith("REFUSED") and f" row 1001: row is over the {LIMIT:,}-byte limit: it holds 125,829," \
+        in outcome, outcome
+    bound = 4.5 * EXPANDED if kind == "parquet" else 4 * LIMIT + (32 << 20)  # was 6x and 3x EXPANDED
+    assert peak < bound, f"peak {peak / 2 ** 20:.1f} MiB over the warmed-up process"
 
 
 # --- broken containers: gzip, JSON documents, Parquet, datasets directories -------------------------
@@ -360,3 +429,21 @@ def test_a_large_json_array_wrapped_in_an_object_streams_record_by_record(tmp_pa
     assert result.exit_code == 0, result.output
     with Store(db).connect() as con:
         assert queries.fetch_value(con, "SELECT count(*) FROM pairs") == 3000
+
+
+@pytest.mark.parametrize("what", ["file name", "source", "tag"])
+def test_names_that_are_not_utf8_are_one_clear_line(db, tmp_path, what):
+    """A shell passes a name holding a byte that is not UTF-8 as a lone surrogate; it used to end
+    in a UnicodeEncodeError traceback (found beside issue 20.13's export name)."""
+    good = write(tmp_path, "jsonl", [GOOD])
+    path = os.fsencode(tmp_path) + b"/bad\xff.jsonl" if what == "file name" else os.fsencode(good)
+    if what == "file name":
+        Path(os.fsdecode(path)).write_bytes(good.read_bytes())
+    extra = {"file name": [], "source": [b"--source", b"src\xff"], "tag": [b"--tag", b"t\xff"]}[what]
+    before = snapshot(db)
+    done = subprocess.run([sys.executable, "-m", "workbench", "--db", str(db), "-q", "import", path, *extra],
+                          capture_output=True, timeout=120, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    errors = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(errors) == 1, done.stderr.decode()[-2000:]
+    assert errors[0].startswith(f"Error: the {what} ") and "\\udcff" in errors[0] and "is not valid text" in errors[0]
+    assert snapshot(db) == before

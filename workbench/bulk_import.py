@@ -4,8 +4,9 @@
 in the bon format (named with --format bon, or detected from the first line), and falls back to
 its exact lane, which parses record by record in Python, whenever this one declines: a record
 of another shape (message-list prompts, {text, score} responses), any value the exact lane would
-refuse (it then names file, line and field), blank lines, a byte-order mark, gzip. Both lanes
-store the same rows for the same files, ids included (`tests/workbench/test_bulk_import.py`).
+refuse (it then names file, line and field), blank lines, gzip. Both lanes skip a UTF-8 byte-order
+mark at the start of a file, and store the same rows for the same files, ids included
+(`tests/workbench/test_bulk_import.py`).
 
 What stays with DuckDB's JSON reader: it tolerates a trailing comma inside a field that the bon
 format does not read; the exact lane refuses such a line as invalid JSON. (A NaN or Infinity
@@ -24,10 +25,10 @@ import orjson
 
 from workbench import ids
 from workbench.formats import detect_format
+from workbench.readers import UTF8_BOM
 from workbench.store import bulk_import
 
 BULK_SUFFIXES = (".jsonl", ".ndjson")
-_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -64,8 +65,9 @@ def scan(path: Path, fmt: str, max_record_bytes: int) -> ScannedFile:
             tail = tail + len(block) if last < 0 else len(block) - last - 1
     if tail:
         lines += 1  # a last line without a newline
+    first = first.removeprefix(UTF8_BOM)  # DuckDB's reader skips a byte-order mark too
     eligible = (short and path.suffix.lower() in BULK_SUFFIXES and first.strip() != b""
-                and not first.startswith(_BOM) and _first_format(first, fmt) == "bon")
+                and _first_format(first, fmt) == "bon")
     return ScannedFile(path, digest.hexdigest(), lines, "bon" if eligible else None)
 
 
@@ -92,7 +94,9 @@ def stage_and_insert(con, files: list[ScannedFile], max_record_bytes: int, *, ru
     """Inside the import's transaction: (records, new rows per table), or raise Declined."""
     try:  # `scan` saw every line well under the size limit; DuckDB's own limit is only a backstop
         records, bad, repeats, scored = bulk_import.stage(con, [(str(f.path), max_record_bytes) for f in files])
-    except duckdb.Error as error:
+    except (duckdb.Error, UnicodeDecodeError) as error:
+        # DuckDB quotes the offending bytes in some errors and can cut a UTF-8 character in half
+        # there: its Python binding then raises UnicodeDecodeError instead (found by tests/fuzz)
         raise Declined(f"DuckDB could not read the files as bon records: {error}") from error
     if bad or records != sum(f.lines for f in files):
         raise Declined(f"{bad} record(s) need the exact lane's checks")

@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from workbench.browse import shorten
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, check_name_is_text
 from workbench.export import SCHEMAS, export_pairs
 from workbench.export_files import manifest_path
 from workbench.pair_filter import PairFilter
@@ -174,6 +174,7 @@ def safe_export_path(export_dir: str | Path, name: str, fmt: str) -> Path:
     name = (name or "").strip()
     if not name:
         raise WorkbenchError("give the export a file name, e.g. dpo-pairs")
+    check_name_is_text(name, "export name")
     if "\\" in name or "\x00" in name:
         raise WorkbenchError("use plain names and '/' between folders in the export name")
     relative = PurePosixPath(name)

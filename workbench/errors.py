@@ -7,6 +7,8 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.errors import EngineError
 
 
@@ -47,6 +49,18 @@ class StoreBusy(StoreError):
 
 class NotFound(WorkbenchError):
     """A named thing (reward model, run, prompt) is not in the store."""
+
+
+def check_name_is_text(name: str | Path, what: str = "export path") -> None:
+    """Refuse a name that is not UTF-8 text: a lone surrogate (sent by a browser, or standing for a
+    byte a shell passed that is not UTF-8), which the store, ids, manifests and the terminal cannot hold."""
+    text = str(name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise WorkbenchError(f"the {what} {ascii(text)} is not valid text: character {error.start + 1} "
+                             f"({ascii(text[error.start])}) is a lone surrogate or a byte that is not UTF-8; "
+                             "use a plain UTF-8 name") from None
 
 
 # Everything a person can fix, from the workbench or the engine: what the CLI and the app catch.

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench import ids
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, check_name_is_text
 from workbench.explain import check_length_bias, length_bias, waterfall
 from workbench.export_files import StagedExport, check_export_target, manifest_path
 from workbench.pair_filter import PairFilter
@@ -114,6 +114,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         raise WorkbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if schema not in SCHEMAS:
         raise WorkbenchError(f"unknown schema '{schema}'; choose one of {', '.join(SCHEMAS)}")
+    check_name_is_text(out)
     out = Path(out)
     check_export_target(out, fmt, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,10 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from workbench import bulk_import, ids
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import InputError, WorkbenchError, check_name_is_text
 from workbench.formats import FORMATS, ParsedRecord, detect_format, parse_record
 from workbench.provenance import environment
-from workbench.readers import DEFAULT_MAX_RECORD_BYTES, RawRecord, iter_records
+from workbench.readers import DEFAULT_MAX_RECORD_BYTES, RawRecord, ReadingStopped, check_input_path, iter_records
 from workbench.store import Store, queries
 
 HUMAN = "human"
@@ -82,8 +82,10 @@ def import_files(
     if fmt != "auto" and fmt not in FORMATS:
         raise WorkbenchError(f"unknown format '{fmt}'; choose auto or one of {', '.join(FORMATS)}")
     for path in paths:
-        if not path.exists():
-            raise WorkbenchError(f"{path}: no such file or directory")
+        check_name_is_text(path, "file name")
+        check_input_path(path)
+    for what, text in (("source", source), ("score name", score_name), *(("tag", t) for t in tags)):
+        check_name_is_text(text or "", what)
     source = source or _default_source(paths[0])
     tags = sorted(set(tags))
     scanned = [bulk_import.scan(p, fmt, max_record_bytes) for p in paths]
@@ -103,7 +105,7 @@ def import_files(
             pass  # the exact lane below reads the files record by record
 
     with _gc_paused():
-        good, bad, result.formats = parse_files(paths, fmt, max_record_bytes, progress)
+        good, bad, result.formats = parse_files(paths, fmt, max_record_bytes, progress, skip_oversized=skip_invalid)
     result.valid, result.rejected = len(good), len(bad)
     result.records = result.valid + result.rejected
     result.errors = [e.as_dict() for e in bad]
@@ -111,10 +113,14 @@ def import_files(
     if bad and not skip_invalid:
         lines = ", ".join(str(e.line) for e in bad[:MAX_ERRORS_SHOWN] if e.line is not None)
         more = f" and {len(bad) - MAX_ERRORS_SHOWN} more" if len(bad) > MAX_ERRORS_SHOWN else ""
+        stopped = next((e for e in bad if isinstance(e, ReadingStopped)), None)
+        if stopped is not None:
+            more += f"; {stopped.file} was read no further than the record over the limit"
+        valid = "valid" if stopped is not None else f"{len(good)} valid"
         raise InputError(
             f"refused: {len(bad)} invalid record(s) (lines {lines}{more}); the store is unchanged. "
             f"First: {bad[0].describe()}. Fix them, or rerun with --skip-invalid to import the "
-            f"{len(good)} valid records and list the rest in a rejects file"
+            f"{valid} records and list the rest in a rejects file"
         )
     if bad:
         result.rejects_path = str(_write_rejects(bad, rejects_path or default_rejects_path(store, source)))
@@ -216,34 +222,39 @@ def _default_source(path: Path) -> str:
 
 
 def parse_files(paths: Iterable[Path], fmt: str = "auto", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                progress: bool = True) -> tuple[list[_Located], list[InputError], dict[str, str]]:
-    """Read and validate files without touching a store: valid records, errors, format per file."""
+                progress: bool = True, skip_oversized: bool = False,
+                ) -> tuple[list[_Located], list[InputError], dict[str, str]]:
+    """Read and validate files without touching a store: valid records, errors, format per file.
+    A record over the size limit ends the reading unless `skip_oversized` (see `iter_records`)."""
     good: list[_Located] = []
     bad: list[InputError] = []
     formats: dict[str, str] = {}
     for path in paths:
-        formats[str(path)] = _read_file(Path(path), fmt, max_record_bytes, progress, good, bad)
+        formats[str(path)] = _read_file(Path(path), fmt, max_record_bytes, progress, good, bad, skip_oversized)
     return good, bad, formats
 
 
-def _read_file(path, fmt, max_record_bytes, progress, good, bad) -> str:
+def _read_file(path, fmt, max_record_bytes, progress, good, bad, skip_oversized) -> str:
     file_format = None if fmt == "auto" else fmt
     pending: list[RawRecord] = []  # records read before the format was known
     errors_before = len(bad)
-    records = iter_records(path, max_record_bytes)
+    records = iter_records(path, max_record_bytes, skip_oversized)
     bar = tqdm(records, desc=f"reading {path.name}", unit=" rec", disable=not progress, mininterval=0.5)
-    for item in bar:
-        if isinstance(item, InputError):
-            bad.append(item)
-            continue
-        if file_format is None:
-            file_format = detect_format(item.value)
-            if file_format is None:
-                pending.append(item)
-                if len(pending) >= 100:
-                    break
+    try:
+        for item in bar:
+            if isinstance(item, InputError):
+                bad.append(item)
                 continue
-        _parse_into(item, file_format, good, bad)
+            if file_format is None:
+                file_format = detect_format(item.value)
+                if file_format is None:
+                    pending.append(item)
+                    if len(pending) >= 100:
+                        break
+                    continue
+            _parse_into(item, file_format, good, bad)
+    except ReadingStopped as error:  # a record over the size limit: the errors so far are reported with it
+        bad.append(error)
     bar.close()
     if file_format is None and len(bad) > errors_before and not pending:
         raise bad[errors_before]  # nothing readable to detect a format from: the first reason says why

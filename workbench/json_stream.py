@@ -2,9 +2,10 @@
 
 A hostile or broken file (one 100 MB line, a gzip bomb that expands to gigabytes of one line, a
 JSON array of a million records) must not be read whole: `bounded_lines` reads fixed-size chunks
-and drops a line as soon as it passes the record limit (counting the rest of its bytes without
-keeping them), and `JsonScanner` finds where each value of a JSON document ends by scanning its
-brackets and strings chunk by chunk, keeping only the value being read, up to the limit. Memory
+and drops a line as soon as it passes the record limit (then either stops there, or counts the rest
+of its bytes without keeping them to go on with the next line), and `JsonScanner` finds where
+each value of a JSON document ends by scanning its brackets and strings chunk by chunk, keeping
+only the value being read, up to the limit (or stopping there too). Memory
 then stays near the record limit plus one chunk. Values are parsed by orjson afterwards; the
 scanner only splits, so nesting depth costs nothing here (orjson refuses beyond 1024 levels).
 """
@@ -25,10 +26,13 @@ _NOT_SPACE = re.compile(rb'[^ \t\r\n]')
 _QUOTE, _OPEN = ord('"'), (ord("["), ord("{"))
 
 
-def bounded_lines(f: BinaryIO, max_bytes: int, chunk: int = CHUNK) -> Iterator[tuple[int, bytes | None, int]]:
+def bounded_lines(f: BinaryIO, max_bytes: int, chunk: int = CHUNK,
+                  stop_when_over: bool = False) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, the line without its newline or None when over `max_bytes`, its size in bytes).
 
-    The size counts the newline, so the limit means the same as for a line read whole.
+    The size counts the newline, so the limit means the same as for a line read whole. With
+    `stop_when_over`, the first line over the limit ends the reading as soon as it passes the limit
+    (its size is then the bytes read so far): a line from an endless source has no end to count to.
     """
     number, head, size, over = 0, [], 0, False
     while block := f.read(chunk):
@@ -38,6 +42,9 @@ def bounded_lines(f: BinaryIO, max_bytes: int, chunk: int = CHUNK) -> Iterator[t
             size += len(part) + (i < last)
             if not over:
                 if size > max_bytes:
+                    if stop_when_over:
+                        yield number + 1, None, size
+                        return
                     over, head = True, []
                 else:
                     head.append(part)
@@ -54,6 +61,10 @@ class Truncated(Exception):
     """The stream ended inside a value."""
 
 
+class OverLimit(Exception):
+    """A value passed the limit and the scan was asked to stop there."""
+
+
 class JsonScanner:
     """Walk a JSON document's values chunk by chunk; `value()` returns one value's bytes."""
 
@@ -64,6 +75,7 @@ class JsonScanner:
         self.offset = 0     # position of buf[0] in the stream
         self.mark = None    # start of the value being kept, in buf (None: not keeping)
         self.eof = False
+        self.stop_when_over = False
 
     def _more(self) -> bool:
         if self.eof:
@@ -97,13 +109,18 @@ class JsonScanner:
         """Step over the byte `peek` returned."""
         self.pos += 1
 
-    def value(self, limit: int) -> tuple[bytes | None, int]:
-        """Scan the next value: (its bytes, or None when it is over `limit` bytes; its size)."""
+    def value(self, limit: int, stop_when_over: bool = False) -> tuple[bytes | None, int]:
+        """Scan the next value: (its bytes, or None when it is over `limit` bytes; its size).
+
+        With `stop_when_over`, raise OverLimit as soon as the value passes the limit instead of
+        scanning on to its end (which an endless stream never reaches).
+        """
         first = self.peek()
         if first is None:
             raise Truncated
         start = self.offset + self.pos
         self.mark = self.pos
+        self.stop_when_over = stop_when_over
         try:
             if first in _OPEN:
                 self._container(limit, start)
@@ -119,7 +136,9 @@ class JsonScanner:
             self.mark = None
 
     def _refill(self, limit: int, start: int) -> bool:
-        if self.mark is not None and self.offset + len(self.buf) - start > limit:
+        if self.offset + len(self.buf) - start > limit:
+            if self.stop_when_over:
+                raise OverLimit
             self.mark = None  # over the limit: keep counting, stop keeping
         return self._more()
 

@@ -31,7 +31,7 @@ from workbench.training_claim import claim_output_dir
 def pairs_from_files(paths: Sequence[str | Path], fmt: str = "auto", skip_invalid: bool = False,
                      progress: bool = True) -> list[PreferencePair]:
     """The chosen/rejected pairs in files any `workbench import` format reads."""
-    good, bad, _ = parse_files([Path(p) for p in paths], fmt, progress=progress)
+    good, bad, _ = parse_files([Path(p) for p in paths], fmt, progress=progress, skip_oversized=skip_invalid)
     if bad and not skip_invalid:
         raise InputError(f"{len(bad)} invalid record(s); first: {bad[0].describe()}. "
                          "Fix them or pass --skip-invalid")

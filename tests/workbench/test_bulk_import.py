@@ -161,11 +161,19 @@ def test_anything_unusual_goes_to_the_exact_lane_with_the_same_outcome(tmp_path,
     assert "bulk" not in lanes_used(bulk_store)
 
 
-def test_a_byte_order_mark_goes_to_the_exact_lane(tmp_path):
+@pytest.mark.parametrize("fmt", ["bon", "auto"])
+def test_a_byte_order_mark_is_read_as_the_start_of_the_text_in_both_lanes(tmp_path, fmt):
+    """Issue 20.16: a UTF-8 BOM (as Windows tools write) used to make line 1 invalid JSON."""
     path = tmp_path / "bom.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
-    (bulk_store, _, bulk_error), (_, _, exact_error) = import_both(tmp_path, [path], fmt="bon")
-    assert bulk_error == exact_error and "invalid JSON" in bulk_error
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n" + json.dumps(GOOD | {"prompt": "two"}).encode()
+                     + b"\n")
+    (bulk_store, bulk, bulk_error), (exact_store, exact, exact_error) = import_both(tmp_path, [path], fmt=fmt,
+                                                                                  score_name="ext")
+    assert bulk_error is None and exact_error is None, (bulk_error, exact_error)
+    assert lanes_used(bulk_store) == ["bulk"] and bulk.records == exact.records == 2
+    assert dump(bulk_store) == dump(exact_store)
+    with bulk_store.connect() as con:
+        assert queries.fetch_rows(con, "SELECT text FROM prompts ORDER BY text") == [("fine",), ("two",)]
 
 
 def test_the_record_size_limit_is_the_exact_lanes(tmp_path):
@@ -245,3 +253,17 @@ def test_sigkill_during_a_bulk_import_leaves_the_store_unchanged_and_rerun_compl
     result = import_files(store, [path], fmt="bon", progress=False)
     assert (result.new_prompts, result.new_responses, result.new_scores) == (3000, 6000, 6000)
     assert table_counts(store)["responses"] == 6002 and lanes_used(store)[-1] == "bulk"
+
+
+def test_a_duckdb_error_message_cut_inside_a_utf8_character_hands_over_to_the_exact_lane(tmp_path):
+    """Found by tests/fuzz: DuckDB's error for this line quotes its bytes, cutting a character in
+    half, and its Python binding raised UnicodeDecodeError, which crashed the import."""
+    good = {"prompt": "What is 2+2?", "responses": ["4", "five", "22"], "scores": [1.5, -0.5, 0.0], "tags": ["math"]}
+    key = "\U00025193\x03\xa1\x0e\U000a1efd"
+    bad = good | {"scores": [1.5, -0.5, {"responses": False, "": {"content": None, key: None}}]}
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in (good, bad)))
+    (bulk_store, _, bulk_error), (exact_store, _, exact_error) = import_both(tmp_path, [path], fmt="auto")
+    assert bulk_error == exact_error and "in.jsonl:2: expected a finite number, got " \
+        in bulk_error, bulk_error
+    assert dump(bulk_store) == dump(exact_store)

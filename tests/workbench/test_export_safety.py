@@ -106,3 +106,38 @@ def test_a_failed_overwrite_keeps_the_earlier_export_whole(filled, tmp_path, mon
     with pytest.raises(RuntimeError, match="boom"):
         export_pairs(filled, out, fmt="hf", overwrite=True)
     assert _tree(out.parent) == before
+
+
+def test_a_lone_surrogate_in_the_export_name_is_one_clear_line(filled, tmp_path):
+    """Issue 20.13: a browser can send '\\ud800' in the app's export name ("Internal error
+    (UnicodeEncodeError)" before), and a shell passes a name that is not UTF-8 as '\\udcff'."""
+    from workbench.curation import export_curated, safe_export_path
+
+    exports = store_stats(filled)["exports"]
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    with pytest.raises(WorkbenchError, match=r"the export name 'dpo\\ud800' is not valid text: character 4"):
+        safe_export_path(tmp_path, "dpo\ud800", "jsonl")
+    with pytest.raises(WorkbenchError, match="not valid text"):
+        export_curated(filled, tmp_path, "a/b\udcff", PairFilter())
+    with pytest.raises(WorkbenchError, match=r"the export path '.*x\\udcff.jsonl' is not valid text"):
+        export_pairs(filled, tmp_path / "x\udcff.jsonl")
+    assert list(tmp_path.iterdir()) == [] and store_stats(filled)["exports"] == exports
+
+
+def test_an_export_path_that_is_not_utf8_from_the_shell(filled, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    done = subprocess.run([sys.executable, "-m", "workbench", "--db", str(filled.path), "-q", "export",
+                           os.fsencode(tmp_path) + b"/bad\xff.jsonl"], capture_output=True, cwd=root,
+                          env=os.environ | {"PYTHONPATH": str(root)}, timeout=120)
+    errors = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(errors) == 1, done.stderr.decode()[-2000:]
+    assert errors[0].startswith("Error: the export path ") and "bad\\udcff.jsonl' is not valid text" in errors[0]
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import pytest
 
 from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import table_counts, write_jsonl
+from workbench import ids
 from workbench.errors import InputError, WorkbenchError
 from workbench.importer import import_files
 from workbench.store import queries
@@ -246,3 +247,22 @@ def test_sigkill_during_import_leaves_the_store_unchanged_and_rerun_completes(st
     result = import_files(store, [path], progress=False)
     assert result.new_pairs == 5000
     assert table_counts(store)["pairs"] == before["pairs"] + 5000
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "json", "json.gz", "json-lines"])
+def test_a_byte_order_mark_starts_the_text_and_skip_invalid_keeps_line_1(store, tmp_path, kind):
+    """Issue 20.16: a file starting with a UTF-8 BOM was refused, and --skip-invalid dropped line 1."""
+    records = [TRL, TRL | {"prompt": [{"role": "user", "content": "Name a shape."}]}]
+    lines = [json.dumps(r).encode() for r in records]
+    array = kind in ("json", "json.gz")
+    body = BOM + (b"[" + b",\n".join(lines) + b"]" if array else b"\n".join(lines) + b"\n")
+    name = "in.json" if kind == "json-lines" else f"in.{kind}"  # JSON Lines named .json
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(body) if kind.endswith(".gz") else body)
+    result = import_files(store, [path], skip_invalid=True, rejects_path=tmp_path / "rejects.jsonl", progress=False)
+    assert (result.valid, result.rejected, result.new_pairs) == (2, 0, 2)
+    assert not (tmp_path / "rejects.jsonl").exists()
+    assert [p["messages"] for p in _pairs(store)] == [ids.canonical_messages(r["prompt"]) for r in records]

@@ -6,7 +6,7 @@ import random
 import orjson
 import pytest
 
-from workbench.json_stream import JsonScanner, Truncated, bounded_lines
+from workbench.json_stream import JsonScanner, OverLimit, Truncated, bounded_lines
 
 PIECES = ['"', "\\", "\\\"", "[", "]", "{", "}", ",", ":", " ", "\n", "é", "\U0001f600", "a", "\\u00e9", "\\\\"]
 
@@ -71,3 +71,37 @@ def test_bounded_lines_match_splitlines_and_measure_dropped_lines(chunk):
     expected = [(i + 1, line.encode(), len(line.encode()) + (i < len(lines) - 1)) for i, line in enumerate(lines)]
     expected = [(n, raw if size <= 20 else None, size) for n, raw, size in expected if size]
     assert got == expected
+
+
+class Endless(io.RawIOBase):
+    """A stream that never ends (like /dev/zero), counting the bytes read from it."""
+
+    def __init__(self, head: bytes, byte: bytes = b"a"):
+        self.head, self.byte, self.served = head, byte, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = (self.head + self.byte * n)[:n]
+        self.head = self.head[len(data):]
+        self.served += len(data)
+        return data
+
+
+def test_bounded_lines_can_stop_at_the_limit_of_an_endless_line():
+    """Issue 20.5: an over-limit line was read to its end to count its size, which never comes."""
+    stream = Endless(b"short\n")
+    got = list(bounded_lines(stream, max_bytes=100, chunk=64, stop_when_over=True))
+    assert got[0] == (1, b"short", 6)
+    assert got[1][:2] == (2, None) and 100 < got[1][2] <= 100 + 64
+    assert stream.served <= 6 + 100 + 64
+
+
+@pytest.mark.parametrize("head", [b'["', b"[", b'{"a": [1, "', b'"'])
+def test_the_scanner_can_stop_at_the_limit_of_an_endless_value(head):
+    stream = Endless(head, b"1" if head == b"[" else b"a")
+    scanner = JsonScanner(stream, chunk=64)
+    with pytest.raises(OverLimit):
+        scanner.value(100, stop_when_over=True)
+    assert stream.served <= 100 + 2 * 64
