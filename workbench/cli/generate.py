@@ -9,6 +9,10 @@ import click
 from engine.data import SamplingParams
 from engine.precision import PRECISIONS
 from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
+from workbench.cli.endpoint_options import endpoint_options, prompt_template_option
+
+policy_endpoint_options = endpoint_options(
+    ("chat", "completions"), "chat", "With --endpoint: /v1/chat/completions, or /v1/completions (text prompts).")
 
 
 def sampling_options(command):
@@ -36,22 +40,32 @@ def _params(temperature, top_p, max_new_tokens, seed) -> SamplingParams:
 
 @cli.command("sample")
 @sampling_options
+@policy_endpoint_options
+@prompt_template_option
 @selection_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend,
-                   selection, as_json) -> None:
+                   served, selection, as_json) -> None:
     """Generate N responses for each selected prompt; the same command resumes an interrupted run.
 
     \b
     Example:
       workbench import prompts.jsonl --format prompts
       workbench sample --policy smollm2 --n 4 --max-new-tokens 96 --limit 20
+      workbench sample --endpoint http://gpu1:8000 --endpoint http://gpu2:8000 --model Qwen/Qwen2.5-7B-Instruct --n 8
     """
-    from workbench.sampling import sample_responses
+    params = _params(temperature, top_p, max_new_tokens, seed)
+    if served is not None:
+        from workbench.endpoints.sampling import sample_from_endpoints
 
-    result = sample_responses(ctx.store, policy, n, params=_params(temperature, top_p, max_new_tokens, seed),
-                              selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress)
+        result = sample_from_endpoints(ctx.store, served, n, params=params, selection=selection,
+                                       progress=ctx.progress)
+    else:
+        from workbench.sampling import sample_responses
+
+        result = sample_responses(ctx.store, policy, n, params=params, selection=selection, batch_size=batch_size,
+                                  backend=backend, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
