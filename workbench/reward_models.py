@@ -133,7 +133,8 @@ def format_fields(model: dict) -> dict:
     """format, pooling and label_index of a registered model, for listings and manifests."""
     if not model.get("path"):
         config = model_config(model)
-        kind = "combined" if "combine" in config else "imported"  # `workbench.combine`, or scores brought in
+        # `workbench.combine`, a server scoring over HTTP (`workbench.endpoints.scoring`), or scores brought in
+        kind = "combined" if "combine" in config else "endpoint" if "endpoint" in config else "imported"
         return {"format": kind, "pooling": None, "label_index": None}
     from engine.errors import EngineError
 

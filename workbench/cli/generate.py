@@ -94,16 +94,22 @@ def scoring_options(command):
 
 
 @cli.command("score")
-@click.option("--rm", required=True, help="Reward model: a directory, NAME, NAME@VERSION or id.")
+@click.option("--rm", help="Reward model: a directory, NAME, NAME@VERSION or id. With --endpoint: the name "
+                           "its scores go under (default MODEL-at-HOST-PORT).")
 @selection_options
 @click.option("--generation-run", help="Only responses of this generation run.")
 @scoring_options
 @click.option("--shard", help="RANK/WORLD: score only this process's share (several processes split the work). "
                              "Default: RANK/WORLD_SIZE under torchrun, else 0/1.")
+@endpoint_options(("workbench", "openrlhf", "vllm"), "workbench",
+                  "With --endpoint: `workbench serve`'s /v1/score, OpenRLHF's /get_reward, or vLLM's /pooling.")
+@prompt_template_option
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="With --endpoint: conversations per request (workbench, openrlhf).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, precision,
-                  trust_remote_code, shard, as_json) -> None:
+                  trust_remote_code, shard, served, batch_size, as_json) -> None:
     """Score stored responses with a reward model (batched, length-sorted, packed; resumable).
 
     \b
@@ -112,17 +118,30 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
       workbench score --rm ./internlm2-1_8b-reward --trust-remote-code
       workbench score --rm demo-rm --shard 0/2 & workbench score --rm demo-rm --shard 1/2
       torchrun --nproc_per_node=2 -m workbench score --rm demo-rm
+      workbench score --endpoint http://gpu3:8100 --api workbench --api-key-env RM_KEY
     """
+    if served is not None:
+        from workbench.endpoints.scoring import score_with_endpoint
+
+        result = score_with_endpoint(ctx.store, served, name=rm, selection=selection, generation_run=generation_run,
+                                     batch_size=batch_size, progress=ctx.progress)
+        _echo_scored(result, "", as_json)
+        return
+    if not rm:
+        raise click.UsageError("give --rm (a reward model), or --endpoint URL (a reward server)")
     from workbench.scoring import score_responses
 
     rank, world = _shard(shard)
     result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
                              max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
                              shard=(rank, world), progress=ctx.progress, trust_remote_code=trust_remote_code)
+    _echo_scored(result, f" (shard {rank}/{world})" if world > 1 else "", as_json)
+
+
+def _echo_scored(result, part: str, as_json: bool) -> None:
     if as_json:
         emit_json(result.as_dict())
     else:
-        part = f" (shard {rank}/{world})" if world > 1 else ""
         click.echo(f"Scored {result.scored} responses with {result.rm}{part} ({result.already_scored} were "
                    f"already scored) in {result.seconds} s.")
 
