@@ -163,25 +163,28 @@ def _shard(shard: str | None) -> tuple[int, int]:
 
 @cli.command("bon")
 @sampling_options
+@policy_endpoint_options
+@prompt_template_option
 @click.option("--rm", required=True, help="Reward model that picks the best of the N.")
 @selection_options
 @scoring_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, rm,
+def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, served, rm,
                 selection, max_length, max_tokens_per_batch, precision, trust_remote_code, as_json) -> None:
     """Best-of-N: sample N responses per prompt, score them, mark each prompt's best.
 
     \b
     Example:
       workbench bon --policy smollm2 --rm demo-rm --n 8 --limit 10
+      workbench bon --endpoint http://gpu1:8000 --endpoint http://gpu2:8000 --rm demo-rm --n 8 --concurrency 64
     """
     from workbench.bon import best_of_n
 
     result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
                        selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
                        max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, served=served)
     if as_json:
         emit_json(result.as_dict())
     else:
