@@ -101,6 +101,16 @@ def build_stand_in(hits: dict):
             await asyncio.sleep(5)
         return answer(mode, int(body.get("n", 1)))
 
+    @app.post("/vllm/pooling")
+    async def pooling(request: Request):
+        """vLLM's pooling answer for a one-label reward model (docs.vllm.ai, "Pooling API")."""
+        body = await request.json()
+        hits["vllm"] = hits.get("vllm", 0) + 1
+        reply = body["messages"][-1]["content"]
+        return {"id": "pool-1", "object": "list", "model": body.get("model"),
+                "data": [{"index": 0, "object": "pooling", "data": [float(len(reply))]}],
+                "usage": {"prompt_tokens": 7, "total_tokens": 7}}
+
     return app
 
 
