@@ -14,6 +14,7 @@ averaged, so load from other processes hits both alike; the load average is prin
 
     python bench/endpoint_sampling.py                       # SmolLM2, ~3-5 minutes on 2 cores
     python bench/endpoint_sampling.py --prompts 8 --max-new-tokens 32 --out result.json
+    python bench/endpoint_sampling.py --url http://127.0.0.1:8000   # a server already running --model
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-continuous-batching", action="store_true")
+    parser.add_argument("--url", help="Use this running server (serving --model) instead of starting one.")
     parser.add_argument("--skip-torch", action="store_true", help="Leave out the in-process torch run.")
     parser.add_argument("--out", help="Also write the JSON here.")
     args = parser.parse_args()
@@ -106,23 +108,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="endpoint-bench-") as tmp:
         directory = Path(tmp)
         log = directory / "serve.log"
-        process, url = transformers_serve(model, log, continuous_batching=not args.no_continuous_batching)
+        process, url = (None, args.url) if args.url else \
+            transformers_serve(model, log, continuous_batching=not args.no_continuous_batching)
         try:
             started = time.perf_counter()
-            wait_until_ready(process, url, log)
+            if process is not None:
+                wait_until_ready(process, url, log)
             startup = time.perf_counter() - started
             endpoint_run(directory, "warmup", url, str(model), 1, params, 4, 2)  # first requests load kernels
             before = endpoint_run(directory, "concurrent-1", url, str(model), args.n, params, args.concurrency, count)
             sequential = endpoint_run(directory, "sequential", url, str(model), args.n, params, 1, count)
             after = endpoint_run(directory, "concurrent-2", url, str(model), args.n, params, args.concurrency, count)
+        except BaseException:
+            if process is not None:  # why the server went away, before its log goes with the directory
+                print(f"server exit code {process.poll()}; log tail:\n{log.read_text()[-3000:]}", file=sys.stderr)
+            raise
         finally:
-            kill(process)
+            if process is not None:
+                kill(process)
         concurrent_tps = (before["tokens_per_s"] + after["tokens_per_s"]) / 2
         torch_side = None if args.skip_torch else torch_run(directory, model, args.n, params, count, 64)
     report = {
         "model": str(model), "prompts": count, "n": args.n, "params": vars(params),
-        "server": {"kind": "transformers serve", "continuous_batching": not args.no_continuous_batching,
-                   "startup_s": round(startup, 1)},
+        "server": {"kind": "transformers serve", "url_given": bool(args.url),
+                   "continuous_batching": None if args.url else not args.no_continuous_batching,
+                   "startup_s": None if args.url else round(startup, 1)},
         "endpoint_concurrent": {"runs": [before, after], "tokens_per_s": round(concurrent_tps, 2)},
         "endpoint_sequential": sequential,
         "speedup_concurrent_vs_sequential": round(concurrent_tps / sequential["tokens_per_s"], 2),

@@ -68,12 +68,13 @@ def build_stand_in(hits: dict):
     """The misbehaving server's app; `hits[mode]` counts the sampling requests each behaviour got."""
     app = FastAPI()
 
-    def answer(mode: str, n: int):
-        count = hits[mode] = hits.get(mode, 0) + 1
+    def answer(mode: str, n: int, key: str):
+        hits[mode] = hits.get(mode, 0) + 1
+        count = hits[mode, key] = hits.get((mode, key), 0) + 1  # per conversation: concurrency does not matter
         if mode == "garbage":
             return PlainTextResponse("<html><body>It works!</body></html>")
-        if mode == "fail500" or (mode == "flaky" and count % 3 != 0):  # flaky: 500, 429, then an answer
-            status = 429 if mode == "flaky" and count % 3 == 2 else 500
+        if mode == "fail500" or (mode == "flaky" and count < 3):  # flaky: 500, 429, then an answer
+            status = 429 if mode == "flaky" and count == 2 else 500
             return JSONResponse({"error": "boom"}, status_code=status, headers={"Retry-After": "0"})
         if mode == "nochoices":
             return JSONResponse({"id": "x", "object": "chat.completion", "choices": []})
@@ -99,7 +100,7 @@ def build_stand_in(hits: dict):
         body = await request.json()
         if mode == "slow":
             await asyncio.sleep(5)
-        return answer(mode, int(body.get("n", 1)))
+        return answer(mode, int(body.get("n", 1)), str(body.get("messages")))
 
     @app.post("/vllm/pooling")
     async def pooling(request: Request):
