@@ -109,3 +109,20 @@ def test_pooled_score_reads_one_label_and_token_level_answers():
     assert pooled_score({"data": [{"data": [[0.1], [0.2], [0.7]]}]}) == 0.7  # per token: the last one
     with pytest.raises(EndpointError, match="no single score"):
         pooled_score({"data": [{"data": [0.1, 0.9]}]})  # a two-label classifier is not a reward
+
+
+def test_bon_over_an_endpoint_picks_each_prompts_best_with_a_local_reward_model(replies, rm_dir, stand_in_server):
+    import json
+
+    from click.testing import CliRunner
+
+    from workbench.cli import load_commands
+
+    url, _ = stand_in_server
+    result = CliRunner().invoke(load_commands(), [
+        "--db", str(replies.path), "-q", "bon", "--endpoint", f"{url}/ok", "--rm", str(rm_dir), "--n", "3",
+        "--max-new-tokens", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["sampling"]["generated"], report["scoring"]["scored"], report["picks"]) == (15, 15, 5)
+    assert report["sampling"]["usage"]["models"] == ["stand-in-ok"]
