@@ -24,14 +24,20 @@ class BestOfNResult:
 
 def best_of_n(store: Store, policy: str, rm: str, n: int, *, params: SamplingParams | None = None,
               selection: PromptSelection | None = None, batch_size: int = 64, backend: str = "torch",
-              progress: bool = True, trust_remote_code: bool = False, **score_kwargs) -> BestOfNResult:
+              progress: bool = True, trust_remote_code: bool = False, served=None, **score_kwargs) -> BestOfNResult:
     """Sample N replies per selected prompt, score them with the reward model and record each prompt's best.
 
-    `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it."""
+    `trust_remote_code` lets a reward model that ships its own Python code (InternLM2) run it.
+    `served` (a `workbench.endpoints.sampling.ServedModel`) samples from inference servers instead of `policy`."""
     model = resolve_reward_model(store, rm, trust_remote_code)  # fail before sampling if the reward model is unknown
     model.verified_weights()  # ... has no weights here, or they changed since registration
-    sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
-                               backend=backend, progress=progress)
+    if served is not None:
+        from workbench.endpoints.sampling import sample_from_endpoints
+
+        sampled = sample_from_endpoints(store, served, n, params=params, selection=selection, progress=progress)
+    else:
+        sampled = sample_responses(store, policy, n, params=params, selection=selection, batch_size=batch_size,
+                                   backend=backend, progress=progress)
     scored = score_responses(store, model.rm_id, selection=selection, generation_run=sampled.run_id,
                              progress=progress, trust_remote_code=trust_remote_code, **score_kwargs)
     picks = store.write(lambda con: queries.insert_bon_picks(con, model.rm_id, sampled.run_id))

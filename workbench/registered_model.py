@@ -27,9 +27,10 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-WEIGHTS, IMPORTED, COMBINED = "weights", "imported", "combined"
+WEIGHTS, IMPORTED, COMBINED, ENDPOINT = "weights", "imported", "combined", "endpoint"
 # why a model without local weights cannot score here, by kind
-_NO_WEIGHTS = {IMPORTED: "its scores were imported", COMBINED: "it combines other reward models' scores"}
+_NO_WEIGHTS = {IMPORTED: "its scores were imported", COMBINED: "it combines other reward models' scores",
+               ENDPOINT: "it scores over HTTP: `workbench score --endpoint URL`"}
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,13 @@ class RegisteredModel:
 
     @property
     def kind(self) -> str:
-        """weights | imported | combined (a kind recorded in the config wins: new labelers name theirs)."""
+        """weights | imported | combined | endpoint (a kind recorded in the config wins: new labelers name theirs)."""
         if self.config.get("kind"):
             return self.config["kind"]
         if self.path:
             return WEIGHTS
+        if "endpoint" in self.config:  # a server scoring over HTTP (`workbench.endpoints.scoring`)
+            return ENDPOINT
         return COMBINED if "combine" in self.config else IMPORTED
 
     @property

@@ -8,6 +8,10 @@ import click
 
 from engine.precision import PRECISIONS
 from workbench.cli import Context, cli, emit_json, pass_ctx, selection_options
+from workbench.cli.endpoint_options import endpoint_options, prompt_template_option
+
+policy_endpoint_options = endpoint_options(
+    ("chat", "completions"), "chat", "With --endpoint: /v1/chat/completions, or /v1/completions (text prompts).")
 
 
 def sampling_options(command):
@@ -37,22 +41,32 @@ def _params(temperature, top_p, max_new_tokens, seed):
 
 @cli.command("sample")
 @sampling_options
+@policy_endpoint_options
+@prompt_template_option
 @selection_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend,
-                   selection, as_json) -> None:
+                   served, selection, as_json) -> None:
     """Generate N responses for each selected prompt; the same command resumes an interrupted run.
 
     \b
     Example:
       workbench import prompts.jsonl --format prompts
       workbench sample --policy smollm2 --n 4 --max-new-tokens 96 --limit 20
+      workbench sample --endpoint http://gpu1:8000 --endpoint http://gpu2:8000 --model Qwen/Qwen2.5-7B-Instruct --n 8
     """
-    from workbench.sampling import sample_responses
+    params = _params(temperature, top_p, max_new_tokens, seed)
+    if served is not None:
+        from workbench.endpoints.sampling import sample_from_endpoints
 
-    result = sample_responses(ctx.store, policy, n, params=_params(temperature, top_p, max_new_tokens, seed),
-                              selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress)
+        result = sample_from_endpoints(ctx.store, served, n, params=params, selection=selection,
+                                       progress=ctx.progress)
+    else:
+        from workbench.sampling import sample_responses
+
+        result = sample_responses(ctx.store, policy, n, params=params, selection=selection, batch_size=batch_size,
+                                  backend=backend, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -81,16 +95,22 @@ def scoring_options(command):
 
 
 @cli.command("score")
-@click.option("--rm", required=True, help="Reward model: a directory, NAME, NAME@VERSION or id.")
+@click.option("--rm", help="Reward model: a directory, NAME, NAME@VERSION or id. With --endpoint: the name "
+                           "its scores go under (default MODEL-at-HOST-PORT).")
 @selection_options
 @click.option("--generation-run", help="Only responses of this generation run.")
 @scoring_options
 @click.option("--shard", help="RANK/WORLD: score only this process's share (several processes split the work). "
                              "Default: RANK/WORLD_SIZE under torchrun, else 0/1.")
+@endpoint_options(("workbench", "openrlhf", "vllm"), "workbench",
+                  "With --endpoint: `workbench serve`'s /v1/score, OpenRLHF's /get_reward, or vLLM's /pooling.")
+@prompt_template_option
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="With --endpoint: conversations per request (workbench, openrlhf).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def score_command(ctx: Context, rm, selection, generation_run, max_length, max_tokens_per_batch, precision,
-                  trust_remote_code, shard, as_json) -> None:
+                  trust_remote_code, shard, served, batch_size, as_json) -> None:
     """Score stored responses with a reward model (batched, length-sorted, packed; resumable).
 
     \b
@@ -99,17 +119,30 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
       workbench score --rm ./internlm2-1_8b-reward --trust-remote-code
       workbench score --rm demo-rm --shard 0/2 & workbench score --rm demo-rm --shard 1/2
       torchrun --nproc_per_node=2 -m workbench score --rm demo-rm
+      workbench score --endpoint http://gpu3:8100 --api workbench --api-key-env RM_KEY
     """
+    if served is not None:
+        from workbench.endpoints.scoring import score_with_endpoint
+
+        result = score_with_endpoint(ctx.store, served, name=rm, selection=selection, generation_run=generation_run,
+                                     batch_size=batch_size, progress=ctx.progress)
+        _echo_scored(result, "", as_json)
+        return
+    if not rm:
+        raise click.UsageError("give --rm (a reward model), or --endpoint URL (a reward server)")
     from workbench.scoring import score_responses
 
     rank, world = _shard(shard)
     result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
                              max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
                              shard=(rank, world), progress=ctx.progress, trust_remote_code=trust_remote_code)
+    _echo_scored(result, f" (shard {rank}/{world})" if world > 1 else "", as_json)
+
+
+def _echo_scored(result, part: str, as_json: bool) -> None:
     if as_json:
         emit_json(result.as_dict())
     else:
-        part = f" (shard {rank}/{world})" if world > 1 else ""
         click.echo(f"Scored {result.scored} responses with {result.rm}{part} ({result.already_scored} were "
                    f"already scored) in {result.seconds} s.")
 
@@ -131,25 +164,28 @@ def _shard(shard: str | None) -> tuple[int, int]:
 
 @cli.command("bon")
 @sampling_options
+@policy_endpoint_options
+@prompt_template_option
 @click.option("--rm", required=True, help="Reward model that picks the best of the N.")
 @selection_options
 @scoring_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, rm,
+def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, seed, batch_size, backend, served, rm,
                 selection, max_length, max_tokens_per_batch, precision, trust_remote_code, as_json) -> None:
     """Best-of-N: sample N responses per prompt, score them, mark each prompt's best.
 
     \b
     Example:
       workbench bon --policy smollm2 --rm demo-rm --n 8 --limit 10
+      workbench bon --endpoint http://gpu1:8000 --endpoint http://gpu2:8000 --rm demo-rm --n 8 --concurrency 64
     """
     from workbench.bon import best_of_n
 
     result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
                        selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
                        max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, served=served)
     if as_json:
         emit_json(result.as_dict())
     else:
