@@ -123,8 +123,8 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
         model = _train_first_rm(store, settings, policy_path, rm_dir, progress)
     with _Step(settings, 5, total, "Score the responses, pick each prompt's best, build pairs"):
         scored = score_responses(store, str(rm_dir), selection=selection, max_length=512, progress=progress)
-        picks = store.write(lambda con: queries.insert_bon_picks(con, model.rm_id, sampled.run_id))
-        pairs = build_pairs(store, model.rm_id, "best-vs-worst", min_margin=settings.min_margin, source=DEMO_SOURCE,
+        picks = store.write(lambda con: queries.insert_bon_picks(con, model["rm_id"], sampled.run_id))
+        pairs = build_pairs(store, model["rm_id"], "best-vs-worst", min_margin=settings.min_margin, source=DEMO_SOURCE,
                             progress=progress)
         print(f"      {scored.scored} scored now, {picks} best-of-{settings.n} picks, {pairs.candidates} pairs")
     with _Step(settings, 6, total, "Export DPO pairs (TRL schema)"):
@@ -137,7 +137,7 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
             # leak into it, and a rerun must not silently replace a file the user may have read or edited.
             print(f"      {export_path} exists: kept as it is (delete it to export the demo's pairs again)")
         else:
-            demo_pairs = PairFilter(rm=model.rm_id, strategy="best-vs-worst", source=DEMO_SOURCE,
+            demo_pairs = PairFilter(rm=model["rm_id"], strategy="best-vs-worst", source=DEMO_SOURCE,
                                     min_margin=settings.min_margin or None)
             exported = export_pairs(store, export_path, pair_filter=demo_pairs, with_scores=True)
             print(f"      {exported.rows} pairs -> {exported.path}")
