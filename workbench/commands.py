@@ -182,12 +182,11 @@ def train_command(store: Store, flt: PairFilter, request: TrainRequest, out_dir:
     if allowed is not None:
         allowed.check_model(store, request.base)
     args = ["rm", "train", "--from-store", *flt.argv(rm_flag="--pairs-rm")]
-    args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name,
-             "--eval-fraction", request.eval_fraction, "--recipe", request.recipe]
-    for name in APP_TRAIN_FIELDS:  # the options `rm train` generates from TrainConfig
-        value = None if name == "base" else getattr(request, name)
-        if value is not None:
-            args += ["--" + name.replace("_", "-"), value]
+    args += ["--base", request.base.strip(), "--out", str(out_dir), "--name", request.name]
+    for name in APP_TRAIN_FIELDS:  # the options `rm train` generates from TrainConfig (`--base`: by hand)
+        if name != "base" and getattr(request, name) is not None:
+            args += ["--" + name.replace("_", "-"), getattr(request, name)]
+    args += ["--eval-fraction", request.eval_fraction, "--recipe", request.recipe]
     return workbench_command(store, *args, "--json")
 
 

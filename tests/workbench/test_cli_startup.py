@@ -43,7 +43,8 @@ def _imported(*args: str) -> tuple[list[str], str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["--db", "{db}", "stats"], ["--db", "{db}", "stats", "--json"]])
 def test_help_and_stats_import_no_model_code(tmp_path, args):
-    imported, out = _imported(*[a.format(db=tmp_path / "s.duckdb") for a in args])
+    args = [a.format(db=tmp_path / "s.duckdb") for a in args]
+    imported, out = _imported(*args)
     assert "stats" in out  # the command ran: the help lists it, stats prints the store's counts
     model_code = [m for m in imported if m in MODEL_CODE]
     assert not model_code, f"`workbench {' '.join(args)}` imported {model_code}: import them inside the command body"

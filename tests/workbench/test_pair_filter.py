@@ -19,7 +19,7 @@ class Captured(Exception):
 
 
 @pytest.mark.parametrize("args,rm_flag,target", [
-    (["export", "{tmp}/out.jsonl"], "--rm", "workbench.cli.data.export_pairs"),
+    (["export", "{tmp}/out.jsonl"], "--rm", "workbench.export.export_pairs"),
     (["rm", "train", "--from-store", "--out", "{tmp}/rm"], "--pairs-rm", "workbench.training.train_rm"),
     (["rm", "eval", "--rm", "x", "--from-store"], "--pairs-rm", "workbench.evaluation.evaluate_reward_model"),
 ])
