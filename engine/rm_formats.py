@@ -24,10 +24,14 @@ and weights whose names or shapes do not match the config (checked on the meta d
 from __future__ import annotations
 
 import json
+import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.model_files import (check_chat_template, check_model_files, load_state_dict, load_tokenizer, one_line,
+                                remote_code_message)
 
 FORMATS = ("auto", "workbench", "hf", "openrlhf", "internlm2")
 POOLING = {
@@ -99,6 +103,7 @@ def inspect_reward_model(path: str | Path, fmt: str = "auto", label_index: int |
     if fmt not in FORMATS:
         raise EngineError(f"unknown reward-model format {fmt!r}; use one of {', '.join(FORMATS)}")
     config = read_config(path)
+    check_model_files(path)
     if not weight_files(path):
         raise EngineError(f"{path} holds no model weights (*.safetensors or *.bin)")
     fmt = detect_format(config) if fmt == "auto" else fmt
@@ -107,6 +112,7 @@ def inspect_reward_model(path: str | Path, fmt: str = "auto", label_index: int |
                           "pass --trust-remote-code to allow it")
     expected, spec = _expected_shapes(path, config, fmt, label_index, trust_remote_code)
     check_weights(path, expected)
+    check_chat_template(load_tokenizer(path, trust_remote_code), path)  # serve renders it at start: no hang there
     return spec
 
 
@@ -126,9 +132,7 @@ def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                 for key in f.keys():
                     shapes[key] = tuple(f.get_slice(key).get_shape())
         else:
-            import torch
-
-            state = torch.load(file, map_location="meta", weights_only=True, mmap=True)
+            state = load_state_dict(file, map_location="meta")
             shapes.update({k: tuple(v.shape) for k, v in state.items()})
     return shapes
 
@@ -148,17 +152,34 @@ def check_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
 
 def _expected_shapes(path: Path, config: dict, fmt: str, label_index: int | None,
                      trust_remote_code: bool) -> tuple[dict, RewardFormat]:
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
+    _check_layer_count(path, config)
     arch = (config.get("architectures") or [None])[0]
+    trust_remote_code = bool(trust_remote_code)  # transformers prompts on stdin when it is left unset
     try:
         hf_config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (ValueError, OSError, KeyError) as error:
-        raise EngineError(f"{path}: transformers cannot read its config ({' '.join(str(error).split())[:200]})") from None
+    except Exception as error:  # a config transformers cannot read, whatever it raises for it
+        raise EngineError(remote_code_message(path, "config class", error)
+                          or f"{path}: transformers cannot read its config ({one_line(error, 200)})") from None
+    try:
+        return _shapes_on_meta(path, config, hf_config, fmt, label_index, trust_remote_code, arch)
+    except EngineError:
+        raise
+    except Exception as error:  # values transformers accepted but cannot build a model from
+        raise EngineError(remote_code_message(path, "model class", error)
+                          or f"{path}: transformers cannot build the model its config describes "
+                             f"({one_line(error, 200)})") from None
+
+
+def _shapes_on_meta(path: Path, config: dict, hf_config, fmt: str, label_index: int | None,
+                    trust_remote_code: bool, arch: str | None) -> tuple[dict, RewardFormat]:
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
     with torch.device("meta"):
         if fmt in ("workbench", "hf"):
-            model = AutoModelForSequenceClassification.from_config(hf_config)
+            model = AutoModelForSequenceClassification.from_config(hf_config, trust_remote_code=trust_remote_code)
             shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
             num_labels = int(hf_config.num_labels)
             _check_label(num_labels, label_index)
@@ -168,7 +189,7 @@ def _expected_shapes(path: Path, config: dict, fmt: str, label_index: int | None
             return shapes, RewardFormat(fmt, POOLING[fmt], num_labels, label_index, reward_token_id=token,
                                         architecture=arch)
         if fmt == "openrlhf":
-            backbone = AutoModel.from_config(hf_config)
+            backbone = AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code)
             prefix = backbone.base_model_prefix
             shapes = {f"{prefix}.{k}": tuple(v.shape) for k, v in backbone.state_dict().items()}
             head = config.get("value_head_prefix")
@@ -176,12 +197,7 @@ def _expected_shapes(path: Path, config: dict, fmt: str, label_index: int | None
                 head = OPENRLHF_OLD_HEAD if f"{OPENRLHF_OLD_HEAD}.weight" in stored_shapes(path) else OPENRLHF_HEAD
             shapes[f"{head}.weight"] = (1, int(hf_config.hidden_size))
             _check_label(1, label_index)
-            normalize = None
-            if config.get("normalize_reward"):
-                mean, std = float(config.get("mean", 0.0)), float(config.get("std", 1.0))
-                if std <= 0:
-                    raise EngineError(f"{path}: normalize_reward with std={std}; std must be positive")
-                normalize = (mean, std)
+            normalize = _normalisation(path, config) if config.get("normalize_reward") else None
             return shapes, RewardFormat("openrlhf", POOLING["openrlhf"], 1, label_index, value_head=head,
                                         normalize=normalize, architecture=arch)
         if fmt == "internlm2":
@@ -194,6 +210,42 @@ def _expected_shapes(path: Path, config: dict, fmt: str, label_index: int | None
             return shapes, RewardFormat("internlm2", POOLING["internlm2"], 1, label_index,
                                         reward_token_id=int(token), architecture=arch)
     raise EngineError(f"unknown reward-model format {fmt!r}")
+
+
+_LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+
+
+def _check_layer_count(path: Path, config: dict) -> None:
+    """Each layer has at least one tensor: a config claiming more layers than the weights hold tensors
+    is wrong, and building it (even on the meta device) would take minutes and gigabytes."""
+    tensors = None
+    for key in _LAYER_KEYS:
+        layers = config.get(key)
+        if isinstance(layers, int) and not isinstance(layers, bool) and layers > 64:
+            tensors = len(stored_shapes(path)) if tensors is None else tensors
+            if layers > tensors:
+                raise EngineError(f"the weights in {path} do not match its config: {key}={layers} but the weights "
+                                  f"hold only {tensors} tensors")
+
+
+def _normalisation(path: Path, config: dict) -> tuple[float, float]:
+    """OpenRLHF's (mean, std): finite, std a positive normal float (a denormal one divides to inf)."""
+    values = []
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        raw = config.get(key, default)
+        try:
+            value = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or not math.isfinite(value):
+            raise EngineError(f"{path / 'config.json'}: normalize_reward with {key}={repr(raw)[:40]}; {key} must be a finite "
+                              "number (fix config.json, or set normalize_reward to false)")
+        values.append(value)
+    mean, std = values
+    if std < sys.float_info.min:  # zero, negative, or denormal
+        raise EngineError(f"{path / 'config.json'}: normalize_reward with std={std!r}; std must be a positive number "
+                          f"of at least {sys.float_info.min:g} (fix config.json, or set normalize_reward to false)")
+    return mean, std
 
 
 def _check_label(num_labels: int, label_index: int | None) -> None:
