@@ -154,16 +154,33 @@ def inherited_slot(slots_dir: str | os.PathLike) -> bool:
 
 
 @contextmanager
-def cli_slot(store_path: str | os.PathLike, kind: str, command: str):
-    """Run a CLI command under a slot of its store (or under the app's, when the app started it)."""
+def cli_slot(store_path: str | os.PathLike, kind: str, command: str, shared: bool = False):
+    """Run a CLI command under a slot of its store (or under the app's, when the app started it).
+
+    `shared`: the shards of one scoring run (`score --shard i/n`, torchrun ranks) run side by side:
+    they share the class's first slot (a shared lock), which still excludes any other job."""
     slots_dir = store_slots_dir(store_path)
     if inherited_slot(slots_dir):
         yield None
         return
-    slot = acquire_slot(slots_dir, kind, DEFAULT_LIMITS)
+    slot = _shared_slot(slots_dir, kind) if shared else acquire_slot(slots_dir, kind, DEFAULT_LIMITS)
     try:
         slot.record(job="CLI command", kind=kind, command=command, pid=os.getpid(),
                     pid_start=process_start(os.getpid()))
         yield slot
     finally:
         slot.release()
+
+
+def _shared_slot(slots_dir: Path, kind: str) -> JobSlot:
+    cls = job_class(kind)
+    slots_dir.mkdir(parents=True, exist_ok=True)
+    path = slots_dir / f"{cls}-0.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JobLimitReached(f"{_WHAT[cls]} is already running on this store{describe_holder(read_record(path))}: "
+                              "wait for it to finish or cancel it, then start again") from None
+    return JobSlot(fd, path)

@@ -50,8 +50,9 @@ def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, 
     """
     from workbench.sampling import sample_responses
 
-    result = sample_responses(ctx.store, policy, n, params=_params(temperature, top_p, max_new_tokens, seed),
-                              selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress)
+    with ctx.job_slot("sample"):
+        result = sample_responses(ctx.store, policy, n, params=_params(temperature, top_p, max_new_tokens, seed),
+                                  selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -102,9 +103,11 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
     from workbench.scoring import score_responses
 
     rank, world = _shard(shard)
-    result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
-                             max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                             shard=(rank, world), progress=ctx.progress, trust_remote_code=trust_remote_code)
+    with ctx.job_slot("score", shared=world > 1):  # the shards of one run share it
+        result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
+                                 max_length=max_length, max_tokens_per_batch=max_tokens_per_batch,
+                                 precision=precision, shard=(rank, world), progress=ctx.progress,
+                                 trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -145,10 +148,11 @@ def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, see
     """
     from workbench.bon import best_of_n
 
-    result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
-                       selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
-                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                       trust_remote_code=trust_remote_code)
+    with ctx.job_slot("bon"):
+        result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
+                           selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
+                           max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
+                           trust_remote_code=trust_remote_code)
     if as_json:
         emit_json(result.as_dict())
     else:
