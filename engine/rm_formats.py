@@ -75,9 +75,27 @@ def read_config(path: str | Path) -> dict:
     if not (path / "config.json").is_file():
         raise EngineError(f"{path} holds no model (no config.json)")
     try:
-        return json.loads((path / "config.json").read_text())
-    except ValueError as error:
-        raise EngineError(f"{path / 'config.json'}: not valid JSON ({error})") from None
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as error:  # UnicodeDecodeError included
+        raise EngineError(f"{path / 'config.json'}: not valid JSON ({one_line(error, 200)})") from None
+    check_config_shape(path / "config.json", config)
+    return config
+
+
+def check_config_shape(file: Path, config) -> None:
+    """The fields format detection reads have the types transformers writes (one line otherwise)."""
+    if not isinstance(config, dict):
+        raise EngineError(f"{file}: holds a JSON {type(config).__name__}, not an object of settings")
+    architectures = config.get("architectures")
+    if architectures is not None and not (isinstance(architectures, list)
+                                          and all(isinstance(a, str) for a in architectures)):
+        raise EngineError(f"{file}: 'architectures' must be a list of class names")
+    auto_map = config.get("auto_map")
+    if auto_map is not None and not isinstance(auto_map, dict):
+        raise EngineError(f"{file}: 'auto_map' must be an object (class kind -> module.Class)")
+    for key in ("model_type", "value_head_prefix"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise EngineError(f"{file}: '{key}' must be a string")
 
 
 def detect_format(config: dict) -> str:
