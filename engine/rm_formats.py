@@ -204,6 +204,8 @@ def _shapes_on_meta(path: Path, config: dict, hf_config, fmt: str, label_index: 
             token = config.get("reward_token_id") if fmt == "workbench" else None
             if fmt == "workbench" and token is None:
                 raise EngineError(f"{path} has no reward_token_id in its config: it is not a workbench reward model")
+            if token is not None:
+                _check_token_id(path, token, hf_config)
             return shapes, RewardFormat(fmt, POOLING[fmt], num_labels, label_index, reward_token_id=token,
                                         architecture=arch)
         if fmt == "openrlhf":
@@ -222,12 +224,20 @@ def _shapes_on_meta(path: Path, config: dict, hf_config, fmt: str, label_index: 
             token = config.get("reward_token_id")
             if token is None:
                 raise EngineError(f"{path}: an InternLM2 reward model needs reward_token_id in its config")
+            _check_token_id(path, token, hf_config)
             model = AutoModel.from_config(hf_config, trust_remote_code=True)
             shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
             _check_label(1, label_index)
             return shapes, RewardFormat("internlm2", POOLING["internlm2"], 1, label_index,
                                         reward_token_id=int(token), architecture=arch)
     raise EngineError(f"unknown reward-model format {fmt!r}")
+
+
+def _check_token_id(path: Path, token, hf_config) -> None:
+    vocab = getattr(hf_config, "vocab_size", None)
+    if isinstance(token, bool) or not isinstance(token, int) or token < 0 or (isinstance(vocab, int) and token >= vocab):
+        raise EngineError(f"{path / 'config.json'}: reward_token_id must be a token id (an integer from 0 to the "
+                          f"vocabulary size {vocab} - 1), got {repr(token)[:40]}")
 
 
 _LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
