@@ -134,7 +134,7 @@ def test_a_kill_between_the_data_and_manifest_renames_is_rolled_forward(filled, 
     import subprocess
     import sys
 
-    from workbench.export_files import check_export_target, manifest_path, verify_export
+    from workbench.export_files import check_export_target, manifest_path
     from workbench.ids import sha256_file
 
     out = tmp_path / "exports" / f"d.{fmt}"
@@ -146,6 +146,8 @@ def test_a_kill_between_the_data_and_manifest_renames_is_rolled_forward(filled, 
     check_export_target(out, fmt, overwrite=True)  # ... and the next export to this path finishes the swap first
     manifest = json.loads(manifest_path(out, fmt).read_text())
     assert manifest["rows"] == 2 and manifest["content_sha256"] == sha256_file(out)
+    from workbench.export_files import verify_export
+
     verify_export(out, fmt)
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
 

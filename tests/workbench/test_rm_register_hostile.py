@@ -213,3 +213,33 @@ def test_the_template_child_is_killed_and_reaped(tmp_path):
     with pytest.raises(EngineError, match="within 0.5 s"):
         check_chat_template(load_tokenizer(path), path, timeout_s=0.5)
     assert _children() == before  # no child left running, none left as a zombie
+
+
+# -- found by tests/fuzz/test_fuzz_model_dirs.py: configs of the wrong shape --------------------------
+
+@pytest.mark.parametrize("text, reason", [
+    ("null", "holds a JSON NoneType, not an object"),  # was: AttributeError traceback
+    ("[1, 2]", "holds a JSON list, not an object"),
+    ('{"architectures": 5}', "'architectures' must be a list of class names"),
+    ('{"architectures": ["LlamaForSequenceClassification"], "auto_map": [1]}', "'auto_map' must be an object"),
+    (b"\x80\x81", "not valid JSON"),
+])
+def test_a_config_of_the_wrong_shape_is_one_line(db, tmp_path, text, reason):
+    path = make_hf_rm(tmp_path / "hf")
+    (path / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert_refused(db, path, reason)
+
+
+@pytest.mark.parametrize("token", ["x", 1.5, -1, 10**9, float("nan")])
+def test_a_reward_token_id_that_is_not_a_token_id_is_refused(db, tmp_path, token):
+    path = make_hf_rm(tmp_path / "hf")
+    set_config(path, reward_token_id=token)  # makes it a workbench-format model
+    assert_refused(db, path, "reward_token_id must be a token id")
+
+
+def test_a_config_claiming_a_million_layers_is_refused_without_building_them(db, tmp_path):
+    path = make_hf_rm(tmp_path / "hf")
+    set_config(path, num_hidden_layers=10**6)
+    started = time.monotonic()
+    assert_refused(db, path, "num_hidden_layers=1000000 but the weights hold only")
+    assert time.monotonic() - started < 30
