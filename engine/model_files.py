@@ -30,7 +30,9 @@ from pathlib import Path
 
 from engine.errors import EngineError
 
-MAX_SIDE_FILE_BYTES = 256 << 20  # configs, tokenizers, templates: the largest real tokenizer.json is ~35 MB
+MAX_SIDE_FILE_BYTES = 128 << 20  # tokenizers, templates: the largest real tokenizer.json is ~35 MB
+MAX_CONFIG_BYTES = 4 << 20  # config.json / generation_config.json: real ones are a few KB
+_CONFIG_FILES = {"config.json", "generation_config.json"}
 TEMPLATE_TIMEOUT_S = float(os.environ.get("WORKBENCH_TEMPLATE_TIMEOUT_S", "10"))
 TEMPLATE_MEMORY_BYTES = 1 << 30  # what the child may allocate on top of what it inherits
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".model"}
@@ -62,8 +64,9 @@ def check_model_files(path: str | os.PathLike) -> None:
         if not stat.S_ISREG(info.st_mode):
             raise EngineError(f"{entry} is not a regular file (a device, a pipe or a link to one): a model's "
                               "files must be plain files; replace it with the real file")
-        if entry.suffix not in WEIGHT_SUFFIXES and info.st_size > MAX_SIDE_FILE_BYTES:
-            raise EngineError(f"{entry} is {info.st_size:,} bytes, over the {MAX_SIDE_FILE_BYTES:,} a model's config "
+        limit = MAX_CONFIG_BYTES if entry.name in _CONFIG_FILES else MAX_SIDE_FILE_BYTES
+        if entry.suffix not in WEIGHT_SUFFIXES and info.st_size > limit:
+            raise EngineError(f"{entry} is {info.st_size:,} bytes, over the {limit:,} a model's config "
                               "or tokenizer file may hold: it is not a model file")
 
 

@@ -40,6 +40,7 @@ POOLING = {
     "openrlhf": "last-token",  # OpenRLHF: last attention-mask position; conversations end in EOS
     "internlm2": "reward-token",
 }
+MAX_LABELS = 1024  # outputs of a multi-objective head; real ones have a few dozen
 OPENRLHF_HEAD = "score"  # OpenRLHF's default value_head_prefix (>= 0.5)
 OPENRLHF_OLD_HEAD = "value_head"  # its default before
 
@@ -74,6 +75,7 @@ def read_config(path: str | Path) -> dict:
         raise EngineError(f"{path} is not a directory")
     if not (path / "config.json").is_file():
         raise EngineError(f"{path} holds no model (no config.json)")
+    check_model_files(path)  # before any file is read: no device, no oversized config
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except ValueError as error:  # UnicodeDecodeError included
@@ -96,6 +98,14 @@ def check_config_shape(file: Path, config) -> None:
     for key in ("model_type", "value_head_prefix"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise EngineError(f"{file}: '{key}' must be a string")
+    # transformers builds a label dict of num_labels entries when it reads the config: 2**31 of them
+    # took the machine's memory before anything else was checked
+    labels = config.get("num_labels")
+    if labels is not None and (isinstance(labels, bool) or not isinstance(labels, int) or not 1 <= labels <= MAX_LABELS):
+        raise EngineError(f"{file}: num_labels must be an integer from 1 to {MAX_LABELS}, got {repr(labels)[:40]}")
+    for key in ("id2label", "label2id"):
+        if config.get(key) is not None and not (isinstance(config[key], dict) and len(config[key]) <= MAX_LABELS):
+            raise EngineError(f"{file}: '{key}' must be an object of at most {MAX_LABELS} labels")
 
 
 def detect_format(config: dict) -> str:
@@ -121,7 +131,6 @@ def inspect_reward_model(path: str | Path, fmt: str = "auto", label_index: int |
     if fmt not in FORMATS:
         raise EngineError(f"unknown reward-model format {fmt!r}; use one of {', '.join(FORMATS)}")
     config = read_config(path)
-    check_model_files(path)
     if not weight_files(path):
         raise EngineError(f"{path} holds no model weights (*.safetensors or *.bin)")
     fmt = detect_format(config) if fmt == "auto" else fmt

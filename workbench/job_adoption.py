@@ -31,12 +31,15 @@ _POLL_S = 0.2
 class AdoptedJob:
     """A job another (dead) app started; the same reading and cancelling interface as `Job`."""
 
+    adopted = True  # the app's tabs follow such a job when they have none of their own
+
     def __init__(self, record: dict):
         self.id, self.kind = str(record["job"]), str(record.get("kind", "job"))
         self.directory = Path(record["directory"])
         self.log_path = self.directory / "log.txt"
         self.steps, self.step = int(record.get("steps", 1)), int(record.get("step", 1))
         self.pid, self.pid_start = int(record["pid"]), record.get("pid_start")
+        self.argv = [str(a) for a in record.get("argv") or []]
         self.started, self.finished = time.monotonic(), None
         self._cancelled = threading.Event()
         self._ended_state: str | None = None
@@ -55,6 +58,11 @@ class AdoptedJob:
         if self.step == self.steps and self.output(self.step - 1).strip() and "\nError" not in "\n" + log:
             return "completed"
         return "failed"
+
+    def option(self, name: str) -> str | None:
+        """The value the running command was given for option `name` (e.g. --out), if any."""
+        at = self.argv.index(name) if name in self.argv else -1
+        return self.argv[at + 1] if 0 <= at < len(self.argv) - 1 else None
 
     def output(self, index: int) -> str:
         path = self.directory / f"stdout-{index + 1}.txt"

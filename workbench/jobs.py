@@ -128,7 +128,8 @@ class Job:
         if self.slot is not None:
             self.slot.record(job=self.id, kind=self.kind, directory=str(self.directory), steps=len(self.commands),
                              owner_pid=os.getpid(), owner_start=process_start(os.getpid()),
-                             command=command_text(self.commands[max(self.step - 1, 0)]), **fields)
+                             command=command_text(self.commands[max(self.step - 1, 0)]),
+                             argv=self.commands[max(self.step - 1, 0)], **fields)
 
     def start(self) -> "Job":
         self._thread.start()

@@ -243,3 +243,22 @@ def test_a_config_claiming_a_million_layers_is_refused_without_building_them(db,
     started = time.monotonic()
     assert_refused(db, path, "num_hidden_layers=1000000 but the weights hold only")
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("values, reason", [
+    ({"num_labels": 2**31}, "num_labels must be an integer from 1 to 1024"),  # found by the fuzzer: an OOM
+    ({"num_labels": 0}, "num_labels must be an integer"),
+    ({"id2label": {str(i): f"L{i}" for i in range(2000)}}, "'id2label' must be an object of at most 1024"),
+])
+def test_label_counts_that_would_exhaust_memory_are_refused_before_transformers_reads_them(db, tmp_path, values,
+                                                                                           reason):
+    path = make_hf_rm(tmp_path / "hf")
+    set_config(path, **values)
+    assert_refused(db, path, reason)
+
+
+def test_an_oversized_config_json_is_refused_without_reading_it(db, tmp_path):
+    path = make_hf_rm(tmp_path / "hf")
+    with open(path / "config.json", "r+b") as f:
+        f.truncate(8 << 20)  # sparse: 8 MB of NULs after the JSON
+    assert_refused(db, path, "config.json is 8,388,608 bytes")
