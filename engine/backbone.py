@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from engine.errors import EngineError
@@ -116,20 +117,34 @@ def fingerprint_cache_path(path: str | os.PathLike) -> Path:
     return cache_home() / "fingerprints" / f"{key}.json"
 
 
+# A file changed less than this long before it was hashed may change again within the same
+# timestamp tick (coarse-clock filesystems): such a hash is not cached (git's "racy" rule).
+_RACY_NS = 2_000_000_000
+
+
+def _file_stamp(p: Path) -> list:
+    """What an edit cannot keep: a write moves ctime (which no user call can set back) and a
+    replacement changes the inode; size and mtime come along (they can be set back with utime)."""
+    info = p.stat()
+    return [p.name, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev, info.st_ctime_ns]
+
+
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of a model directory's weights, config and tokenizer (cached by size+mtime)."""
+    """Content hash of a model directory's weights, config and tokenizer; cached while every file's
+    inode, ctime, size and mtime stay the same (see docs/registered-weights.md)."""
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.is_file()
                    and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES
                         or p.suffix == ".py"))  # remote code (InternLM2) is part of the model
-    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stamp = [_file_stamp(p) for p in files]
     cache = fingerprint_cache_path(path)
     try:
         cached = json.loads(cache.read_text())
-        if cached["stamp"] == [list(s) for s in stamp]:
+        if cached["stamp"] == stamp:
             return cached["sha256"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
+    started_ns = time.time_ns()
     digest = hashlib.sha256()
     for p in files:
         digest.update(p.name.encode())
@@ -137,6 +152,8 @@ def model_fingerprint(path: str | os.PathLike) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     value = digest.hexdigest()
+    if [_file_stamp(p) for p in files] != stamp or any(s[5] > started_ns - _RACY_NS for s in stamp):
+        return value  # changed while hashing, or too recently to trust the timestamps: hash again next time
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}")

@@ -61,7 +61,15 @@ class ConversationEncoder:
         if not isinstance(response, str):
             raise EngineError(f"a response must be a string, got {type(response).__name__}")
         messages = normalize_messages([*prompt, {"role": "assistant", "content": response}])
-        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        except Exception as error:
+            from jinja2.exceptions import SecurityError
+
+            if not isinstance(error, SecurityError):  # a template's own refusal (raise_exception) keeps its type
+                raise
+            raise EngineError(f"the model's chat template does something the Jinja sandbox forbids "
+                              f"({' '.join(str(error).split())[:200]}): fix its template") from None
 
     def encode(self, prompt: Sequence[Message], response: str) -> list[int]:
         """Token ids of one conversation; the last id is always the reward token."""

@@ -25,6 +25,7 @@ import torch
 from engine.attention import PACKED_SDPA, select_attention_implementation
 from engine.conversation import ConversationEncoder, _prompt_response
 from engine.errors import EngineError
+from engine.model_files import check_model_files, load_state_dict, load_tokenizer
 from engine.packing import PackedBatch, PaddedBatch, pad_sequences
 from engine.reward_model import BatchScorer, RewardModel
 from engine.rm_formats import RewardFormat, weight_files
@@ -190,12 +191,13 @@ def load_reward_model(path: str | Path, spec: RewardFormat, *, device: str | tor
                       dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
     """The reward model at `path`, read as `spec` says (see `engine.rm_formats.inspect_reward_model`)."""
     path = Path(path)
+    check_model_files(path)
     if spec.format == "workbench":
         return RewardModel.load(path, dtype=dtype, device=device)
     if spec.format == "hf":
-        return _load_hf(path, spec, device, dtype)
+        return _load_hf(path, spec, device, dtype, bool(trust_remote_code))
     if spec.format == "openrlhf":
-        return _load_openrlhf(path, spec, device, dtype)
+        return _load_openrlhf(path, spec, device, dtype, bool(trust_remote_code))
     if spec.format == "internlm2":
         if not trust_remote_code:
             raise EngineError(f"{path} is an InternLM2 reward model, which runs the directory's own Python code: "
@@ -205,16 +207,15 @@ def load_reward_model(path: str | Path, spec: RewardFormat, *, device: str | tor
 
 
 def _tokenizer(path: Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return load_tokenizer(path, trust_remote_code)
 
 
-def _load_hf(path: Path, spec: RewardFormat, device, dtype):
+def _load_hf(path: Path, spec: RewardFormat, device, dtype, trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification
 
-    tokenizer = _tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, device_map={"": str(device)})
+    tokenizer = _tokenizer(path, trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, device_map={"": str(device)},
+                                                               trust_remote_code=trust_remote_code)
     pad = model.config.get_text_config().pad_token_id  # the id transformers' pooling skips
     head = getattr(model, "score", None)
     decoder = getattr(model, model.base_model_prefix, None)
@@ -232,17 +233,17 @@ def _load_hf(path: Path, spec: RewardFormat, device, dtype):
     return PackedRewardModel(decoder, value_head, tokenizer, lambda n: PooledEncoder(tokenizer, pad, n), owner=model)
 
 
-def _load_openrlhf(path: Path, spec: RewardFormat, device, dtype):
+def _load_openrlhf(path: Path, spec: RewardFormat, device, dtype, trust_remote_code: bool):
     from safetensors import safe_open
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    tokenizer = _tokenizer(path)
+    tokenizer = _tokenizer(path, trust_remote_code)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the value head is "unexpected" for the bare decoder: read below
     try:  # transformers strips the decoder's base_model_prefix from the checkpoint's names itself
         decoder, info = AutoModel.from_pretrained(path, dtype=dtype, device_map={"": str(device)},
-                                                  output_loading_info=True)
+                                                  output_loading_info=True, trust_remote_code=trust_remote_code)
     finally:
         hf_logging.set_verbosity(verbosity)
     if info["missing_keys"]:
@@ -254,7 +255,7 @@ def _load_openrlhf(path: Path, spec: RewardFormat, device, dtype):
             with safe_open(file, "pt") as f:
                 weight = f.get_tensor(name) if name in f.keys() else weight
         else:
-            weight = torch.load(file, map_location="cpu", weights_only=True, mmap=True).get(name, weight)
+            weight = load_state_dict(file).get(name, weight)
     if weight is None:
         raise EngineError(f"{path} has no value head {name}")
     linear = torch.nn.Linear(weight.shape[1], 1, bias=False, device=device, dtype=dtype)

@@ -157,11 +157,25 @@ def _left_out(outputs: list[str]) -> str:
             "were left out: a model graded on its own labels scores 1.0 by construction.**")
 
 
+def adopted_job(ctx: AppContext, current: RetrainJob | None) -> RetrainJob | None:
+    """For a tab with no job of its own: a training, evaluation or scoring job that a killed app left
+    running and this app adopted at start (`workbench.job_adoption`), so the tab shows and can cancel it."""
+    if current is not None:
+        return None
+    for job in ctx.jobs.running():
+        if getattr(job, "adopted", False) and job.kind in ("train", "eval", "score"):
+            names = [job.option("--name")] if job.kind == "train" and job.option("--name") else []
+            out_dir = job.option("--out") if job.kind == "train" else None
+            return RetrainJob(job.id, job.kind, out_dir, names)
+    return None
+
+
 def job_view(ctx: AppContext, current: RetrainJob) -> JobView:
     """The job's state now, and what its result means once it is done."""
     job = ctx.jobs.get(current.id)
     status = job.status()
-    curve = commands.loss_curve(commands.read_metrics(current.out_dir)) if current.kind == "train" else None
+    curve = commands.loss_curve(commands.read_metrics(current.out_dir)) \
+        if current.kind == "train" and current.out_dir else None
     view = JobView(status, curve)
     if status.state != "completed":
         return view
@@ -173,6 +187,8 @@ def job_view(ctx: AppContext, current: RetrainJob) -> JobView:
         result = commands.parse_json_output(job.output(0)) or {}
         view.text = (f"Scored {result.get('scored', 0):,} responses with {result.get('rm', 'the model')}. "
                      "The Overview and Browse tabs show the new scores.")
+    elif not current.names:  # adopted from a killed app, whose command named no model
+        view.text = "The training finished."
     else:
         view.text = f"Trained and registered **{current.names[0]}**. Evaluate it below, then score the store."
         view.trained = resolve_reward_model(ctx.store, current.names[0]).label

@@ -130,8 +130,14 @@ def build(ctx: AppContext, filters: list) -> dict:
     gr.on([s.change for s in settings], describe, [*settings, *filters], [data, command], trigger_mode="always_last",
           api_visibility="private")
 
+    @user_errors
+    def follow_adopted(current):
+        adopted = steps.adopted_job(ctx, current)
+        return (adopted, gr.Timer(active=True)) if adopted else (gr.skip(), gr.skip())
+
     def refresh_on(listener) -> None:
         listener(describe, [*settings, *filters], [data, command], api_visibility="private").then(
+            follow_adopted, job, [job, timer], api_visibility="private").then(
             load_models, [new_model, old_model], [new_model, old_model], api_visibility="private").then(
             load_bases, base, base, api_visibility="private")
 

@@ -60,6 +60,14 @@ def start_sampling(ctx: AppContext, current: SampleJob | None, chosen: PromptSel
     return SampleJob(ctx.jobs.start("sample", [commands.sample_command(ctx.store, request, ctx.models)]).id)
 
 
+def adopted_run(ctx: AppContext, current: SampleJob | None) -> SampleJob | None:
+    """For a tab with no run of its own: a sampling run that a killed app left running and this
+    app adopted at start (`workbench.job_adoption`), so the tab shows it and can cancel it."""
+    if current is not None:
+        return None
+    return next((SampleJob(job.id) for job in ctx.jobs.running("sample") if getattr(job, "adopted", False)), None)
+
+
 def run_view(ctx: AppContext, current: SampleJob) -> tuple[JobStatus, str | None]:
     """(the run's status, the result line once it completed; None before)."""
     job = ctx.jobs.get(current.id)

@@ -98,8 +98,14 @@ def build(ctx: AppContext) -> dict:
     timer.tick(poll, job_id, [progress, result, log, timer], api_visibility="private")
     cancel.click(stop, job_id, None, api_name="sample_cancel")
 
+    @user_errors
+    def follow_adopted(current):
+        adopted = steps.adopted_run(ctx, current)
+        return (adopted, gr.Timer(active=True)) if adopted else (gr.skip(), gr.skip())
+
     def refresh_on(listener) -> None:
         listener(load_choices, [source, tag, rm, policy], [source, tag, rm, policy], api_visibility="private").then(
-            count_selected, selection_inputs, selected, api_visibility="private")
+            count_selected, selection_inputs, selected, api_visibility="private").then(
+            follow_adopted, job_id, [job_id, timer], api_visibility="private")
 
     return {"refresh_on": refresh_on}

@@ -89,9 +89,15 @@ class AllowedModels:
                              "(`workbench rm register DIR` adds one) or a directory under --models-dir")
 
     def _under_models_dir(self, path: Path) -> bool:
-        """Strictly inside --models-dir: the resolved path, or the path as written with '..' folded
-        (a symlink the user put in the models dir counts as chosen; '..' never escapes)."""
+        """Strictly inside --models-dir: the real path (every link followed, as the OS opens it), or the
+        path as written when it holds no '..' (a symlink the user put in the models dir counts as
+        chosen). '..' is never folded as text: the OS follows a link before it goes up, so
+        `<models-dir>/linked/../x` is `x` beside the link's target, wherever that is."""
         if self.models_dir is None:
             return False
-        candidates = (path.resolve(), Path(os.path.normpath(path)))
-        return any(c != root and c.is_relative_to(root) for c in candidates for root in self._roots)
+        real = Path(os.path.realpath(path))
+        if any(real != root and real.is_relative_to(root) for root in self._roots):
+            return True
+        if ".." in path.parts:
+            return False
+        return any(path != root and path.is_relative_to(root) for root in self._roots)

@@ -6,6 +6,14 @@ writer temporary names beside the target (a hidden `.NAME.XXXX.tmp` file, or a h
 for `hf`); the caller records the export in the store and only then calls `swap_in()`, so data and
 manifest appear together after the store has committed. Any failure before that removes the
 temporaries and leaves the directory as it was.
+
+A file export is two names (`out` and `out.manifest.json`), and no rename moves two names at once:
+a crash between the two renames would pair the new data with the old manifest. So `swap_in()`
+first writes a journal (`.NAME.swap.json`, itself renamed into place) naming both staged files,
+then renames them, then drops the journal; the next export to the same path (which every
+`check_export_target` call starts with) rolls an interrupted swap forward. `verify_export` says
+whether a manifest vouches for the data beside it (its `content_sha256` is the data file's hash).
+An `hf` export is one directory with its manifest inside: one rename.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ def _is_export_manifest(path: Path) -> bool:
 
 
 def check_export_target(out: Path, fmt: str, overwrite: bool) -> None:
-    """Refuse to write where a user's file or directory would be replaced."""
+    """Refuse to write where a user's file or directory would be replaced (after finishing a swap
+    into `out` that a crash interrupted)."""
+    recover_interrupted_swap(out, fmt)
     manifest = manifest_path(out, fmt)
     exists = out.exists() or out.is_symlink()
     if exists and fmt != "hf" and out.is_dir():
@@ -82,8 +92,14 @@ class StagedExport:
         if self.fmt == "hf":
             _swap_directory(self.data, self.out)
         else:
-            os.replace(self.data, self.out)
-            os.replace(self.manifest, self.manifest_target)  # the manifest last: it vouches for the data
+            journal = _journal_path(self.out)
+            pending = journal.with_name(journal.name + ".tmp")
+            with open(pending, "w") as f:
+                json.dump({"data": self.data.name, "manifest": self.manifest.name}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(pending, journal)  # from here on, a crash is rolled forward by the next export
+            _roll_forward(journal, self.out, self.manifest_target)
         self.swapped = True
 
     def _remove_temps(self) -> None:
@@ -92,6 +108,51 @@ class StagedExport:
         else:
             for path in (self.data, self.manifest):
                 path.unlink(missing_ok=True)
+
+
+def _journal_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.swap.json")
+
+
+def _roll_forward(journal: Path, out: Path, manifest_target: Path) -> None:
+    """Rename whichever staged files of the journal are still waiting, data first, then drop it."""
+    try:
+        plan = json.loads(journal.read_text())
+        names = [plan["data"], plan["manifest"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)  # torn or foreign: it cannot have been renamed into place by us
+        return
+    for name, target in zip(names, (out, manifest_target)):
+        staged = out.parent / str(name)
+        # only our own temporaries, beside the target: a journal never moves anything else
+        if staged.name == name and name.startswith(f".{out.name}.") and name.endswith(".tmp") and staged.is_file():
+            os.replace(staged, target)
+    journal.unlink(missing_ok=True)
+
+
+def recover_interrupted_swap(out: Path, fmt: str) -> None:
+    """Finish a swap into `out` that a crash interrupted between its renames (see the docstring)."""
+    out = Path(out)
+    if fmt == "hf" or not out.name:  # '.' and the like: refused as a target by the caller
+        return
+    journal = _journal_path(out)
+    if journal.is_file():
+        _roll_forward(journal, out, manifest_path(out, fmt))
+
+
+def verify_export(out: Path, fmt: str) -> None:
+    """Refuse a file export whose manifest does not vouch for the data beside it."""
+    from workbench.ids import sha256_file
+
+    out = Path(out)
+    manifest = manifest_path(out, fmt)
+    try:
+        recorded = json.loads(manifest.read_text())["content_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise WorkbenchError(f"{manifest} is missing or not a workbench manifest: export again") from None
+    if fmt != "hf" and sha256_file(out) != recorded:
+        raise WorkbenchError(f"{out} does not match its manifest {manifest.name} (an interrupted export?): "
+                             "export again with --overwrite")
 
 
 def _temp_file(folder: Path, prefix: str) -> Path:

@@ -11,8 +11,11 @@ while the app holds it, so the app stays usable while they run, and a crash in a
 take the app down.
 
 A `JobManager` caps how many jobs run at once per store (default: one training and one
-sampling/scoring/evaluation), whichever tab, API call or app process asks: each running job holds
-a slot, a lock file under the manager's `slots_dir` that the kernel frees if the app dies.
+sampling/scoring/evaluation), whichever tab, API call, app process or CLI command asks: each
+running job holds a slot, a lock file under the manager's `slots_dir` (`workbench.job_slots`). The
+job's commands share the app's hold on it, so a job whose app was killed keeps its slot while it
+runs, and the next app started on the store adopts it (`workbench.job_adoption`): it is listed,
+its log and progress are shown, and it can be cancelled.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.store import Store
-from workbench.job_slots import DEFAULT_LIMITS, JobSlot, acquire_slot
+from workbench.job_slots import DEFAULT_LIMITS, SLOT_FD_ENV, JobSlot, acquire_slot, process_start
 
 LOG_TAIL_BYTES = 64 * 1024
 LOG_TAIL_LINES = 40
@@ -43,6 +46,19 @@ def workbench_command(store: Store, *args: str) -> list[str]:
     """argv of a `workbench` CLI call on this store, run by this Python (same code, same venv)."""
     return [sys.executable, "-m", "workbench", "--db", str(store.path), "--timeout", f"{store.timeout:g}",
             *map(str, args)]
+
+
+def command_text(argv: list[str]) -> str:
+    """A command as a person would type it: `workbench rm train ...` without the interpreter and the
+    store options the app adds."""
+    args = list(map(str, argv))
+    if "workbench" in args:
+        args = ["workbench", *args[args.index("workbench") + 1:]]
+        for option in ("--db", "--timeout"):
+            if option in args[:4]:
+                at = args.index(option)
+                del args[at:at + 2]
+    return " ".join(" ".join(args).split())[:300]  # one line, whatever the arguments hold
 
 
 @dataclass
@@ -105,6 +121,15 @@ class Job:
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"job-{self.id}", daemon=True)
+        self._record()
+
+    def _record(self, **fields) -> None:
+        """What a restarted app needs to adopt this job if this app dies (see workbench.job_adoption)."""
+        if self.slot is not None:
+            self.slot.record(job=self.id, kind=self.kind, directory=str(self.directory), steps=len(self.commands),
+                             owner_pid=os.getpid(), owner_start=process_start(os.getpid()),
+                             command=command_text(self.commands[max(self.step - 1, 0)]),
+                             argv=self.commands[max(self.step - 1, 0)], **fields)
 
     def start(self) -> "Job":
         self._thread.start()
@@ -129,18 +154,27 @@ class Job:
                     err.write(f"$ {' '.join(argv)}\n".encode())
                     err.flush()
                     try:
-                        self._process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                                         env=self.env, start_new_session=True)
+                        self._process = self._spawn(argv, out, err)
                     except OSError as error:
                         err.write(f"Error: cannot start {argv[0]}: {error}\n".encode())
                         state = "failed"
                         break
+                    self._record(pid=self._process.pid, pid_start=process_start(self._process.pid), step=self.step)
             self.returncode = self._process.wait()
             if self.returncode != 0:
                 state = "cancelled" if self._cancelled.is_set() else "failed"
                 break
         self.finished = time.monotonic()
         self.state = state
+
+    def _spawn(self, argv: list[str], out, err) -> subprocess.Popen:
+        """The command in its own process group; it shares the app's slot (the open lock file), so
+        it runs under that slot instead of taking one, and keeps it taken if the app dies."""
+        env, fds = self.env, ()
+        if self.slot is not None and self.slot.fd is not None:
+            env, fds = {**self.env, SLOT_FD_ENV: str(self.slot.fd)}, (self.slot.fd,)
+        return subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True, pass_fds=fds)
 
     def output_path(self, index: int) -> Path:
         """Where command `index`'s stdout goes."""
@@ -216,6 +250,16 @@ class JobManager:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self.adopt_orphans()
+
+    def adopt_orphans(self) -> list:
+        """Take over jobs an app that died left running on these slots (see workbench.job_adoption)."""
+        from workbench.job_adoption import find_orphans
+
+        found = [job for job in find_orphans(self.slots_dir) if job.id not in self._jobs]
+        with self._lock:
+            self._jobs.update({job.id: job for job in found})
+        return found
 
     def start(self, kind: str, commands: list[list[str]], env: dict | None = None) -> Job:
         """Start a job, or raise JobLimitReached when its class is at its limit."""

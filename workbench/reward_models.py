@@ -38,7 +38,7 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
         hashlib.sha256(f"{fingerprint}:label{label_index}".encode()).hexdigest()[:32]
     config = json.loads((path / "config.json").read_text())
     summary = {k: config.get(k) for k in ("architectures", "model_type", "reward_token", "reward_token_id",
-                                          "hidden_size", "num_hidden_layers") if k in config}
+                                          "hidden_size", "num_hidden_layers") if _recordable(config.get(k))}
     summary |= {"reward_format": spec.as_dict(), "format": spec.format, "pooling": spec.pooling,
                 "label_index": label_index, "fingerprint": fingerprint}
 
@@ -50,6 +50,15 @@ def register_reward_model(store: Store, path: str | Path, name: str | None = Non
         return existing
 
     return store.write(write)
+
+
+def _recordable(value) -> bool:
+    """Whether a config value can be kept in the store's JSON (NaN and Infinity cannot)."""
+    try:
+        json.dumps(value, allow_nan=False)
+        return value is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def resolve_reward_model(store: Store, ref: str, trust_remote_code: bool = False) -> RegisteredModel:

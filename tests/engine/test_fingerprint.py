@@ -5,7 +5,9 @@ import os
 from engine.backbone import fingerprint_cache_path, model_fingerprint
 
 
-def _model_dir(path):
+def _model_dir(path, monkeypatch=None):
+    if monkeypatch is not None:  # files written just now: cache their hash anyway (the racy rule has its own test)
+        monkeypatch.setattr("engine.backbone._RACY_NS", 0)
     path.mkdir()
     (path / "config.json").write_text('{"model_type": "llama"}')
     (path / "model.safetensors").write_bytes(b"\x00" * 1000)
@@ -14,7 +16,7 @@ def _model_dir(path):
 
 def test_fingerprint_never_writes_into_the_model_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    model = _model_dir(tmp_path / "someone-elses-model")
+    model = _model_dir(tmp_path / "someone-elses-model", monkeypatch)
     before = sorted(os.listdir(model))
     first = model_fingerprint(model)
     assert sorted(os.listdir(model)) == before
@@ -35,7 +37,7 @@ def test_fingerprint_cache_follows_the_weights(tmp_path, monkeypatch):
 
 def test_fingerprint_of_a_read_only_model_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    model = _model_dir(tmp_path / "ro")
+    model = _model_dir(tmp_path / "ro", monkeypatch)
     model.chmod(0o555)
     try:
         assert model_fingerprint(model) == model_fingerprint(model) and fingerprint_cache_path(model).is_file()

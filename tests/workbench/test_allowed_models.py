@@ -96,3 +96,25 @@ def test_commands_check_models_when_the_app_asks(setup, tmp_path):
 def test_models_dir_must_exist(tmp_path):
     with pytest.raises(WorkbenchError, match="is not a directory"):
         AllowedModels(tmp_path / "missing")
+
+
+def test_dot_dot_after_a_symlink_cannot_escape_the_models_dir(tmp_path):
+    """The OS follows `linked` before `..`: `<models>/linked/../secret-policy` is `<elsewhere>/secret-policy`."""
+    store = make_store(tmp_path, prompts=3)
+    models = tmp_path / "models"
+    models.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "public").mkdir(parents=True)
+    _model(elsewhere / "secret-policy")
+    (models / "linked").symlink_to(elsewhere / "public")
+    _model(models / "secret-policy")  # the name as written would find this one: the OS does not
+    _model(models / "family" / "llama")
+    allowed = AllowedModels(models)
+    escape = f"{models}/linked/../secret-policy"
+    assert (models / "linked" / ".." / "secret-policy").resolve() == (elsewhere / "secret-policy").resolve()
+    with pytest.raises(WorkbenchError, match="the app does not load model"):
+        allowed.check_model(store, escape)
+    with pytest.raises(WorkbenchError, match="the app does not load reward model"):
+        allowed.check_reward_model(store, escape)
+    assert allowed.check_model(store, f"{models}/family/../secret-policy")  # '..' over real directories stays in
+    assert allowed.check_model(store, str(models / "linked"))  # a link the user put there is still chosen

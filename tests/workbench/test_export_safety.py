@@ -141,3 +141,58 @@ def test_an_export_path_that_is_not_utf8_from_the_shell(filled, tmp_path):
     assert done.returncode == 1 and len(errors) == 1, done.stderr.decode()[-2000:]
     assert errors[0].startswith("Error: the export path ") and "bad\\udcff.jsonl' is not valid text" in errors[0]
     assert list(tmp_path.iterdir()) == []
+
+
+# Exports to argv[2] from the store argv[1] (the first 2 pairs), SIGKILLed right after the data's rename.
+KILL_BETWEEN_RENAMES = r"""
+import os, signal, sys
+from pathlib import Path
+from workbench.export import export_pairs
+from workbench.pair_filter import PairFilter
+from workbench.store import Store
+
+real_replace = os.replace
+
+def replace_then_die(src, dst, *args, **kwargs):
+    real_replace(src, dst, *args, **kwargs)
+    if Path(dst) == Path(sys.argv[2]):  # the data is in place, its manifest not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace_then_die
+export_pairs(Store(sys.argv[1], timeout=30), Path(sys.argv[2]), fmt=sys.argv[3], pair_filter=PairFilter(limit=2),
+             overwrite=True)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_kill_between_the_data_and_manifest_renames_is_rolled_forward(filled, tmp_path, fmt):
+    import subprocess
+    import sys
+
+    from workbench.export_files import check_export_target, manifest_path
+    from workbench.ids import sha256_file
+
+    out = tmp_path / "exports" / f"d.{fmt}"
+    first = export_pairs(filled, out, fmt=fmt)
+    killed = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(filled.path), str(out), fmt],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert sha256_file(out) != first.content_hash  # the new data is in place ...
+    check_export_target(out, fmt, overwrite=True)  # ... and the next export to this path finishes the swap first
+    manifest = json.loads(manifest_path(out, fmt).read_text())
+    assert manifest["rows"] == 2 and manifest["content_sha256"] == sha256_file(out)
+    from workbench.export_files import verify_export
+
+    verify_export(out, fmt)
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_verify_export_refuses_data_its_manifest_does_not_vouch_for(filled, tmp_path):
+    from workbench.export_files import verify_export
+
+    out = tmp_path / "d.jsonl"
+    export_pairs(filled, out)
+    verify_export(out, "jsonl")
+    out.write_text(out.read_text() + "\n")
+    with pytest.raises(WorkbenchError, match="does not match its manifest"):
+        verify_export(out, "jsonl")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.job_slots import JobLimitReached
+from workbench.job_slots import JobLimitReached, is_running
 from workbench.jobs import JobManager, collapse_log, last_progress, workbench_command
 from workbench.store import Store
 
@@ -140,3 +140,68 @@ def test_a_slot_held_by_another_process_is_freed_when_it_dies(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+# An "app": starts a job under the store's slots, says its id and its command's pid, then waits to be killed.
+APP = r"""
+import sys, time
+from workbench.jobs import JobManager
+jobs = JobManager(sys.argv[1], slots_dir=sys.argv[2])
+job = jobs.start("train", [[sys.executable, "-c", sys.argv[3]], [sys.executable, "-c", "print('second step')"]])
+while job._process is None:
+    time.sleep(0.01)
+print(job.id, job._process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_sigkilled_apps_job_keeps_its_slot_and_is_adopted_by_the_next_app(tmp_path):
+    app = subprocess.Popen([sys.executable, "-c", APP, str(tmp_path / "jobs"), str(tmp_path / "slots"), SLEEPER],
+                           stdout=subprocess.PIPE, text=True)
+    job_id, pid = app.stdout.readline().split()
+    pid = int(pid)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in (tmp_path / "jobs" / job_id / "log.txt").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        app.kill()  # SIGKILL: no clean-up code of the app runs
+        app.wait(timeout=10)
+        os.kill(pid, 0)  # the job's command runs on
+        restarted = JobManager(tmp_path / "jobs", slots_dir=tmp_path / "slots")
+        [adopted] = restarted.running()
+        assert adopted.id == job_id and restarted.get(job_id) is adopted and adopted.kind == "train"
+        status = adopted.status()
+        assert status.state == "running" and "ready" in status.log and (status.step, status.steps) == (1, 2)
+        with pytest.raises(JobLimitReached, match=f"a training job is already running on this store \\({job_id}"):
+            restarted.start("train", [[sys.executable, "-c", FAKE_RUN]])  # the orphan still holds the slot
+        adopted.cancel(grace_s=2)
+        assert adopted.wait(timeout=30).state == "cancelled" and restarted.running() == []
+        assert not is_running(pid, None)  # gone, or a zombie waiting for a PID 1 that may not reap it
+        assert restarted.start("train", [[sys.executable, "-c", FAKE_RUN]]).wait(timeout=60).state == "completed"
+    finally:
+        app.kill()
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_an_orphan_that_ends_on_its_own_says_what_did_not_run(tmp_path):
+    app = subprocess.Popen([sys.executable, "-c", APP, str(tmp_path / "jobs"), str(tmp_path / "slots"),
+                            SLEEPER.replace("while True: time.sleep(0.1)", "time.sleep(1.5)")],
+                           stdout=subprocess.PIPE, text=True)
+    job_id, pid = app.stdout.readline().split()
+    app.kill()
+    app.wait(timeout=10)
+    [adopted] = JobManager(tmp_path / "jobs", slots_dir=tmp_path / "slots").running()
+    status = adopted.wait(timeout=30)
+    assert status.state == "failed" and "step 1 of 2" in status.error and "later steps did not run" in status.error
+
+
+def test_a_live_apps_jobs_are_not_adopted_by_another_app(tmp_path):
+    first = JobManager(tmp_path / "jobs", slots_dir=tmp_path / "slots")
+    job = first.start("train", [[sys.executable, "-c", SLEEPER]])
+    while job._process is None:
+        time.sleep(0.01)
+    assert JobManager(tmp_path / "jobs", slots_dir=tmp_path / "slots").running() == []
+    first.shutdown(grace_s=2)

@@ -7,6 +7,9 @@ version) makes scoring work again.
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
@@ -74,6 +77,8 @@ def test_registering_the_new_weights_makes_scoring_work_again(store, registered)
 
 def test_the_check_is_cheap_when_nothing_changed(registered, monkeypatch):
     model, rm_dir = registered
+    monkeypatch.setattr("engine.backbone._RACY_NS", 0)  # the weights were just written: see the racy test below
+    model.verified_weights()  # hashes once and caches
     reads = []
     real_open = open
 
@@ -85,3 +90,46 @@ def test_the_check_is_cheap_when_nothing_changed(registered, monkeypatch):
     monkeypatch.setattr("builtins.open", counting_open)
     assert model.verified_weights() == str(rm_dir)
     assert reads == []  # the cached fingerprint stands while sizes and mtimes do: no weights are hashed
+
+
+def _edit_keeping_size_and_mtime(weights):
+    """An edit that `stat` size and mtime cannot see: same bytes count, mtime set back with utime."""
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last tensor: same size, other weights
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    return after
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["in-place", "replaced-by-a-copy"])
+def test_an_edit_that_keeps_size_and_mtime_is_detected(registered, monkeypatch, tmp_path, replace):
+    """The cache is keyed on inode and ctime as well: neither can be set back by a user."""
+    model, rm_dir = registered
+    monkeypatch.setattr("engine.backbone._RACY_NS", 0, raising=False)  # cache even just-written files
+    assert model.verified_weights() == str(rm_dir)  # the fingerprint is cached now
+    [weights] = rm_dir.glob("*.safetensors")
+    if replace:  # another file (another inode) with the same size and mtime moved over the weights
+        copy = tmp_path / "copy.safetensors"
+        copy.write_bytes(weights.read_bytes())
+        _edit_keeping_size_and_mtime(copy)
+        os.replace(copy, weights)
+    else:
+        time.sleep(0.02)  # past the kernel's timestamp tick: the write moves ctime
+        _edit_keeping_size_and_mtime(weights)
+    with pytest.raises(WorkbenchError, match="changed since tiny@1 was registered"):
+        model.verified_weights()
+
+
+def test_a_hash_of_files_changed_just_before_is_not_cached(tmp_path):
+    """Racy timestamps: a file changed within the filesystem's timestamp tick of the hash could
+    change again unseen, so that hash is recomputed next time rather than trusted."""
+    from engine.backbone import fingerprint_cache_path, model_fingerprint
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    model_fingerprint(model)
+    assert not fingerprint_cache_path(model).exists()

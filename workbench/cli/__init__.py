@@ -43,6 +43,14 @@ class Context:
     def progress(self) -> bool:
         return not self.quiet
 
+    def job_slot(self, kind: str, shared: bool = False):
+        """The store's job slot for a long command (`workbench.job_slots`): the app and the CLI never
+        run two trainings, or two sampling/scoring/evaluation jobs, at once on one store."""
+        from workbench.job_slots import cli_slot
+
+        command = click.get_current_context().command_path
+        return cli_slot(self.db, kind, f"{command} (pid {os.getpid()})", shared=shared)
+
 
 pass_ctx = click.make_pass_decorator(Context)
 

@@ -57,16 +57,17 @@ def sample_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, 
       workbench sample --endpoint http://gpu1:8000 --endpoint http://gpu2:8000 --model Qwen/Qwen2.5-7B-Instruct --n 8
     """
     params = _params(temperature, top_p, max_new_tokens, seed)
-    if served is not None:
-        from workbench.endpoints.sampling import sample_from_endpoints
+    with ctx.job_slot("sample"):
+        if served is not None:
+            from workbench.endpoints.sampling import sample_from_endpoints
 
-        result = sample_from_endpoints(ctx.store, served, n, params=params, selection=selection,
-                                       progress=ctx.progress)
-    else:
-        from workbench.sampling import sample_responses
+            result = sample_from_endpoints(ctx.store, served, n, params=params, selection=selection,
+                                           progress=ctx.progress)
+        else:
+            from workbench.sampling import sample_responses
 
-        result = sample_responses(ctx.store, policy, n, params=params, selection=selection, batch_size=batch_size,
-                                  backend=backend, progress=ctx.progress)
+            result = sample_responses(ctx.store, policy, n, params=params, selection=selection,
+                                      batch_size=batch_size, backend=backend, progress=ctx.progress)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -124,8 +125,9 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
     if served is not None:
         from workbench.endpoints.scoring import score_with_endpoint
 
-        result = score_with_endpoint(ctx.store, served, name=rm, selection=selection, generation_run=generation_run,
-                                     batch_size=batch_size, progress=ctx.progress)
+        with ctx.job_slot("score"):
+            result = score_with_endpoint(ctx.store, served, name=rm, selection=selection,
+                                         generation_run=generation_run, batch_size=batch_size, progress=ctx.progress)
         _echo_scored(result, "", as_json)
         return
     if not rm:
@@ -133,9 +135,11 @@ def score_command(ctx: Context, rm, selection, generation_run, max_length, max_t
     from workbench.scoring import score_responses
 
     rank, world = _shard(shard)
-    result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
-                             max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                             shard=(rank, world), progress=ctx.progress, trust_remote_code=trust_remote_code)
+    with ctx.job_slot("score", shared=world > 1):  # the shards of one run share it
+        result = score_responses(ctx.store, rm, selection=selection, generation_run=generation_run,
+                                 max_length=max_length, max_tokens_per_batch=max_tokens_per_batch,
+                                 precision=precision, shard=(rank, world), progress=ctx.progress,
+                                 trust_remote_code=trust_remote_code)
     _echo_scored(result, f" (shard {rank}/{world})" if world > 1 else "", as_json)
 
 
@@ -182,10 +186,11 @@ def bon_command(ctx: Context, policy, n, temperature, top_p, max_new_tokens, see
     """
     from workbench.bon import best_of_n
 
-    result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
-                       selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
-                       max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
-                       trust_remote_code=trust_remote_code, served=served)
+    with ctx.job_slot("bon"):
+        result = best_of_n(ctx.store, policy, rm, n, params=_params(temperature, top_p, max_new_tokens, seed),
+                           selection=selection, batch_size=batch_size, backend=backend, progress=ctx.progress,
+                           max_length=max_length, max_tokens_per_batch=max_tokens_per_batch, precision=precision,
+                           trust_remote_code=trust_remote_code, served=served)
     if as_json:
         emit_json(result.as_dict())
     else:

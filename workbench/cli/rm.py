@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import click
@@ -82,9 +83,10 @@ def rm_train(ctx: Context, data, fmt, skip_invalid, from_store, pair_filter, bas
     config = TrainConfig(base=base, out_dir=out_dir, **settings)
     # Under torchrun only rank 0 opens the store (DuckDB allows one process per file).
     store = ctx.store if int(os.environ.get("RANK", "0")) == 0 else None
-    summary = train_rm(store, config, data=data, pair_filter=pair_filter, fmt=fmt,
-                       skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
-                       resume=resume, progress=ctx.progress, allow_pickle=allow_pickle)
+    with ctx.job_slot("train") if store is not None else contextlib.nullcontext():  # rank 0 holds it for all
+        summary = train_rm(store, config, data=data, pair_filter=pair_filter, fmt=fmt,
+                           skip_invalid=skip_invalid, eval_fraction=eval_fraction, eval_data=eval_data, name=name,
+                           resume=resume, progress=ctx.progress, allow_pickle=allow_pickle)
     if store is None:
         return
     if as_json:
@@ -130,9 +132,16 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filt
       workbench rm eval --rm my-trl-rm --data pairs.jsonl --precision fp32
       workbench rm eval --rm demo-rm-v2 --compared-with demo-rm --from-store --label human
     """
+    pair_filter = store_pairs(from_store, pair_filter)
+    with ctx.job_slot("eval"):
+        _rm_eval(ctx, rm_ref, data, fmt, skip_invalid, pair_filter, max_length, precision, trust_remote_code,
+                 as_json)
+
+
+def _rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, pair_filter, max_length, precision, trust_remote_code,
+             as_json) -> None:
     from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
-    pair_filter = store_pairs(from_store, pair_filter)
     if fmt == "rewardbench":
         if pair_filter is not None:
             raise click.UsageError("--format rewardbench reads --data files, not --from-store")
