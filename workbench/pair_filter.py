@@ -38,6 +38,8 @@ class PairFilter:
     max_chars: int | None = _option("Both replies at most this many characters.", "Length to (chars)")
     exclude_flagged: bool = _option("Drop pairs with a truncated or repetitive reply.",
                                     "Drop pairs with a truncated or repetitive reply", default=False)
+    generation_run: str | None = _option("Only pairs of replies both sampled by this generation run.",
+                                         "Generation run")
     limit: int | None = _option("At most this many pairs (in pair-id order).", "At most")
 
     def validate(self) -> None:

@@ -11,6 +11,8 @@ lane (`workbench/store/bulk_import.py`, `content_ids.py`), one module per concer
     pair_filter        the pair filter (one SQL fragment for the export and the app's index)
     export             the export query and its staging
     pair_index         the app's in-memory curation index
+    policies           policies trained here (DPO) and policy evaluations
+    rounds             iterative DPO rounds and their prompt slices
     stats              table counts, scores per model, pairs per labeler
     overview           the Overview's histograms, length bias and ties
     browse             the prompt browser's pages and detail
@@ -28,8 +30,10 @@ from workbench.store.queries.overview import *  # noqa: F401,F403
 from workbench.store.queries.pair_filter import *  # noqa: F401,F403
 from workbench.store.queries.pair_index import *  # noqa: F401,F403
 from workbench.store.queries.pairs import *  # noqa: F401,F403
+from workbench.store.queries.policies import *  # noqa: F401,F403
 from workbench.store.queries.prompts_responses import *  # noqa: F401,F403
 from workbench.store.queries.reward_models import *  # noqa: F401,F403
+from workbench.store.queries.rounds import *  # noqa: F401,F403
 from workbench.store.queries.runs import *  # noqa: F401,F403
 from workbench.store.queries.scores import *  # noqa: F401,F403
 from workbench.store.queries.stats import *  # noqa: F401,F403

@@ -21,7 +21,7 @@ LEFT JOIN reward_models m ON m.rm_id = pr.rm_id
 PAIR_COLUMNS = """
     pr.pair_id, pr.prompt_id, pr.chosen_id, pr.rejected_id, pr.label_source, pr.rm_id, pr.strategy,
     pr.score_chosen, pr.score_rejected, pr.margin, pr.run_id, p.source, p.tags,
-    c.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
+    c.n_chars AS chosen_chars, r.n_chars AS rejected_chars, c.run_id AS chosen_run, r.run_id AS rejected_run,
     coalesce(m.name || '@' || m.version, 'human') AS labeler,
     (coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
      OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged
@@ -40,6 +40,7 @@ PAIR_CONDITIONS = {
     "min_chars": "least(chosen_chars, rejected_chars) >= $min_chars",
     "max_chars": "greatest(chosen_chars, rejected_chars) <= $max_chars",
     "exclude_flagged": "NOT flagged",
+    "generation_run": "chosen_run = $generation_run AND rejected_run = $generation_run",
 }
 # An old store may hold non-finite scores (refused at entry since): such pairs never pass a filter.
 _FINITE = ("coalesce(isfinite(score_chosen), true) AND coalesce(isfinite(score_rejected), true)"
