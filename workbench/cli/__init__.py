@@ -122,7 +122,7 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
 
 def load_commands() -> click.Group:
     """The `workbench` group with every command module imported (each registers its commands)."""
-    from workbench.cli import app, data, demo, dpo, generate, rm, serve  # noqa: F401
+    from workbench.cli import app, data, demo, dpo, generate, rm, rounds, serve  # noqa: F401
 
     return cli
 
