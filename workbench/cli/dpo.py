@@ -19,13 +19,15 @@ def _click_type(annotation):
     return base if base in (int, float, str, bool) else str
 
 
-def dpo_config_options(command):
-    """One option per DPOTrainConfig field, with the field's help (TRL style: the dataclass drives the CLI);
-    the command receives the ones given as `dpo_settings`."""
+def dpo_config_options(command=None, *, skip: frozenset = frozenset(_EXPLICIT)):
+    """One option per DPOTrainConfig field (but `skip`), with the field's help (TRL style: the dataclass
+    drives the CLI); the command receives the ones given as `dpo_settings`."""
     from functools import wraps
 
+    if command is None:
+        return lambda c: dpo_config_options(c, skip=skip)
     hints = typing.get_type_hints(DPOTrainConfig)
-    names = [f.name for f in dataclasses.fields(DPOTrainConfig) if f.name not in _EXPLICIT]
+    names = [f.name for f in dataclasses.fields(DPOTrainConfig) if f.name not in skip]
 
     @wraps(command)
     def wrapper(*args, **kwargs):
@@ -33,7 +35,7 @@ def dpo_config_options(command):
         return command(*args, dpo_settings={k: v for k, v in settings.items() if v is not None}, **kwargs)
 
     for f in reversed(dataclasses.fields(DPOTrainConfig)):
-        if f.name in _EXPLICIT:
+        if f.name in skip:
             continue
         flag, kind = "--" + f.name.replace("_", "-"), _click_type(hints[f.name])
         if kind is bool:

@@ -62,3 +62,100 @@ def eval_policy_command(ctx: Context, policy_a, policy_b, rm, heldout_rm, select
         emit_json(report.as_dict())
     else:
         click.echo("\n".join(describe_report(report)))
+
+
+# The pair filter's fields a round takes as options: the rest it sets itself (its labeler, strategy and run).
+ROUND_FILTER_FIELDS = ("min_margin", "min_score", "max_score", "min_chars", "max_chars", "exclude_flagged")
+
+
+def round_options(command):
+    """One option per RoundConfig field, the DPO hyper-parameters and the round's pair-filter fields;
+    the command receives `round_config`, `dpo_settings` and `pair_filter`."""
+    import dataclasses
+    import typing
+    from functools import wraps
+
+    from workbench.cli.dpo import dpo_config_options
+    from workbench.pair_filter import PairFilter, field_type, option_name
+    from workbench.rounds import RoundConfig
+
+    hints = typing.get_type_hints(RoundConfig)
+    names = [f.name for f in dataclasses.fields(RoundConfig)]
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        config = RoundConfig(**{n: kwargs.pop(n) for n in names})
+        chosen = {n: kwargs.pop(n) for n in ROUND_FILTER_FIELDS}
+        return command(*args, round_config=config, pair_filter=PairFilter(**chosen), **kwargs)
+
+    filters = {f.name: f for f in dataclasses.fields(PairFilter)}
+    for name in reversed(ROUND_FILTER_FIELDS):
+        f, kind = filters[name], field_type(name)
+        flag_help = f"Pair filter before DPO: {f.metadata['help']}"
+        wrapper = (click.option(option_name(name), name, is_flag=True, help=flag_help) if kind is bool else
+                   click.option(option_name(name), name, type=kind, help=flag_help))(wrapper)
+    for f in reversed(dataclasses.fields(RoundConfig)):
+        kind = typing.get_args(hints[f.name]) or (hints[f.name],)
+        kind = next(k for k in kind if k is not type(None))
+        choices = f.metadata.get("choices")
+        wrapper = click.option(option_name(f.name), f.name, type=click.Choice(choices) if choices else kind,
+                               default=f.default, show_default=f.default is not None,
+                               required=f.name == "rm", help=f.metadata["help"])(wrapper)
+    return dpo_config_options(wrapper, skip=frozenset({"policy", "out_dir", "reference"}))
+
+
+@cli.command("round")
+@round_options
+@click.option("--rounds", "count", type=int, default=1, show_default=True, help="Run this many rounds in a row.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def round_command(ctx: Context, round_config, dpo_settings, pair_filter, count, as_json) -> None:
+    """One round of iterative DPO: fresh prompts -> N samples from the current policy -> scores -> pairs ->
+    DPO (reference: the first policy, or --reference previous) -> evaluation against the first policy on
+    the held-out prompts. Rerun the same command after an interruption: it finishes the round.
+
+    \b
+    Example:
+      workbench round --rm rm-hh-a --heldout-rm rm-hh-b --source hh-rlhf-harmless-1800 \\
+          --prompts 200 --eval-prompts 200 --n 4 --max-new-tokens 64 --max-steps 25 --json
+      workbench round --rm demo-rm --rounds 3 --prompts 50 --eval-prompts 50
+    """
+    from workbench.rounds import run_rounds
+
+    results = run_rounds(ctx.store, round_config, count, dpo_settings=dpo_settings, pair_filter=pair_filter,
+                         progress=ctx.progress)
+    if as_json:
+        emit_json([r.as_dict() for r in results])
+        return
+    for r in results:
+        h = r.evaluation["training_rm"]
+        click.echo(f"Round {r.round}: {r.policy_in} -> {r.policy_out} on {r.train_prompts} prompts; win rate vs the "
+                   f"first policy {h['win_rate']:.3f} [{h['win_rate_ci'][0]:.3f}, {h['win_rate_ci'][1]:.3f}], "
+                   f"length-controlled {h['lc_win_rate']:.3f}; phases {r.phase_seconds} s.")
+
+
+@cli.command("rounds")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def rounds_command(ctx: Context, as_json) -> None:
+    """List the rounds: policies in and out, reference, prompts, export hash, evaluation.
+
+    \b
+    Example:
+      workbench rounds --json
+    """
+    from workbench.rounds import list_rounds
+
+    rounds = list_rounds(ctx.store)
+    if as_json:
+        emit_json(rounds)
+        return
+    if not rounds:
+        click.echo("No rounds yet: start one with `workbench round --rm MODEL`.")
+    for r in rounds:
+        line = f"Round {r['round']} ({r['status']}, phase {r['phase']}): {r['policy_in']} -> {r['policy_out'] or '?'}"
+        line += f", reference {r['reference']}, {r['train_prompts']} prompts"
+        if r["evaluation"]:
+            h = r["evaluation"]["training_rm"]
+            line += f", win rate vs first {h['win_rate']:.3f} [{h['win_rate_ci'][0]:.3f}, {h['win_rate_ci'][1]:.3f}]"
+        click.echo(line)
