@@ -159,3 +159,71 @@ def rounds_command(ctx: Context, as_json) -> None:
             h = r["evaluation"]["training_rm"]
             line += f", win rate vs first {h['win_rate']:.3f} [{h['win_rate_ci'][0]:.3f}, {h['win_rate_ci'][1]:.3f}]"
         click.echo(line)
+
+
+def dpo_config_options_for_ablate():
+    from workbench.cli.dpo import dpo_config_options
+
+    return dpo_config_options(skip=frozenset({"policy", "out_dir", "reference"}))
+
+
+def pair_filter_options_for_ablate():
+    """The curated arm's filter: every PairFilter field but the labeler and the run (the round's)."""
+    import dataclasses
+    from functools import wraps
+
+    from workbench.pair_filter import PairFilter, field_type, option_name
+
+    names = [f.name for f in dataclasses.fields(PairFilter) if f.name not in ("rm", "generation_run", "label")]
+
+    def decorate(command):
+        @wraps(command)
+        def wrapper(*args, **kwargs):
+            return command(*args, pair_filter=PairFilter(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
+        for f in reversed([f for f in dataclasses.fields(PairFilter) if f.name in names]):
+            kind = field_type(f.name)
+            option = click.option(option_name(f.name), f.name, is_flag=True, help=f.metadata["help"]) if kind is bool \
+                else click.option(option_name(f.name), f.name, type=kind, help=f.metadata["help"])
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+@cli.command("ablate")
+@click.option("--round", "round_number", type=int, default=1, show_default=True,
+              help="The round whose start policy and scored samples both arms train from.")
+@click.option("--baseline", type=click.Choice(["random-pair", "unfiltered"]), default="random-pair",
+              show_default=True, help="random-pair: one random pair of the same replies per prompt; unfiltered: "
+                                      "random pairs from every ordered pair.")
+@click.option("--out-root", default="runs/ablation", show_default=True, help="Where the pair files and DPO runs go.")
+@click.option("--heldout-rm", help="Held-out reward model for the evaluation.")
+@click.option("--max-new-tokens", type=int, default=128, show_default=True, help="Tokens per evaluation reply.")
+@click.option("--eval-seed", type=int, default=1234, show_default=True)
+@dpo_config_options_for_ablate()
+@pair_filter_options_for_ablate()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def ablate_command(ctx: Context, round_number, baseline, out_root, heldout_rm, max_new_tokens, eval_seed,
+                   dpo_settings, pair_filter, as_json) -> None:
+    """The measured value of a pair filter: DPO from the same start with the same hyper-parameters, seed and
+    number of pairs on (a) the curated selection and (b) a baseline, both evaluated against the start and
+    each other on the held-out prompts.
+
+    \b
+    Example:
+      workbench ablate --round 1 --strategy best-vs-worst --min-margin 1.0 --baseline random-pair \\
+          --heldout-rm rm-hh-b --max-steps 25 --json
+    """
+    from workbench.ablation import ablate, ablation_table
+
+    report = ablate(ctx.store, round_number, pair_filter, baseline=baseline, dpo_settings=dpo_settings,
+                    out_root=out_root, heldout_rm=heldout_rm,
+                    eval_params=SamplingParams(0.7, 0.95, max_new_tokens, eval_seed), progress=ctx.progress)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"{report.pairs_each} pairs each (curated selection {report.curated_available}, baseline "
+                   f"{report.baseline_available}):")
+        click.echo("\n".join(ablation_table(report)))

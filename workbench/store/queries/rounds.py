@@ -97,3 +97,28 @@ def round_score_summary(con, generation_run: str, rm_id: str) -> dict:
         FROM responses r JOIN scores s ON s.response_id = r.response_id AND s.rm_id = ?
         WHERE r.run_id = ?""", [rm_id, generation_run])
     return rows[0] if rows else {}
+
+
+def generation_scores(con, generation_run: str, rm_id: str) -> list[tuple[float, int]]:
+    """(score, characters) of every sample of a generation run scored by one reward model."""
+    return fetch_rows(con, "SELECT s.score, r.n_chars FROM responses r JOIN scores s ON s.response_id = r.response_id "
+                           "AND s.rm_id = ? WHERE r.run_id = ? ORDER BY r.response_id", [rm_id, generation_run])
+
+
+def export_path_by_hash(con, content_hash: str) -> str | None:
+    return fetch_value(con, "SELECT path FROM exports WHERE content_hash = ? ORDER BY created_at DESC LIMIT 1",
+                       [content_hash])
+
+
+def run_summary(con, run_id: str) -> dict:
+    value = fetch_value(con, "SELECT summary FROM runs WHERE run_id = ?", [run_id])
+    return json.loads(value) if value else {}
+
+
+def ablation_reports(con) -> list[dict]:
+    """Stored evaluations that compare the arms of an ablation (policies named ablate-*), newest first."""
+    rows = fetch_dicts(con, "SELECT policy_a, policy_b, report, created_at FROM policy_evals "
+                            "WHERE policy_a LIKE 'ablate-%' ORDER BY created_at DESC")
+    for row in rows:
+        row["report"] = json.loads(row["report"])
+    return rows
