@@ -10,7 +10,7 @@ mkdir -p "$OUT" && head -900 ../shared/data/hh-rlhf-harmless-1800.jsonl > "$OUT/
     && tail -900 ../shared/data/hh-rlhf-harmless-1800.jsonl > "$OUT/hh-b.jsonl"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 W="python -m workbench --db $OUT/m.duckdb"
-$W import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid
+$W import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid --rejects "$OUT/rejects.jsonl"
 $W rm train --data "$OUT/hh-a.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-a" --name rm-hh-a
 $W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-b" --name rm-hh-b
 date -u
