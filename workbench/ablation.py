@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.data import SamplingParams
 from engine.dpo import DPOTrainConfig
+from workbench import ids
 from workbench.errors import WorkbenchError
 from workbench.pair_filter import PairFilter
 from workbench.selection import PromptSelection
@@ -55,16 +56,20 @@ def ablate(store: Store, round_number: int, curated: PairFilter, *, baseline: st
 
     if baseline not in BASELINES:
         raise WorkbenchError(f"--baseline must be one of {', '.join(BASELINES)}")
-    start, run, rm, eval_ids = _round_start(store, round_number)
+    start, run, rm, strategy, eval_ids = _round_start(store, round_number)
     DPOTrainConfig(**(dpo_settings or {}))
-    out = Path(out_root) / f"round-{round_number}"
-    curated = PairFilter(**{**curated.as_dict(), "rm": rm, "generation_run": run})
+    # the round's own pair strategy unless another is asked for: never the baseline's all-above-margin pairs
+    curated = PairFilter(**{**curated.as_dict(), "rm": rm, "generation_run": run,
+                            "strategy": curated.strategy or strategy})
+    tag = ids.digest(ids.canonical_json({"filter": curated.as_dict(), "baseline": baseline, "seed": seed,
+                                         "dpo": dpo_settings or {}}))[:8]
+    out = Path(out_root) / f"round-{round_number}-{tag}"
     files, counts = _pair_files(store, out, curated, rm, run, baseline, seed, progress)
     names = {}
     for arm in ("curated", "baseline"):
         config = DPOTrainConfig(**{**(dpo_settings or {}), "policy": start, "reference": None,
                                    "out_dir": str(out / arm), "seed": (dpo_settings or {}).get("seed", seed)})
-        names[arm] = train_policy(store, config, f"ablate-{round_number}-{arm}", pairs_file=files[arm],
+        names[arm] = train_policy(store, config, f"ablate-{round_number}-{tag}-{arm}", pairs_file=files[arm],
                                   progress=progress).name
     selection = PromptSelection(prompt_ids=eval_ids)
     comparisons = []
@@ -76,13 +81,14 @@ def ablate(store: Store, round_number: int, curated: PairFilter, *, baseline: st
                           counts["baseline"], names, comparisons)
 
 
-def _round_start(store: Store, number: int) -> tuple[str, str, str, list[str]]:
+def _round_start(store: Store, number: int) -> tuple[str, str, str, str, list[str]]:
     with store.connect() as con:
         found = queries.get_round(con, number)
         if found is None or not found.get("generation_run"):
             raise WorkbenchError(f"round {number} has no scored samples yet: run `workbench round` first")
         eval_ids = queries.round_prompt_ids(con, 1, "eval")
-    return found["policy_in"], found["generation_run"], found["config"]["round"]["rm"], eval_ids
+    config = found["config"]["round"]
+    return found["policy_in"], found["generation_run"], config["rm"], config["strategy"], eval_ids
 
 
 def _pair_files(store: Store, out: Path, curated: PairFilter, rm: str, run: str, baseline: str, seed: int,

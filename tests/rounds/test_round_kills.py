@@ -87,3 +87,22 @@ def test_training_prompts_are_refused_for_evaluation_and_fresh_prompts_must_rema
     assert refused.exit_code == 1 and "only 3 prompts of the pool are fresh" in refused.output
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM rounds").fetchall()[0][0] == 1
+
+
+@pytest.mark.slow
+def test_ablate_trains_both_arms_on_the_same_number_of_pairs_and_compares_them(killed_round, tmp_path):
+    from workbench.policies import lookup_policy
+
+    store, _, _ = killed_round
+    result = CliRunner().invoke(load_commands(), [
+        "--db", str(store.path), "-q", "ablate", "--round", "1", "--min-margin", "0", "--baseline", "random-pair",
+        "--out-root", str(tmp_path), "--max-new-tokens", "6", *TINY_DPO, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{\n"):])
+    assert report["pairs_each"] == min(report["curated_available"], report["baseline_available"]) > 0
+    files = {arm: next(tmp_path.glob(f"round-1-*/{arm}.jsonl")) for arm in ("curated", "baseline")}
+    assert [len(f.read_text().splitlines()) for f in files.values()] == [report["pairs_each"]] * 2
+    curated, baseline = (lookup_policy(store, report["policies"][arm]) for arm in ("curated", "baseline"))
+    assert curated["hyper_parameters"] == baseline["hyper_parameters"] and curated["base"] == baseline["base"]
+    assert [(c["policy_a"], c["policy_b"]) for c in report["comparisons"]] == [
+        (curated["name"], curated["base"]), (baseline["name"], curated["base"]), (curated["name"], baseline["name"])]
