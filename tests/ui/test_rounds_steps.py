@@ -53,3 +53,11 @@ def test_round_and_ablation_jobs_are_real_cli_calls(ctx):
         steps.round_argv(ctx, ["/etc/passwd", *values[1:]])
     with pytest.raises(WorkbenchError, match="minimum margin"):
         steps.ablate_argv(ctx, [*values[:-1], ""])
+
+
+def test_the_app_has_a_rounds_tab_with_its_jobs(ctx, tmp_path):
+    from ui.app import build_app
+
+    demo = build_app(ctx.store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
+    names = {d.api_name for d in demo.fns.values() if d.api_visibility == "public"}
+    assert {"round_start", "ablate_start", "rounds_cancel"} <= names
