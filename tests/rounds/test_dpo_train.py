@@ -102,9 +102,10 @@ def test_sigkill_mid_training_then_the_rerun_resumes_from_the_last_checkpoint(tm
     child = subprocess.Popen([sys.executable, "-m", "workbench", *argv], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
-        deadline = time.monotonic() + 300
-        while not list(out.glob("checkpoints/checkpoint-*/checkpoint_complete")) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 900
+        while not list(out.glob("checkpoints/checkpoint-*/checkpoint_complete")):
             assert child.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within the deadline"
             time.sleep(0.2)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
