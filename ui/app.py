@@ -25,7 +25,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, sample_tab
+from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, rounds_tab, sample_tab
 from ui.context import AppContext
 from ui.curve import CSS as CURVE_CSS
 from ui.exposure import check_exposure, host_guard, is_loopback
@@ -59,10 +59,12 @@ def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: s
                 retrain = retrain_tab.build(ctx, curate["filters"])
             with gr.Tab("Compare reward models", id="compare") as compare_t:
                 compared = compare_tab.build(ctx)
+            with gr.Tab("Rounds", id="rounds") as rounds_t:
+                rounds = rounds_tab.build(ctx)
         # Each tab reloads what it shows when opened: the CLI or another tab may have changed the store.
         overview["refresh_on"](demo.load)
         for tab, parts in ((overview_t, overview), (browse_t, browse), (sample_t, sample), (curate_t, curate),
-                           (retrain_t, retrain), (compare_t, compared)):
+                           (retrain_t, retrain), (compare_t, compared), (rounds_t, rounds)):
             parts["refresh_on"](tab.select)
     demo.workbench = ctx  # for tests and `close_app`
     return demo

@@ -1,5 +1,5 @@
-"""Which models the app may load: `smollm2`, the directories the store already knows (policies of
-earlier generation runs, registered reward models) and what lies under the `--models-dir` given
+"""Which models the app may load: `smollm2`, the policies trained here (by name or directory), the
+directories the store already knows (policies of earlier generation runs, registered reward models) and what lies under the `--models-dir` given
 to `workbench ui` at launch. Anything else typed in the browser, or sent to the app's API, is
 refused: a job would otherwise load (or convert) any file the server can read.
 
@@ -52,10 +52,13 @@ class AllowedModels:
         return sorted(found)[:MAX_LISTED]
 
     def choices(self, store: Store) -> list[str]:
-        """What the app offers as policy or base model: smollm2, known policies, --models-dir's models."""
+        """What the app offers as policy or base model: smollm2, the names of policies trained here,
+        known policy directories, --models-dir's models."""
         policies, _ = self._registered(store)
         existing = [p for p in policies if Path(p).is_dir()]
-        return list(dict.fromkeys([SMOLLM2, *existing, *self.in_models_dir()]))
+        with store.connect() as con:
+            trained = [p["name"] for p in queries.list_policies(con) if Path(p["path"]).is_dir()]
+        return list(dict.fromkeys([SMOLLM2, *trained, *existing, *self.in_models_dir()]))
 
     def places(self) -> str:
         where = f"a model under {self.models_dir}" if self.models_dir else \
@@ -65,7 +68,7 @@ class AllowedModels:
     def check_model(self, store: Store, spec: str) -> str:
         """`spec` (stripped) if the app may load it as a policy or base model; else WorkbenchError."""
         spec = (spec or "").strip()
-        if spec == SMOLLM2:
+        if spec == SMOLLM2 or self._registered_policy(store, spec):
             return spec
         path = Path(spec).expanduser()
         if path.is_absolute():
@@ -87,6 +90,11 @@ class AllowedModels:
             return ref
         raise WorkbenchError(f"the app does not load reward model '{ref}': pick one registered in the store "
                              "(`workbench rm register DIR` adds one) or a directory under --models-dir")
+
+    def _registered_policy(self, store: Store, name: str) -> bool:
+        """A policy trained here (`workbench dpo train`) and registered under this name."""
+        with store.connect() as con:
+            return queries.get_policy(con, name) is not None
 
     def _under_models_dir(self, path: Path) -> bool:
         """Strictly inside --models-dir: the real path (every link followed, as the OS opens it), or the

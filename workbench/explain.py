@@ -126,7 +126,8 @@ def _pair_value(row: dict, name: str) -> str:
              "min_chars": f"lengths {row['chosen_chars']} / {row['rejected_chars']} chars",
              "max_chars": f"lengths {row['chosen_chars']} / {row['rejected_chars']} chars",
              "exclude_flagged": "flagged" if row["flagged"] else "not flagged",
-             "exclude_contaminated": "matches a benchmark" if row["contaminated"] else "no benchmark match"}
+             "exclude_contaminated": "matches a benchmark" if row["contaminated"] else "no benchmark match",
+             "generation_run": f"replies from runs {row['chosen_run']} / {row['rejected_run']}"}
     return f"the pair has {shown[name]}"
 
 

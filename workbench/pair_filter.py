@@ -41,6 +41,8 @@ class PairFilter:
     exclude_contaminated: bool = _option("Drop pairs whose prompt or a reply matches a benchmark "
                                          "(flagged by `workbench decontaminate`).",
                                          "Drop pairs that match a benchmark", default=False)
+    generation_run: str | None = _option("Only pairs of replies both sampled by this generation run.",
+                                         "Generation run")
     limit: int | None = _option("At most this many pairs (in pair-id order).", "At most")
 
     def validate(self) -> None:

@@ -63,7 +63,9 @@ def sample_responses(store: Store, policy_spec: str, n: int, *, params: Sampling
         prompts = queries.select_prompts(con, selection.as_dict())
     if not prompts:
         raise WorkbenchError("no prompts match the selection: import some with `workbench import --format prompts`")
-    path = policy.path if policy is not None else resolve_model_path(policy_spec)
+    from workbench.policies import policy_path
+
+    path = policy.path if policy is not None else resolve_model_path(policy_path(store, policy_spec))
     config = generation_config(path, model_fingerprint(path), n, params, selection, backend)
     run_id = ids.run_id("generation", {k: v for k, v in config.items() if k != "policy"}
                         | {"policy": config["policy"]["fingerprint"]})

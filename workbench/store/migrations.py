@@ -164,9 +164,56 @@ def _m003_content_ids(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE picks; DROP TABLE response_ids; DROP TABLE prompt_ids")
 
 
+# Policies trained here (DPO) and the rounds of iterative DPO that produced them.
+M004_POLICIES_ROUNDS = """
+CREATE TABLE policies (
+    policy_id   VARCHAR PRIMARY KEY,   -- content hash of the merged weights (model_fingerprint)
+    name        VARCHAR NOT NULL UNIQUE,
+    path        VARCHAR NOT NULL,      -- merged weights a plain AutoModelForCausalLM loads
+    base        VARCHAR NOT NULL,      -- the policy training started from (its spec as given)
+    reference   VARCHAR NOT NULL,      -- DPO's reference model
+    export_hash VARCHAR NOT NULL,      -- sha256 of the pairs file it was trained on
+    hyper_parameters JSON NOT NULL,
+    run_id      VARCHAR NOT NULL,      -- the training run
+    created_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE rounds (
+    round       INTEGER PRIMARY KEY,   -- 1, 2, ... in the order they were started
+    status      VARCHAR NOT NULL,      -- running | completed
+    phase       VARCHAR NOT NULL,      -- the last phase finished: started | sampled | scored | paired | trained | evaluated
+    policy_in   VARCHAR NOT NULL,      -- spec of the policy that sampled this round
+    policy_out  VARCHAR,               -- name of the registered policy it trained
+    reference   VARCHAR NOT NULL,
+    config      JSON NOT NULL,         -- prompt selection, sampling, labelers, pair rule, filter, DPO config
+    generation_run VARCHAR,
+    export_hash VARCHAR,
+    evaluation  JSON,
+    started_at  TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP
+);
+
+CREATE TABLE round_prompts (
+    round     INTEGER NOT NULL,
+    prompt_id VARCHAR NOT NULL,
+    role      VARCHAR NOT NULL,        -- train | eval
+    PRIMARY KEY (round, prompt_id, role)
+);
+
+CREATE TABLE policy_evals (
+    eval_id    VARCHAR PRIMARY KEY,    -- content hash of what was compared and how
+    policy_a   VARCHAR NOT NULL,
+    policy_b   VARCHAR NOT NULL,
+    config     JSON NOT NULL,
+    report     JSON NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
+
 # Benchmark prompts found in the store (`workbench decontaminate`): one row per flagged prompt, or
 # reply (`response_id` set), and benchmark; a rerun for the same benchmark replaces its rows.
-M009_CONTAMINATION = """
+M005_CONTAMINATION = """
 CREATE TABLE contamination (
     benchmark    VARCHAR NOT NULL,     -- the benchmark's name (--name, else the file's name)
     prompt_id    VARCHAR NOT NULL,
@@ -204,7 +251,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (1, "m001_initial", _sql(M001_INITIAL)),
     (2, "m002_response_signals", _sql(M002_RESPONSE_SIGNALS)),
     (3, "m003_content_ids", _m003_content_ids),
-    (9, "m009_contamination_and_duplicates", _sql(M009_CONTAMINATION)),
+    (4, "m004_policies_rounds", _sql(M004_POLICIES_ROUNDS)),
+    (5, "m005_contamination_and_duplicates", _sql(M005_CONTAMINATION)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

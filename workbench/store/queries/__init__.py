@@ -14,6 +14,8 @@ SQL that serves a single workbench module live beside this package: see `workben
     duplicates         duplicate prompts, exact and near (`workbench dedup`)
     explain            why a pair is in or out of a selection; the filter waterfall
     pair_index         the app's in-memory curation index
+    policies           policies trained here (DPO) and policy evaluations
+    rounds             iterative DPO rounds and their prompt slices
     stats              table counts, scores per model, pairs per labeler
     labelers           who labelled given pairs (to keep a model from being graded on its own labels)
     overview           the Overview's histograms, length bias and ties
@@ -36,8 +38,10 @@ from workbench.store.queries.overview import *  # noqa: F401,F403
 from workbench.store.queries.pair_filter import *  # noqa: F401,F403
 from workbench.store.queries.pair_index import *  # noqa: F401,F403
 from workbench.store.queries.pairs import *  # noqa: F401,F403
+from workbench.store.queries.policies import *  # noqa: F401,F403
 from workbench.store.queries.prompts_responses import *  # noqa: F401,F403
 from workbench.store.queries.reward_models import *  # noqa: F401,F403
+from workbench.store.queries.rounds import *  # noqa: F401,F403
 from workbench.store.queries.runs import *  # noqa: F401,F403
 from workbench.store.queries.scores import *  # noqa: F401,F403
 from workbench.store.queries.stats import *  # noqa: F401,F403

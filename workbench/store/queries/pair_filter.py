@@ -22,7 +22,7 @@ LEFT JOIN reward_models m ON m.rm_id = pr.rm_id
 PAIR_COLUMNS = """
     pr.pair_id, pr.prompt_id, pr.chosen_id, pr.rejected_id, pr.label_source, pr.rm_id, pr.strategy,
     pr.score_chosen, pr.score_rejected, pr.margin, pr.run_id, p.source, p.tags,
-    c.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
+    c.n_chars AS chosen_chars, r.n_chars AS rejected_chars, c.run_id AS chosen_run, r.run_id AS rejected_run,
     coalesce(m.name || '@' || m.version, 'human') AS labeler,
     (coalesce(c.flag_truncated, false) OR coalesce(c.flag_repetition, false)
      OR coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged,
@@ -45,6 +45,7 @@ PAIR_CONDITIONS = {
     "max_chars": "greatest(chosen_chars, rejected_chars) <= $max_chars",
     "exclude_flagged": "NOT flagged",
     "exclude_contaminated": "NOT contaminated",
+    "generation_run": "chosen_run = $generation_run AND rejected_run = $generation_run",
 }
 # Fields that are flags: off binds NULL (selects everything), like a field left empty.
 FLAG_FIELDS = ("exclude_flagged", "exclude_contaminated")
@@ -62,7 +63,7 @@ PAIR_FILTER = "\n    AND ".join([FINITE_SCORES, *FIELD_CONDITIONS.values()])
 REPLY_AS_PAIR = """
 SELECT r.response_id, p.source, p.tags, s.rm_id, s.score AS score_chosen, s.score AS score_rejected,
        NULL::DOUBLE AS margin, NULL::VARCHAR AS label_source, NULL::VARCHAR AS strategy,
-       r.n_chars AS chosen_chars, r.n_chars AS rejected_chars,
+       r.n_chars AS chosen_chars, r.n_chars AS rejected_chars, r.run_id AS chosen_run, r.run_id AS rejected_run,
        (coalesce(r.flag_truncated, false) OR coalesce(r.flag_repetition, false)) AS flagged,
        (r.prompt_id IN (SELECT prompt_id FROM contamination WHERE response_id IS NULL)
         OR r.response_id IN (SELECT response_id FROM contamination WHERE response_id IS NOT NULL)) AS contaminated
