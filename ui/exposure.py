@@ -14,7 +14,7 @@ import ipaddress
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+from workbench.serving.guards import LOOPBACK_NAMES, allowed_hosts  # noqa: F401  one Host rule: app and reward server
 
 
 def is_loopback(host: str) -> bool:
@@ -31,11 +31,6 @@ def check_exposure(host: str, auth: str | None) -> None:
     if not is_loopback(host) and not auth:
         raise ValueError(f"listening on {host} would let anyone who can reach this machine use the app: "
                          "add --auth USER:PASS (or set $WORKBENCH_UI_AUTH), or keep the default --host 127.0.0.1")
-
-
-def allowed_hosts(host: str) -> list[str]:
-    """Host header values accepted when no login is required: the bound address and loopback names."""
-    return sorted({host, *LOOPBACK_NAMES})
 
 
 def host_guard(host: str, auth: str | None) -> list[Middleware]:

@@ -74,7 +74,8 @@ class ServerMetrics:
         """The Prometheus text exposition (version 0.0.4)."""
         with self._lock:
             logged, pending = self.rollouts()
-            lines = ["# HELP workbench_rm_requests_total HTTP requests by endpoint and status code.",
+            lines = ["# HELP workbench_rm_requests_total HTTP requests by endpoint and status code "
+                     "(499: the client closed the connection before its answer; its work was dropped).",
                      "# TYPE workbench_rm_requests_total counter"]
             lines += [f'workbench_rm_requests_total{{endpoint="{e}",code="{c}"}} {n}'
                       for (e, c), n in sorted(self.requests.items())]
