@@ -17,6 +17,7 @@ from tests.serving.test_server import GatedScorer, _wait_for, chatml
 from workbench.serving.config import ServeConfig
 
 JSON = {"Content-Type": "application/json"}
+GONE = 'workbench_rm_requests_total{endpoint="/v1/score",code="499"}'
 CONVERSATION = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 
 
@@ -112,7 +113,7 @@ def test_queries_over_the_caps_are_refused_before_any_work_and_never_stored(stor
         huge = chatml([{"role": "user", "content": "x" * (2 << 20)}], "long")
         started = time.monotonic()
         answer = client.post(f"{url}/get_reward", json={"query": [chatml([], "fine"), huge]})
-        assert answer.status_code == 413 and "query 1 is 2,097,1" in answer.json()["error"], answer.text
+        assert answer.status_code == 413 and "query 1 is 2,097,2" in answer.json()["error"], answer.text
         assert "--max-query-bytes" in answer.json()["error"] and time.monotonic() - started < 10
         many = client.post(f"{url}/get_reward", json={"query": ["q"] * 5000})
         assert many.status_code == 413 and "5,000 queries" in many.json()["error"]
@@ -188,7 +189,7 @@ def test_a_client_that_drops_mid_body_is_counted_without_a_traceback(store, clie
                                      b"Content-Length: 100000\r\n\r\n", b'{"conversations": [[')
             time.sleep(0.05)
             sock.close()
-        _wait_for(lambda: metric(client.get(f"{url}/metrics").text, 'workbench_rm_requests_total{endpoint="/v1/score",code="499"}') == 5)
+        _wait_for(lambda: metric(client.get(f"{url}/metrics").text, GONE) == 5)
         assert client.post(f"{url}/v1/score", json={"conversations": [CONVERSATION]}).status_code == 200
     assert not log.tracebacks()
     assert not [r for r in log.records if r.levelno >= logging.WARNING], [r.getMessage() for r in log.records]
@@ -223,7 +224,7 @@ def test_a_request_whose_client_left_is_not_scored_logged_or_counted_as_served(s
         _wait_for(lambda: server.batcher.depth() == 1)
         dropped.join(20)
         assert answers["dropped"] == "gone"
-        _wait_for(lambda: metric(client.get(f"{url}/metrics").text, 'workbench_rm_requests_total{endpoint="/v1/score",code="499"}') == 1)
+        _wait_for(lambda: metric(client.get(f"{url}/metrics").text, GONE) == 1)
         scorer.gate.set()
         first.join(30)
         _wait_for(lambda: server.batcher.depth() == 0)
@@ -253,7 +254,7 @@ def test_a_dropped_request_in_a_running_batch_is_not_logged(store, rm_dir):
         thread.start()
         assert scorer.entered.wait(20)
         thread.join(20)
-        _wait_for(lambda: metric(httpx.get(f"{url}/metrics").text, 'code="499"') == 1)
+        _wait_for(lambda: metric(httpx.get(f"{url}/metrics").text, GONE) == 1)
         scorer.gate.set()
         _wait_for(lambda: metric(httpx.get(f"{url}/metrics").text, "workbench_rm_batches_total") == 1)
         served = server.metrics.served()
