@@ -26,7 +26,7 @@ def _conversations(tag: str, n: int):
             for i in range(n)]
 
 
-def _wait_until(probe, timeout: float = 120.0):
+def _wait_until(probe, timeout: float = 300.0):  # a cold start on a busy machine
     deadline = time.monotonic() + timeout
     while True:
         try:
