@@ -96,6 +96,24 @@ def get(tree, path):
     return tree
 
 
+MAX_BODY_CHARS = 20 << 20  # a little over the server's 16 MiB body limit: larger bodies test nothing more
+
+
+def too_big(tree, limit: int = MAX_BODY_CHARS) -> bool:
+    """Whether a JSON tree serialises to more than `limit` characters (stops counting once it does)."""
+    size, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        size += len(node) + 2 if isinstance(node, str) else 8
+        if size > limit:
+            return True
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
+    return False
+
+
 @st.composite
 def mutated_tree(draw, seed):
     tree = seed
@@ -124,7 +142,9 @@ def mutated_tree(draw, seed):
             new = {**node, draw(st.sampled_from(["step", "query", "prompts", "labels", "conversations", "extra"])): draw(json_values)}
         else:
             new = node
-        tree = replace(tree, path, new)
+        mutated = replace(tree, path, new)
+        if not too_big(mutated):  # composed "long" and "many" mutations would build gigabytes here
+            tree = mutated
     return tree
 
 
