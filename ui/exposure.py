@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from workbench.loopback import LOOPBACK_NAMES, is_loopback
+from workbench.loopback import allowed_hosts, is_loopback
 
 
 def check_exposure(host: str, auth: str | None) -> None:
@@ -20,11 +20,6 @@ def check_exposure(host: str, auth: str | None) -> None:
     if not is_loopback(host) and not auth:
         raise ValueError(f"listening on {host} would let anyone who can reach this machine use the app: "
                          "add --auth USER:PASS (or set $WORKBENCH_UI_AUTH), or keep the default --host 127.0.0.1")
-
-
-def allowed_hosts(host: str) -> list[str]:
-    """Host header values accepted when no login is required: the bound address and loopback names."""
-    return sorted({host, *LOOPBACK_NAMES})
 
 
 def host_guard(host: str, auth: str | None) -> list[Middleware]:

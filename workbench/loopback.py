@@ -19,3 +19,8 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """Host header values accepted when no login/key is required: the bound address and loopback names."""
+    return sorted({host, *LOOPBACK_NAMES})

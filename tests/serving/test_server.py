@@ -99,7 +99,7 @@ def test_oversized_malformed_and_mistyped_requests_get_413_and_422(store, client
                              (b'{"query": [1]}', "list of str"), (b'{"query": ["a"], "prompts": ["a", "b"]}', "has 2"),
                              (b'{"query": ["no turn markers"]}', "query 0: no assistant turn marker"),
                              (b'{"query": [], "step": "7"}', "'step'")]:
-            answer = client.post(f"{url}/get_reward", content=body)
+            answer = client.post(f"{url}/get_reward", content=body, headers={"Content-Type": "application/json"})
             assert answer.status_code == 422 and reason in answer.json()["error"], (body, answer.text)
             assert "\n" not in answer.json()["error"]
         for body, reason in [({"conversations": "x"}, "'conversations'"), ({"conversations": [[]]}, "conversation 0"),

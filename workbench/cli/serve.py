@@ -15,8 +15,8 @@ def serve_command(ctx: Context, rm, **options) -> None:
     """Serve a reward model over HTTP for RL: OpenRLHF's /get_reward, /v1/score, /health, /metrics.
 
     Requests that arrive within --max-wait-ms are scored together as packed rows. Binds
-    127.0.0.1 unless told otherwise; another address needs an API key. Stop with Ctrl+C: the
-    queue is scored and the rollouts are committed first.
+    127.0.0.1 unless told otherwise; another address needs an API key. Stop with Ctrl+C or
+    SIGTERM: the requests in flight are answered, the rollouts committed, then it exits 0.
 
     \b
     Example:
@@ -37,5 +37,7 @@ def serve_command(ctx: Context, rm, **options) -> None:
                    "Ctrl+C to stop.", err=True)
 
     final = serve(ctx.store, rm, config, api_key=api_key, on_ready=ready)
+    click.echo(f"Server stopped{' by ' + final['stopped_by'] if final['stopped_by'] else ''}: "
+               f"{final['requests_served']:,} requests served, {final['rollouts_logged']:,} rollouts logged.", err=True)
     if not ctx.quiet:
         emit_json({k: final[k] for k in ("model", "requests_served", "rollouts_logged")})

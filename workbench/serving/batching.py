@@ -30,13 +30,27 @@ class NonFiniteScore(Exception):
     """The model produced NaN or infinity for a conversation; no score is sent."""
 
 
+class ScoreFuture(Future):
+    """The scores of one request; `drop()` when its client has gone."""
+
+    dropped = False
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.cancel()  # succeeds only while the request waits in the queue
+
+
 @dataclass
 class Job:
     items: list[ScoringItem]
     encoded: list[list[int]]
     step: int | None = None  # the trainer step the client sent, for the rollout log
-    future: Future = field(default_factory=Future)
+    future: ScoreFuture = field(default_factory=ScoreFuture)
     arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def dropped(self) -> bool:
+        return self.future.dropped
 
     @property
     def tokens(self) -> int:
@@ -60,7 +74,7 @@ class DynamicBatcher:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, items: list[ScoringItem], encoded: list[list[int]], step: int | None = None) -> Future:
+    def submit(self, items: list[ScoringItem], encoded: list[list[int]], step: int | None = None) -> ScoreFuture:
         job = Job(items, encoded, step)
         try:
             self._queue.put_nowait(job)

@@ -25,6 +25,11 @@ class ServeConfig:
         "help": "How long the first request of a batch waits for others to join it."})
     max_request_bytes: int = field(default=16 * 1024 * 1024, metadata={
         "help": "Largest request body accepted; larger ones get 413."})
+    max_query_bytes: int = field(default=1024 * 1024, metadata={
+        "help": "Largest query (one full text, or one conversation's roles and contents plus 16 bytes a "
+                "message) in UTF-8 bytes; a request holding a larger one gets 413 before any work."})
+    max_queries_per_request: int = field(default=4096, metadata={
+        "help": "Most queries (or conversations) in one request; more get 413."})
     max_queue: int = field(default=1024, metadata={
         "help": "Requests that may wait to be scored; when full, new ones get 503."})
     max_batch_requests: int = field(default=256, metadata={
@@ -44,7 +49,8 @@ class ServeConfig:
         if self.max_batch_tokens < self.max_length:
             raise WorkbenchError(f"--max-batch-tokens ({self.max_batch_tokens}) must be at least --max-length "
                                  f"({self.max_length})")
-        for name in ("max_request_bytes", "max_queue", "max_batch_requests"):
+        for name in ("max_request_bytes", "max_query_bytes", "max_queries_per_request", "max_queue",
+                     "max_batch_requests"):
             if getattr(self, name) < 1:
                 raise WorkbenchError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_wait_ms < 0:

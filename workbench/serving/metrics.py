@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SCORING_ENDPOINTS = ("/get_reward", "/v1/score")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -67,14 +68,17 @@ class ServerMetrics:
             self.batch_conversations.observe(conversations)
 
     def served(self) -> int:
+        """Scoring requests answered 200 (not /health or /metrics polls)."""
         with self._lock:
-            return sum(n for (_, status), n in self.requests.items() if status == 200)
+            return sum(n for (endpoint, status), n in self.requests.items()
+                       if status == 200 and endpoint in SCORING_ENDPOINTS)
 
     def render(self) -> str:
         """The Prometheus text exposition (version 0.0.4)."""
         with self._lock:
             logged, pending = self.rollouts()
-            lines = ["# HELP workbench_rm_requests_total HTTP requests by endpoint and status code.",
+            lines = ["# HELP workbench_rm_requests_total HTTP requests by endpoint and status code "
+                     "(499: the client closed the connection before its answer; its work was dropped).",
                      "# TYPE workbench_rm_requests_total counter"]
             lines += [f'workbench_rm_requests_total{{endpoint="{e}",code="{c}"}} {n}'
                       for (e, c), n in sorted(self.requests.items())]

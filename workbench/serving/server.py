@@ -2,8 +2,10 @@
 
 `RewardServer` holds everything a request needs (the scorer, the chat-template markers, the
 dynamic batcher, the metrics and, with `log_to_store`, the rollout log). `serve` runs it under
-uvicorn on the calling thread until SIGINT/SIGTERM, then scores what is queued, commits the
-rollouts and removes its status file. While it runs, a small JSON status file beside the store
+uvicorn on the calling thread until SIGINT/SIGTERM, then answers the requests in flight, scores
+what is queued, commits the rollouts, closes its runs and removes its status file (the app's
+lifespan shutdown calls `RewardServer.close`), and returns normally: a stop signal is a request
+to stop, so the process exits 0 with its summary instead of dying of the re-raised signal. While it runs, a small JSON status file beside the store
 (`<store>.rm-server-<pid>.json`: pid, address, counters) tells the app's Overview about it.
 """
 
@@ -14,8 +16,12 @@ import json
 import logging
 import math
 import os
+import signal
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+
+import uvicorn
 
 from workbench.errors import WorkbenchError
 from workbench.reward_models import resolve_reward_model
@@ -27,6 +33,7 @@ from workbench.serving.transcripts import TemplateMarkers
 from workbench.store import Store
 
 STATUS_EVERY_S = 1.0
+ENCODE_GROUP_CHARS = 1 << 20
 log = logging.getLogger(__name__)
 
 
@@ -67,19 +74,29 @@ class RewardServer:
         self.metrics.queue_depth = self.batcher.depth
         self.metrics.rollouts = lambda: (self.rollouts.logged, self.rollouts.pending()) if self.rollouts else (0, 0)
         self.status_path = Path(f"{store.path}.rm-server-{os.getpid()}.json")
+        self._closing = threading.Lock()  # the status writer and close() never interleave
+        self.closed = False
 
     def _scored_batch(self, jobs, scores) -> None:
         self.metrics.batch(len(jobs), sum(len(job.items) for job in jobs))
         if self.rollouts is None:
             return
         self.rollouts.add([Rollout(list(item.prompt), item.response, value, job.step)
-                           for job, values in zip(jobs, scores) for item, value in zip(job.items, values)
-                           if math.isfinite(value)])
+                           for job, values in zip(jobs, scores) if not job.dropped
+                           for item, value in zip(job.items, values) if math.isfinite(value)])
 
     def encode(self, items) -> tuple[list[list[int]], list[bool]]:
-        """Token ids and truncation flags of scoring items (called from request threads)."""
+        """Token ids and truncation flags of scoring items (called from request threads).
+
+        Tokenized a group of about `ENCODE_GROUP_CHARS` characters at a time: the tokenizer's
+        working memory grows with the text it is given, the ids kept are cut to `max_length`."""
+        ids, truncated = [], []
         with self._encoding:
-            return self.encoder.encode_many_reporting(items)
+            for group in _groups(items, ENCODE_GROUP_CHARS):
+                group_ids, group_truncated = self.encoder.encode_many_reporting(group)
+                ids += group_ids
+                truncated += group_truncated
+        return ids, truncated
 
     def status(self) -> dict:
         """What `/health` answers and the status file holds."""
@@ -95,31 +112,76 @@ class RewardServer:
         """Rewrite the status file atomically; a store folder we cannot write to only loses the Overview line."""
         tmp = self.status_path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(self.status()))
-            os.replace(tmp, self.status_path)
+            with self._closing:
+                if self.closed:
+                    return
+                tmp.write_text(json.dumps(self.status()))
+                os.replace(tmp, self.status_path)
         except OSError as error:
             if not getattr(self, "_status_warned", False):
                 log.warning("cannot write the status file %s: %s", self.status_path, error)
                 self._status_warned = True
 
     def close(self) -> None:
-        """Score what is queued, commit the rollouts, remove the status file."""
-        self.batcher.close()
-        if self.rollouts is not None:
-            self.rollouts.close()
-        self.status_path.unlink(missing_ok=True)
+        """Score what is queued, commit the rollouts, close their runs, remove the status file (once)."""
+        with self._closing:
+            if self.closed:
+                return
+            self.closed = True
+            self.batcher.close()
+            if self.rollouts is not None:
+                self.rollouts.close()
+            self.status_path.unlink(missing_ok=True)
+
+
+def _groups(items, chars: int):
+    group, size = [], 0
+    for item in items:
+        length = len(item.response) + sum(len(m["content"]) for m in item.prompt)
+        if group and size + length > chars:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += length
+    if group:
+        yield group
+
+
+class StoppableWeb(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM are not raised again once it has shut down.
+
+    uvicorn catches the signal, shuts down gracefully, then re-raises it so that the process dies
+    of it (exit 143 for SIGTERM, KeyboardInterrupt -> "Aborted!" for SIGINT): code after `run()`
+    would never run. Here the signal only asks the server to stop; `stopped_by` names it.
+    """
+
+    stopped_by: str | None = None
+
+    @contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread (tests run servers in threads)
+            return
+        original = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, sig, frame) -> None:
+        self.stopped_by = self.stopped_by or signal.Signals(sig).name
+        self.handle_exit(sig, frame)  # a second Ctrl+C still skips waiting for slow clients
 
 
 def serve(store: Store, rm: str, config: ServeConfig, *, api_key: str | None = None, scorer=None,
           on_ready=None) -> dict:
     """Serve until SIGINT/SIGTERM (or `server.should_exit`); returns the final status."""
-    import uvicorn
-
     from workbench.serving.app import build_app
 
     server = RewardServer(store, rm, config, api_key=api_key, scorer=scorer)
-    web = uvicorn.Server(uvicorn.Config(build_app(server), host=config.host, port=config.port,
-                                        log_level="warning", access_log=False, lifespan="off"))
+    web = StoppableWeb(uvicorn.Config(build_app(server), host=config.host, port=config.port,
+                                      log_level="warning", access_log=False, lifespan="on"))
     stop = threading.Event()
 
     def keep_status() -> None:
@@ -149,7 +211,7 @@ def serve(store: Store, rm: str, config: ServeConfig, *, api_key: str | None = N
         stop.set()
         watcher.join(5)
         final = server.status()
-        server.close()
+        server.close()  # done already by the app's shutdown, unless a second signal forced the exit
         final.update(rollouts_logged=server.rollouts.logged if server.rollouts else 0, rollouts_pending=0,
-                     queue_depth=0)
+                     queue_depth=0, requests_served=server.metrics.served(), stopped_by=web.stopped_by)
     return final
