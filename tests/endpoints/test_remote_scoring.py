@@ -64,7 +64,7 @@ def test_workbench_and_openrlhf_apis_score_as_the_weights_do_in_process(replies,
     monkeypatch.setenv("RM_KEY", key)
     local = score_responses(replies, str(rm_dir), progress=False)
     with replies.connect() as con:
-        local_id = queries.lookup_reward_model(con, "tiny-rm")["rm_id"]
+        local_id = queries.lookup_reward_model(con, "tiny-rm").rm_id
     expected = _scores(replies, local_id)
     served = ServedModel([url], None, api="workbench", api_key_env="RM_KEY", retry=FAST, concurrency=3)
     first = score_with_endpoint(replies, served, batch_size=3, progress=False)
@@ -74,7 +74,7 @@ def test_workbench_and_openrlhf_apis_score_as_the_weights_do_in_process(replies,
     models = {m["name"]: m for m in list_with_formats(replies)}
     assert models[first.rm.split("@")[0]]["format"] == models["tiny-rlhf"]["format"] == "endpoint"
     with replies.connect() as con:
-        remote_ids = [queries.lookup_reward_model(con, ref.split("@")[0])["rm_id"] for ref in (first.rm, second.rm)]
+        remote_ids = [queries.lookup_reward_model(con, ref.split("@")[0]).rm_id for ref in (first.rm, second.rm)]
     for rm_id in remote_ids:
         assert _scores(replies, rm_id) == pytest.approx(expected, abs=1e-4)
     assert score_with_endpoint(replies, served, progress=False).scored == 0  # resumable: nothing left
@@ -98,7 +98,7 @@ def test_vllm_pooling_shape_scores_each_conversation(replies, stand_in_server):
                                  progress=False)
     assert result.scored == 10 and hits["vllm"] == 10
     with replies.connect() as con:
-        rm_id = queries.lookup_reward_model(con, result.rm.split("@")[0])["rm_id"]
+        rm_id = queries.lookup_reward_model(con, result.rm.split("@")[0]).rm_id
         texts = dict(queries.fetch_rows(con, "SELECT response_id, text FROM responses"))
     assert _scores(replies, rm_id) == {r: float(len(t)) for r, t in texts.items()}
     assert result.rm.startswith("stand-in-vllm-at-127.0.0.1-")
