@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 
 import httpx
@@ -66,3 +67,17 @@ def running_server(store: Store, config, *, api_key=None, scorer=None, timeout: 
 def client():
     with httpx.Client(timeout=30) as c:
         yield c
+
+
+def wait_until(probe, timeout: float = 30.0):
+    """Poll `probe` every 0.1 s until it returns something true (an HTTP error counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -11,7 +11,7 @@ import time
 import httpx
 
 from tests.processes import MARKER, free_port, python, stall_after_insert
-from tests.serving.conftest import running_server
+from tests.serving.conftest import running_server, wait_until
 from workbench.serving.config import ServeConfig
 from workbench.serving.status import server_lines
 
@@ -53,7 +53,7 @@ def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(st
                 by_step[step] = answer.json()["scores"]
             full = "<|im_start|>user\nopenrlhf prompt<|im_end|>\n<|im_start|>assistant\nan answer<|im_end|>"
             openrlhf = client.post(f"{url}/get_reward", json={"query": [full], "labels": [""]}).json()["rewards"]
-            _wait_until(lambda: "3 requests served, 9 rollouts logged" in server_lines(store.path))
+            wait_until(lambda: "3 requests served, 9 rollouts logged" in server_lines(store.path))
     assert server_lines(store.path) == "" and not server.status_path.exists()  # removed on a clean stop
     rows = store_rows(store)
     assert len(rows["responses"]) == len(rows["scores"]) == 9
@@ -86,11 +86,11 @@ def test_sigkill_loses_at_most_the_unwritten_batch_and_never_leaves_part_of_one(
     threading.Thread(target=lambda: [stalled.set() for line in child.stdout if MARKER in line], daemon=True).start()
     url = f"http://127.0.0.1:{port}"
     try:
-        health = _wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json(), timeout=120)
+        health = wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json(), timeout=120)
         assert health["log_to_store"]
         first = conversations("first", 3)
         assert httpx.post(f"{url}/v1/score", json={"conversations": first, "step": 7}, timeout=30).status_code == 200
-        _wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json()["rollouts_logged"] == 3 or None)
+        wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json()["rollouts_logged"] == 3 or None)
         assert httpx.post(f"{url}/v1/score", json={"conversations": conversations("second", 2)},
                           timeout=30).status_code == 200
         assert stalled.wait(60), "the second batch never reached its scores insert"
@@ -123,18 +123,6 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2])}
 
 
-def _wait_until(probe, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
 
 def test_identical_rollout_replies_are_flagged_as_duplicates(store):
     """Two identical replies to one prompt in one step carry the near-duplicate flag, as sampled
@@ -145,9 +133,9 @@ def test_identical_rollout_replies_are_flagged_as_duplicates(store):
     with running_server(store, ServeConfig(log_to_store=True)) as (url, server, _):
         with httpx.Client(timeout=30) as client:
             client.post(f"{url}/v1/score", json={"conversations": [same, other, same], "step": 7})
-            _wait_until(lambda: "3 rollouts logged" in server_lines(store.path))
+            wait_until(lambda: "3 rollouts logged" in server_lines(store.path))
             client.post(f"{url}/v1/score", json={"conversations": [later], "step": 7})
-            _wait_until(lambda: "4 rollouts logged" in server_lines(store.path))
+            wait_until(lambda: "4 rollouts logged" in server_lines(store.path))
     with store.connect() as con:
         rows = con.execute("SELECT response_id, flag_near_duplicate_of FROM responses ORDER BY sample_index").fetchall()
     first = rows[0][0]

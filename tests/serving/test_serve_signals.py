@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from tests.processes import free_port
+from tests.serving.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,18 +26,6 @@ def _conversations(tag: str, n: int):
     return [[{"role": "user", "content": f"{tag} prompt"}, {"role": "assistant", "content": f"{tag} reply {i}"}]
             for i in range(n)]
 
-
-def _wait_until(probe, timeout: float = 300.0):  # a cold start on a busy machine
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def _client_connected(pid: int, port: int) -> bool:
@@ -54,14 +43,14 @@ def test_a_signal_drains_the_queue_commits_closes_the_run_and_exits_0(store, tmp
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json()["status"] == "ok")
+        wait_until(lambda: httpx.get(f"{url}/health", timeout=5).json()["status"] == "ok", timeout=300)  # cold start
         first = httpx.post(f"{url}/v1/score", json={"conversations": _conversations("first", 3), "step": 1}, timeout=30)
         assert first.status_code == 200
         answers = {}
         queued = threading.Thread(target=lambda: answers.update(second=httpx.post(
             f"{url}/v1/score", json={"conversations": _conversations("second", 2), "step": 2}, timeout=60)))
         queued.start()
-        _wait_until(lambda: _client_connected(child.pid, port), timeout=20)
+        wait_until(lambda: _client_connected(child.pid, port), timeout=20)
         time.sleep(0.5)  # the request is read and waits in the batcher (2.5 s)
         assert list(tmp_path.glob("*.rm-server-*.json"))
         child.send_signal(stop)
