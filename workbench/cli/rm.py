@@ -134,12 +134,12 @@ def rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, from_store, pair_filt
     """
     pair_filter = store_pairs(from_store, pair_filter)
     with ctx.job_slot("eval"):
-        _rm_eval(ctx, rm_ref, data, fmt, skip_invalid, pair_filter, max_length, precision, trust_remote_code,
-                 as_json)
+        _rm_eval(ctx, rm_ref, data, fmt, skip_invalid, pair_filter, compared_with, max_length, precision,
+                 trust_remote_code, as_json)
 
 
-def _rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, pair_filter, max_length, precision, trust_remote_code,
-             as_json) -> None:
+def _rm_eval(ctx: Context, rm_ref, data, fmt, skip_invalid, pair_filter, compared_with, max_length, precision,
+             trust_remote_code, as_json) -> None:
     from workbench.evaluation import evaluate_reward_model, evaluate_rewardbench
 
     if fmt == "rewardbench":
