@@ -8,9 +8,12 @@ side; the benchmark side, small, keeps each n-gram's text to report the matching
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def words_sql(text: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from workbench.store.queries.fetch import fetch_rows
 
 
@@ -11,6 +9,8 @@ def labelers_of_pairs(con, prompt_ids: list[str], first: list[str], second: list
     """{index: labelers} for the pairs given as (prompt id, one reply's text, the other's): each stored
     pair of that prompt on those two replies, in either order, names its labeler (an rm_id, or
     'human'). Pairs nothing in the store ordered are absent."""
+    import pyarrow as pa
+
     table = pa.table({"idx": pa.array(range(len(prompt_ids)), pa.int64()), "prompt_id": prompt_ids,
                       "first": first, "second": second})
     con.register("asked_pairs", table)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows, fetch_value
 
 _JSON_FIELDS = ("config", "evaluation")
@@ -50,6 +48,8 @@ def update_round(con, number: int, phase: str, **values) -> None:
 
 
 def insert_round_prompts(con, number: int, role: str, prompt_ids: list[str]) -> None:
+    import pyarrow as pa
+
     table = pa.table({"prompt_id": pa.array(prompt_ids, pa.string())})
     con.register("round_prompt_rows", table)
     try:
@@ -66,6 +66,8 @@ def round_prompt_ids(con, number: int, role: str) -> list[str]:
 
 def used_prompt_rounds(con, prompt_ids: list[str], role: str) -> dict[str, int]:
     """Which of these prompts an earlier round used in `role` (train or eval): prompt id -> round."""
+    import pyarrow as pa
+
     table = pa.table({"prompt_id": pa.array(prompt_ids, pa.string())})
     con.register("candidate_prompts", table)
     try:
