@@ -25,11 +25,12 @@ def evaluate_reward_model(store: Store, rm: str, *, data: Sequence[str] = (), pa
     from engine.evaluation import evaluate_pairs
     from engine.progress import progress_bar
 
+    # the model first: changed or missing weights are the refusal to see, whatever the pairs
+    label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
+                                    trust_remote_code=trust_remote_code)
     chosen_set = evaluation_set(store, [rm, *compared_with], data=data, pair_filter=pair_filter, fmt=fmt,
                                 skip_invalid=skip_invalid, progress=progress)
     pairs = chosen_set.pairs
-    label, scorer = scorer_for_eval(store, rm, max_length=max_length, precision=precision,
-                                    trust_remote_code=trust_remote_code)
     with progress_bar(2 * len(pairs), f"evaluating {label} on {len(pairs)} pairs", unit=" conv",
                       enabled=progress) as bar:
         result = evaluate_pairs(scorer, pairs, progress=lambda done, total: bar.update(done - bar.n))
