@@ -12,7 +12,7 @@ import pandas as pd
 
 from ui.context import AppContext
 from ui.inputs import number
-from workbench import round_views
+from workbench import commands, round_views
 from workbench.errors import WorkbenchError
 from workbench.jobs import JobStatus, workbench_command
 
@@ -42,6 +42,10 @@ def ablation_table(ctx: AppContext) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["comparison", "win rate", "LC win rate"])
 
 
+# The app's bounds on what a request may ask (`workbench.commands.MAX_*`, as the Sample tab's).
+_MAXIMA = {"n": commands.MAX_N, "max_new_tokens": commands.MAX_NEW_TOKENS}
+
+
 def round_argv(ctx: AppContext, values) -> list[str]:
     """argv of `workbench round` for the settings (in `SETTINGS` order); the reward models must be ones
     the app may load."""
@@ -54,9 +58,13 @@ def round_argv(ctx: AppContext, values) -> list[str]:
         argv += ["--source", given["source"].strip()]
     for name in ("prompts", "eval_prompts", "n", "max_new_tokens", "max_steps"):
         value = number(given[name], name.replace("_", " "), integer=True)
+        if value is not None and name in _MAXIMA and not 1 <= value <= _MAXIMA[name]:
+            raise WorkbenchError(f"{name.replace('_', ' ')} must be between 1 and {_MAXIMA[name]}")
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
     lr = number(given["lr"], "Learning rate")
+    if lr is not None and not 0 < lr <= commands.MAX_LR:
+        raise WorkbenchError(f"the learning rate must be above 0 and at most {commands.MAX_LR:g}")
     if lr is not None:
         argv += ["--lr", str(lr)]
     return workbench_command(ctx.store, "-q", *argv, "--json")

@@ -11,6 +11,7 @@ from ui import render
 from ui import rounds_steps as steps
 from ui.context import AppContext
 from ui.errors import user_errors
+from workbench import commands
 
 
 def build(ctx: AppContext) -> dict:
@@ -27,8 +28,9 @@ def build(ctx: AppContext) -> dict:
     with gr.Row():
         prompts = gr.Number(label="Prompts per round", value=200, precision=0)
         eval_prompts = gr.Number(label="Evaluation prompts", value=200, precision=0)
-        n = gr.Number(label="Samples per prompt", value=4, precision=0)
-        max_new_tokens = gr.Number(label="Max new tokens", value=64, precision=0)
+        n = gr.Number(label="Samples per prompt", value=4, precision=0, minimum=1, maximum=commands.MAX_N)
+        max_new_tokens = gr.Number(label="Max new tokens", value=64, precision=0, minimum=1,
+                                   maximum=commands.MAX_NEW_TOKENS)
         max_steps = gr.Textbox(label="DPO max steps", placeholder="one epoch")
         lr = gr.Textbox(label="DPO learning rate", placeholder="default")
         margin = gr.Textbox(label="Ablation: curated minimum margin", placeholder="e.g. 1.0")
