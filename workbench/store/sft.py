@@ -53,12 +53,11 @@ def stage_sft_export(con, spec: dict, labeler: str, top: int, column_sets: list[
 def stage_scored_export(con, spec: dict, labeler: str, limit: int | None) -> dict:
     """Every candidate reply of each prompt with its score (best first, the SFT tie rule) as one
     Best-of-N row per prompt in the temporary table `export_rows`; rows per labeler."""
-    best_first = BEST_KEY.replace("n_chars", "k.n_chars").replace("response_id", "k.response_id") \
-        .replace("-score", "-k.score")
     sql = CANDIDATES.format(where=_WHERE, scores="scores") + f"""
+, texts AS (SELECT k.*, r.text FROM cand k JOIN responses r USING (response_id))
 SELECT CAST(p.messages AS STRUCT(role VARCHAR, content VARCHAR)[]) AS prompt,
-       list({{'text': r.text, 'score': k.score}} ORDER BY {best_first}) AS responses, $labeler AS export_labeler
-FROM cand k JOIN responses r ON r.response_id = k.response_id JOIN prompts p ON p.prompt_id = k.prompt_id
+       list({{'text': t.text, 'score': t.score}} ORDER BY {BEST_KEY}) AS responses, $labeler AS export_labeler
+FROM texts t JOIN prompts p ON p.prompt_id = t.prompt_id
 GROUP BY p.prompt_id, p.messages ORDER BY p.prompt_id""" + (" LIMIT $limit" if limit is not None else "")
     params = pair_filter_params(spec) | {"labeler": labeler}
     if limit is not None:
