@@ -85,12 +85,19 @@ def selection_lengths(con, spec: dict, limit: int | None) -> dict:
     params = pair_filter_params(spec) | ({"limit": int(limit)} if limit is not None else {})
     written = "SELECT chosen_chars AS c, rejected_chars AS r FROM selected ORDER BY pair_id" + (
         " LIMIT $limit" if limit is not None else "")
-    stats = """count(*) AS pairs,
-        (avg(c) - avg(r)) / nullif(sqrt((var_samp(c) + var_samp(r)) / 2), 0) AS cohens_d,
-        avg(CASE WHEN c > r THEN 1.0 WHEN c < r THEN 0.0 END) AS longer_wins"""
-    result = fetch_dicts(con, EXPORT_SELECTED + f"SELECT {stats} FROM ({written})", params)[0]
-    result["within_ratio"] = [
-        {"ratio": ratio, **fetch_dicts(con, EXPORT_SELECTED + f"SELECT {stats} FROM ({written}) "
-                                       f"WHERE greatest(c, r) <= {float(ratio)} * least(c, r)", params)[0]}
-        for ratio in LENGTH_RATIOS]
+    def stats(suffix: str, where: str = "true") -> str:
+        return f"""count(*) FILTER (WHERE {where}) AS pairs{suffix},
+        (avg(c) FILTER (WHERE {where}) - avg(r) FILTER (WHERE {where}))
+            / nullif(sqrt((var_samp(c) FILTER (WHERE {where}) + var_samp(r) FILTER (WHERE {where})) / 2), 0)
+            AS cohens_d{suffix},
+        avg(CASE WHEN c > r THEN 1.0 WHEN c < r THEN 0.0 END) FILTER (WHERE {where}) AS longer_wins{suffix}"""
+
+    # one pass over the written pairs: all of them, and those within each length ratio
+    columns = ", ".join([stats("")] + [stats(f"_{i}", f"greatest(c, r) <= {float(ratio)} * least(c, r)")
+                                       for i, ratio in enumerate(LENGTH_RATIOS)])
+    row = fetch_dicts(con, EXPORT_SELECTED + f"SELECT {columns} FROM ({written})", params)[0]
+    names = ("pairs", "cohens_d", "longer_wins")
+    result = {name: row[name] for name in names}
+    result["within_ratio"] = [{"ratio": ratio, **{name: row[f"{name}_{i}"] for name in names}}
+                              for i, ratio in enumerate(LENGTH_RATIOS)]
     return result
