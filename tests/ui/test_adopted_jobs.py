@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,14 @@ while job._process is None:
 print(job.id, job._process.pid, flush=True)
 time.sleep(300)
 """
+
+
+def _kill_group(pid: int) -> None:
+    # os.killpg, never the kill(1) program: procps reads "kill -9 -PID" as kill(-1), every process.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _killed_app_with_a_job(store, runs, kind):
@@ -53,7 +63,7 @@ def test_the_sample_tab_follows_and_cancels_a_run_its_killed_app_left(tmp_path):
             time.sleep(0.1)
         assert sample_steps.run_view(ctx, current)[0].state == "cancelled" and not is_running(pid, None)
     finally:
-        subprocess.run(["kill", "-9", f"-{pid}"], capture_output=True)
+        _kill_group(pid)
 
 
 def test_the_retrain_tab_follows_a_training_its_killed_app_left(tmp_path):
@@ -68,4 +78,4 @@ def test_the_retrain_tab_follows_a_training_its_killed_app_left(tmp_path):
         ctx.jobs.get(job_id).cancel(grace_s=2)
         assert ctx.jobs.get(job_id).wait(timeout=30).state == "cancelled"
     finally:
-        subprocess.run(["kill", "-9", f"-{pid}"], capture_output=True)
+        _kill_group(pid)
