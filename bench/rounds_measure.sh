@@ -3,14 +3,16 @@
 # pairs by rm-hh-a, DPO with LoRA, evaluation on 200 held-out prompts, held-out RM rm-hh-b), then the
 # ablation (best-vs-worst with --min-margin at the median margin vs one random pair per prompt).
 # Usage: bench/rounds_measure.sh WORKDIR   (run from the repository root; logs and JSON go to WORKDIR)
-set -x
+# HH=path/to/hh-rlhf-harmless-1800.jsonl overrides the data file (default: ../shared/data beside the checkout).
+set -euxo pipefail
+HH=$(realpath "${HH:-../shared/data/hh-rlhf-harmless-1800.jsonl}")
 OUT=$(realpath -m "${1:?give a work directory}")
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$OUT" && head -900 ../shared/data/hh-rlhf-harmless-1800.jsonl > "$OUT/hh-a.jsonl" \
-    && tail -900 ../shared/data/hh-rlhf-harmless-1800.jsonl > "$OUT/hh-b.jsonl"
+mkdir -p "$OUT" && head -900 "$HH" > "$OUT/hh-a.jsonl" \
+    && tail -900 "$HH" > "$OUT/hh-b.jsonl"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 W="python -m workbench --db $OUT/m.duckdb"
-$W import ../shared/data/hh-rlhf-harmless-1800.jsonl --skip-invalid --rejects "$OUT/rejects.jsonl"
+$W import "$HH" --skip-invalid --rejects "$OUT/rejects.jsonl"
 $W rm train --data "$OUT/hh-a.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-a" --name rm-hh-a
 $W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-b" --name rm-hh-b
 date -u
