@@ -5,16 +5,19 @@
 # Usage: bench/rounds_measure.sh WORKDIR   (run from the repository root; logs and JSON go to WORKDIR)
 # HH=path/to/hh-rlhf-harmless-1800.jsonl overrides the data file (default: ../shared/data beside the checkout).
 set -euxo pipefail
+# RM_PAIRS (default 400) pairs from each half train the two reward models, RM_MAX_LENGTH (512) tokens each.
+RM_PAIRS=${RM_PAIRS:-400} RM_MAX_LENGTH=${RM_MAX_LENGTH:-512}
 HH=$(realpath "${HH:-../shared/data/hh-rlhf-harmless-1800.jsonl}")
 OUT=$(realpath -m "${1:?give a work directory}")
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$OUT" && head -900 "$HH" > "$OUT/hh-a.jsonl" \
-    && tail -900 "$HH" > "$OUT/hh-b.jsonl"
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+sed -n "1,${RM_PAIRS}p" "$HH" > "$OUT/hh-a.jsonl"  # rm-hh-a: the file's first lines, rm-hh-b: its second half's
+sed -n "901,$((900 + RM_PAIRS))p" "$HH" > "$OUT/hh-b.jsonl"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 W="python -m workbench --db $OUT/m.duckdb"
 $W import "$HH" --skip-invalid --rejects "$OUT/rejects.jsonl"
-$W rm train --data "$OUT/hh-a.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-a" --name rm-hh-a
-$W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-b" --name rm-hh-b
+$W rm train --data "$OUT/hh-a.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-a" --name rm-hh-a --max-length "$RM_MAX_LENGTH"
+$W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh-b" --name rm-hh-b --max-length "$RM_MAX_LENGTH"
 date -u
 /usr/bin/time -v $W round --rm rm-hh-a --heldout-rm rm-hh-b --source hh-rlhf-harmless-1800 \
     --prompts 200 --eval-prompts 200 --n 4 --max-new-tokens 64 --out-root $OUT/rounds \
