@@ -6,7 +6,7 @@ commands' library functions, and prints JSON:
 
 - `endpoint_concurrent`: `sample_from_endpoints` with --concurrency 16;
 - `endpoint_sequential`: the same with --concurrency 1 (the baseline for the speed-up);
-- `in_process_torch`: `workbench.sampling.sample_responses` (engine/generation.py's batched decode).
+- `in_process_torch`: `workbench.generate.sampling.sample_responses` (engine/generation.py's batched decode).
 
 Tokens/s counts the completion tokens each way stored (the server's `usage`, the engine's counts),
 over the wall time of the call. The concurrent side is timed before and after the sequential one and
@@ -47,7 +47,7 @@ PROMPTS = [
 
 
 def fresh_store(directory: Path, name: str, count: int):
-    from workbench.importer import import_files
+    from workbench.ingest.importer import import_files
     from workbench.store import Store
 
     store = Store(directory / f"{name}.duckdb", timeout=60)
@@ -72,7 +72,7 @@ def endpoint_run(directory, name, url, model, n, params, concurrency, count) -> 
 
 
 def torch_run(directory, model, n, params, count, batch_size) -> dict:
-    from workbench.sampling import sample_responses
+    from workbench.generate.sampling import sample_responses
     from workbench.store import queries
 
     store = fresh_store(directory, "torch", count)

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.compare import compare_scores  # noqa: E402
+from workbench.models.compare import compare_scores  # noqa: E402
 
 
 def baseline(prompts, a, b) -> dict:

@@ -1,7 +1,7 @@
 """Benchmark: reward-model quality on real human labels (hh-rlhf harmless, 1,800 lines).
 
 Split: the valid pairs (1,794; 6 invalid lines refused) are split by a hash of the prompt
-(`workbench.training.split_heldout`, seed 0): 20% of prompts are held out, so no test prompt is
+(`workbench.models.training.split_heldout`, seed 0): 20% of prompts are held out, so no test prompt is
 seen in training. Trains SmolLM2-135M-Instruct with the engine (InternLM2 recipe) within a time
 budget on this machine, then reports held-out pairwise accuracy beside two baselines computed on
 the same split: "shorter reply wins" and TF-IDF + logistic regression on the replies (trained on
@@ -89,7 +89,7 @@ def main() -> None:
     from engine.evaluation import pair_outcomes
     from engine.train_config import TrainConfig
     from engine.training import train_reward_model
-    from workbench.training import pairs_from_files, split_heldout
+    from workbench.models.training import pairs_from_files, split_heldout
 
     pairs = pairs_from_files([HH], skip_invalid=True, progress=False)
     train, test = split_heldout(pairs, args.heldout, seed=0)

@@ -60,7 +60,7 @@ def measure(args) -> dict:
     from engine.recipes import recipe_settings
     from engine.train_config import TrainConfig
     from engine.training import build_reward_model
-    from workbench.training import pairs_from_files
+    from workbench.models.training import pairs_from_files
 
     pairs = pairs_from_files([args.data], skip_invalid=True, progress=False)[: args.pairs]
     cache = FeatureCache(args.cache, 4 * 1024**3)

@@ -37,7 +37,7 @@ HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
 
 def bon_records(prompts: int, n: int, seed: int) -> list[dict]:
     sys.path.insert(0, str(ROOT))
-    from workbench.training import pairs_from_files
+    from workbench.models.training import pairs_from_files
 
     pairs = pairs_from_files([HH], skip_invalid=True, progress=False)
     rng = random.Random(seed)
@@ -125,8 +125,8 @@ def make_reward_model(tmp: Path, fmt: str, seed: int) -> Path:
 
 def workbench_scores(tmp: Path, rm_dir: Path, records: list[dict], max_length: int, precision: str):
     """`workbench score` on a store holding the records: (scores in record order, seconds, resolved precision)."""
-    from workbench.importer import import_files
-    from workbench.scoring import score_responses
+    from workbench.ingest.importer import import_files
+    from workbench.generate.scoring import score_responses
     from workbench.store import Store, queries
 
     data = tmp / "bon.jsonl"

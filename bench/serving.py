@@ -36,7 +36,7 @@ def conversations(n: int, seed: int, synthetic: bool = False) -> list[tuple[list
     """(prompt, reply) pairs from hh-rlhf when the file is here, else short synthetic ones."""
     rng = random.Random(seed)
     if HH.exists() and not synthetic:
-        from workbench.training import pairs_from_files
+        from workbench.models.training import pairs_from_files
 
         pairs = pairs_from_files([HH], skip_invalid=True, progress=False)
         picked = rng.sample(pairs, n)
@@ -153,7 +153,7 @@ def main() -> None:
 
     from engine.backbone import resolve_model_path
     from engine.reward_model import RewardModel
-    from workbench.reward_models import register_reward_model
+    from workbench.models.reward_models import register_reward_model
     from workbench.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,10 +37,10 @@ def make_input(path: Path, prompts: int, n: int, seed: int = 0) -> None:
 # --- the workbench ------------------------------------------------------------------------
 
 def workbench_step(step: str, work: Path, data: Path, export_rows: int) -> dict:
-    from workbench.export import export_pairs
-    from workbench.pair_filter import PairFilter
-    from workbench.importer import import_files
-    from workbench.pairs import build_pairs
+    from workbench.exports.export import export_pairs
+    from workbench.curate.pair_filter import PairFilter
+    from workbench.ingest.importer import import_files
+    from workbench.curate.pairs import build_pairs
     from workbench.store import Store
 
     store = Store(work / "bench.duckdb")

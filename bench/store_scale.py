@@ -59,28 +59,28 @@ def workbench_step(step: str, work: Path, data: Path, bench: Path) -> dict:
 
     store = Store(work / "wb.duckdb", timeout=600)
     if step == "import":
-        from workbench.importer import import_files
+        from workbench.ingest.importer import import_files
 
         r = import_files(store, [data], fmt="bon", score_name="rm-a", progress=False)
         return {"responses": r.new_responses, "prompts": r.new_prompts}
     if step == "scores":
         return {"scores": _workbench_scores(store)}
     if step == "pairs":
-        from workbench.pairs import build_pairs
+        from workbench.curate.pairs import build_pairs
 
         return {"pairs": build_pairs(store, "rm-a", "best-vs-worst", progress=False).new_pairs}
     if step == "filter":
         return _workbench_filter(store)
     if step == "export":
-        from workbench.export import export_pairs
+        from workbench.exports.export import export_pairs
 
         return {"rows": export_pairs(store, work / "wb.jsonl").rows}
     if step == "decontaminate":
-        from workbench.decontamination import decontaminate
+        from workbench.curate.decontamination import decontaminate
 
         [report] = decontaminate(store, [bench], progress=False)
         return {"flagged_prompts": report.flagged_prompts}
-    from workbench.dedup import find_duplicate_prompts
+    from workbench.curate.dedup import find_duplicate_prompts
 
     report = find_duplicate_prompts(store, near=0.8)
     return {"exact": report.exact, "near": report.near}
@@ -110,8 +110,8 @@ def _workbench_scores(store) -> int:
 
 
 def _workbench_filter(store) -> dict:
-    from workbench.curation import PairIndex, curation_preview
-    from workbench.pair_filter import PairFilter
+    from workbench.curate.curation import PairIndex, curation_preview
+    from workbench.curate.pair_filter import PairFilter
 
     index = PairIndex(store)
     t = time.perf_counter()

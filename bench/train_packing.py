@@ -25,7 +25,7 @@ HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
 
 def load_pairs(n: int, seed: int):
     sys.path.insert(0, str(ROOT))
-    from workbench.training import pairs_from_files
+    from workbench.models.training import pairs_from_files
 
     pairs = pairs_from_files([HH], skip_invalid=True, progress=False)
     random.Random(seed).shuffle(pairs)

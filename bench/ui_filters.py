@@ -1,10 +1,10 @@
 """Benchmark: a filter change in the app's Curate tab at a million responses.
 
 Builds a store of 125,000 prompts x 8 scored responses (bench/store_pipeline.make_input, imported
-with workbench.importer, best-vs-worst pairs), then times what one filter change costs the server:
-the updated count and the first table page (`workbench.curation.curation_preview`, the function the
+with workbench.ingest.importer, best-vs-worst pairs), then times what one filter change costs the server:
+the updated count and the first table page (`workbench.curate.curation.curation_preview`, the function the
 callback calls). Baseline, same run: the same numbers through the export query
-(`workbench.export.count_pairs` plus the first 20 export rows). Also times Browse pages and, through
+(`workbench.exports.export.count_pairs` plus the first 20 export rows). Also times Browse pages and, through
 HTTP with a running app, the whole round trip. Prints one JSON object.
 
     python bench/ui_filters.py                        # builds the store in a temporary directory
@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from store_pipeline import make_input  # noqa: E402
 
-from workbench.curation import PairIndex, curation_preview
-from workbench.pair_filter import PairFilter  # noqa: E402
-from workbench.export import count_pairs  # noqa: E402
+from workbench.curate.curation import PairIndex, curation_preview
+from workbench.curate.pair_filter import PairFilter  # noqa: E402
+from workbench.exports.export import count_pairs  # noqa: E402
 from workbench.store import Store, queries  # noqa: E402
 
 
@@ -49,8 +49,8 @@ def filters(rm: str) -> list[PairFilter]:
 
 
 def build(path: Path, prompts: int, n: int) -> None:
-    from workbench.importer import import_files
-    from workbench.pairs import build_pairs
+    from workbench.ingest.importer import import_files
+    from workbench.curate.pairs import build_pairs
 
     data = path.with_suffix(".jsonl")
     make_input(data, prompts, n)
@@ -73,7 +73,7 @@ def summary(ms: list[float]) -> dict:
 
 def baseline_preview(store: Store, flt: PairFilter) -> int:
     """The obvious way: count and first page through the export query itself."""
-    from workbench.export import query_values
+    from workbench.exports.export import query_values
 
     total = count_pairs(store, flt)
     with store.connect() as con:
@@ -145,7 +145,7 @@ def main() -> None:
             "under_300ms": max(workbench_ms) < 300,
         }
 
-        from workbench.browse import PromptQuery, prompt_detail, prompt_page
+        from workbench.curate.browse import PromptQuery, prompt_detail, prompt_page
 
         browse_ms, detail_ms = [], []
         for query in (PromptQuery(), PromptQuery(search="fox"), PromptQuery(sort="text", page=400),

@@ -2,7 +2,7 @@
 
 Three runs, each in its own process, on the same pairs (hh-rlhf harmless by default; pairs whose
 chosen or rejected conversation is longer than --max-length tokens are dropped for everyone,
-since TRL drops them too), held-out prompts split off by hash (`workbench.training.split_heldout`):
+since TRL drops them too), held-out prompts split off by hash (`workbench.models.training.split_heldout`):
 
 - `trl`: TRL `RewardTrainer` as a typical user runs it: SmolLM2-135M-Instruct as
   `AutoModelForSequenceClassification`, peft `LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
@@ -217,7 +217,7 @@ def prepare(args, work: Path) -> tuple[str, str, dict]:
     """Write the train and held-out pairs both sides use; returns their paths and counts."""
     from transformers import AutoTokenizer
 
-    from workbench.training import pairs_from_files, split_heldout, write_pairs
+    from workbench.models.training import pairs_from_files, split_heldout, write_pairs
 
     pairs = pairs_from_files([args.data], skip_invalid=True, progress=False)
     train, heldout = split_heldout(pairs, 0.2, seed=0)

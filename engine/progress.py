@@ -2,7 +2,7 @@
 
 On a terminal it is tqdm's usual bar. When stderr is a pipe or a file (the app's job log, CI),
 tqdm still writes count, rate and ETA, redrawn at most once a second, one carriage-return segment
-per redraw: `workbench.jobs` shows the last segment of each line, so the job log reads like the
+per redraw: `workbench.runtime.jobs` shows the last segment of each line, so the job log reads like the
 terminal. Callers update after each unit of work (a forward pass, a step), so that unit sets the
 longest wait between updates.
 """

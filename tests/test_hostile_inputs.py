@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.store import Store, queries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_a_json_object_too_large_for_a_record_must_hold_an_array(db, tmp_path, k
 _PEAK = """
 import resource, sys
 from workbench.errors import InputError
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 from workbench.store import Store
 store = Store(sys.argv[1])
 import_files(store, [sys.argv[2]], progress=False)  # warm up: modules, DuckDB, the store

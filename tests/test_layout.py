@@ -1,5 +1,6 @@
 """The README's layout section matches the tree: every module it names exists, and every module
-under engine/, workbench/ and ui/ is named (by its file name, or by a glob such as `*_tab.py`).
+under cli/, ui/, workbench/ and engine/ is named (by its file name, or by a glob such as `*_tab.py`);
+and imports point one way, cli -> ui -> workbench -> engine.
 
 The section is the code block under "## Layout". Each line is `<indent><names>  <description>`:
 names are comma-separated file names (`a.py, b.py`), globs (`*_tab.py`) or one package (`store/`),
@@ -9,12 +10,13 @@ separated from the description by two or more spaces; two spaces of indent per p
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "workbench", "ui")
+PACKAGES = ("cli", "ui", "workbench", "engine")  # top layer first: each imports only those after it
 _NAMES = re.compile(r"^(?P<indent> *)(?P<names>[\w*.]+/?(?:, [\w*.]+/?)*)(?:\s{2,}|$)")
 
 
@@ -78,3 +80,40 @@ def test_layout_parser_reads_packages_groups_and_globs():
     assert files == {"engine/a.py", "engine/b.py", "workbench/store/queries/x.py", "workbench/c.py", "ui/*_tab.py"}
     assert packages == {"engine", "workbench", "workbench/store", "workbench/store/queries", "ui"}
     assert unreadable == []
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level names a module imports (absolute imports, at any depth of the file)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def layer_violations(root: Path) -> list[str]:
+    """'module imports X' for every import of a layer above the module's own."""
+    found = []
+    for rank, package in enumerate(PACKAGES):
+        above = set(PACKAGES[:rank])
+        for path in sorted((root / package).rglob("*.py")):
+            relative = str(path.relative_to(root))
+            if relative == "workbench/__main__.py":
+                continue  # `python -m workbench` hands over to the CLI: the one stated exception
+            found += [f"{relative} imports {name}" for name in sorted(imported_packages(path) & above)]
+    return found
+
+
+def test_imports_point_down_the_layers():
+    assert layer_violations(ROOT) == []
+
+
+def test_a_layer_importing_upwards_is_found(tmp_path):
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "engine" / "bad.py").write_text("def f():\n    from workbench.store import Store\n")
+    (tmp_path / "ui" / "ok.py").write_text("import workbench.store\nfrom engine import errors\n")
+    (tmp_path / "workbench" / "worse.py").write_text("import cli.rm\n")
+    assert layer_violations(tmp_path) == ["workbench/worse.py imports cli", "engine/bad.py imports workbench"]

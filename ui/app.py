@@ -5,13 +5,13 @@
     demo = build_app(Store("t.duckdb"))            # a gr.Blocks, not running
     demo, url = launch(Store("t.duckdb"), block=False)
 
-Limits: at most one training and one sampling/scoring job at a time per store (`workbench.jobs`),
-bounded inputs (`workbench.commands.MAX_*`), a bounded request queue, models only from the places
-`workbench.allowed_models` lists, exports in Gradio's cache deleted after an hour, and a Host
+Limits: at most one training and one sampling/scoring job at a time per store (`workbench.runtime.jobs`),
+bounded inputs (`workbench.runtime.commands.MAX_*`), a bounded request queue, models only from the places
+`workbench.models.allowed_models` lists, exports in Gradio's cache deleted after an hour, and a Host
 check when no login is required (`ui.exposure`). The app's jobs stop when it exits.
 
 Concurrency: the app holds no store connection while idle. Every callback opens the store for
-one short read (`Store.connect`), long work runs as `workbench` CLI processes (`workbench.jobs`),
+one short read (`Store.connect`), long work runs as `workbench` CLI processes (`workbench.runtime.jobs`),
 and DuckDB's single-writer file lock is waited out with retries, so the CLI, background jobs and
 several browser tabs share one store file.
 """
@@ -42,7 +42,7 @@ def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: s
               models_dir: str | Path | None = None) -> gr.Blocks:
     """The app as a `gr.Blocks` (not launched). `export_dir` and `runs_dir` default to
     `exports/` and `runs/` beside the store file; `models_dir` adds the models under it to those
-    the app may load (`workbench.allowed_models`)."""
+    the app may load (`workbench.models.allowed_models`)."""
     ctx = AppContext.create(store, export_dir, runs_dir, models_dir)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# {TITLE}\nStore `{store.path}` · reward models, Best-of-N sampling, curation and DPO export.")

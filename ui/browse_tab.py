@@ -1,5 +1,5 @@
 """Browse tab: a page of prompts (search, filter, sort, paging on the server) and one prompt's
-responses side by side. Everything comes from `workbench.browse`."""
+responses side by side. Everything comes from `workbench.curate.browse`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from ui import render
 from ui.context import AppContext
 from ui.inputs import ANY, or_none
 from ui.errors import user_errors
-from workbench import browse
+from workbench.curate import browse
 
 NO_PROMPTS = "The store has no prompts yet: import some with `workbench import FILE`."
 
 
 def build(ctx: AppContext) -> dict:
-    """Lay out the Browse tab and wire it to `workbench.browse`."""
+    """Lay out the Browse tab and wire it to `workbench.curate.browse`."""
     gr.Markdown("Find prompts, then click a row to see all its responses side by side with their scores, "
                 "the Best-of-N pick, finish reason and curation flags. Search runs on the server, over every prompt.")
     with gr.Row():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ui.inputs import ANY
-from workbench.allowed_models import AllowedModels
-from workbench.browse import filter_choices
+from workbench.models.allowed_models import AllowedModels
+from workbench.curate.browse import filter_choices
 from workbench.store import Store
 
 

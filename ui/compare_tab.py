@@ -1,5 +1,5 @@
 """Compare reward models: two models' agreement on the replies both scored, and the pairs they
-disagree on most (to open in Browse by prompt id). Everything comes from `workbench.compare`."""
+disagree on most (to open in Browse by prompt id). Everything comes from `workbench.models.compare`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pandas as pd
 
 from ui.context import AppContext
 from ui.errors import user_errors
-from workbench import compare, overview
+from workbench.curate import overview
+from workbench.models import compare
 
 NEEDS_TWO = ("Comparing needs two reward models with scores on the same replies: score the store with a "
              "second model (`workbench score --rm MODEL`).")

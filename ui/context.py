@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.allowed_models import AllowedModels
-from workbench.curation import PairIndex
-from workbench.job_slots import store_slots_dir
-from workbench.jobs import JobManager
-from workbench.sharing import SharedStore
+from workbench.models.allowed_models import AllowedModels
+from workbench.curate.curation import PairIndex
+from workbench.runtime.job_slots import store_slots_dir
+from workbench.runtime.jobs import JobManager
+from workbench.runtime.sharing import SharedStore
 from workbench.store import Store
 
 

@@ -1,6 +1,6 @@
 """Curate & export tab: filters, a live count of the pairs an export would write (by labeler and
 strategy) with their first rows, and the export itself with a download and its manifest.
-Everything comes from `workbench.curation`."""
+Everything comes from `workbench.curate.curation`."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from ui.choices import kept, source_and_tag_dropdowns
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY, number, or_none
-from workbench import curation, overview
+from workbench.curate import curation, overview
 from workbench.errors import WorkbenchError
-from workbench.pair_filter import PairFilter, field_type
-from workbench.pairs import STRATEGIES
+from workbench.curate.pair_filter import PairFilter, field_type
+from workbench.curate.pairs import STRATEGIES
 
 HUMAN = "human"
 NO_PAIRS = ("The store has no pairs yet: import preference data (`workbench import`) or build pairs from "
@@ -142,7 +142,11 @@ def filter_inputs() -> list:
 
 
 def build(ctx: AppContext) -> dict:
-    """Lay out the tab; returns {"filters": [components], "refresh_on": f}."""
+    """Lay out the tab; returns {"filters": [components], "refresh_on": f}.
+
+    Long on purpose (as every tab's `build`): Gradio wires events to the components made in the same
+    Blocks context, so the callbacks are closures over them; the work itself is in plain functions.
+    """
     gr.Markdown("Choose which pairs to export. The count follows every change and is exactly what the export "
                 "writes: one pair per distinct prompt/chosen/rejected text (the largest margin wins).")
     with gr.Row():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from workbench.loopback import allowed_hosts, is_loopback
+from workbench.runtime.loopback import allowed_hosts, is_loopback
 
 
 def check_exposure(host: str, auth: str | None) -> None:

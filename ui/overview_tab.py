@@ -1,5 +1,5 @@
 """Overview tab: counts, score histogram, score against length (length bias), pair margins,
-prompts whose replies all tie. Everything comes from `workbench.overview`."""
+prompts whose replies all tie. Everything comes from `workbench.curate.overview`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from ui import render
 from ui.context import AppContext
 from ui.errors import user_errors
-from workbench import overview
+from workbench.curate import overview
 from workbench.serving.status import server_lines
 
 NO_SCORES = ("No scores yet: import scored Best-of-N data (`workbench import --format bon`), run "

@@ -11,7 +11,7 @@ from html import escape
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from workbench.jobs import JobStatus
+from workbench.runtime.jobs import JobStatus
 
 # Replies are Markdown more often than not (code fences, lists). CommonMark with raw HTML off, so a
 # reply's "<script>" is shown as text; links and images off too: a stored reply must not make the

@@ -15,12 +15,13 @@ import pandas as pd
 from ui.context import AppContext
 from ui.curate_tab import FILTER_INPUTS, to_filter
 from ui.inputs import number
-from workbench import commands, curation, overview
+from workbench.curate import curation, overview
+from workbench.runtime import commands
 from workbench.errors import WorkbenchError
-from workbench.eval_sets import evaluation_set
-from workbench.jobs import JobStatus
-from workbench.pair_filter import PairFilter
-from workbench.reward_models import resolve_reward_model
+from workbench.models.eval_sets import evaluation_set
+from workbench.runtime.jobs import JobStatus
+from workbench.curate.pair_filter import PairFilter
+from workbench.models.reward_models import resolve_reward_model
 
 # The training settings' components, in this order.
 SETTINGS = ("name", "base", "recipe", "epochs", "lr", "max_length", "pairs_per_step", "max_steps", "eval_fraction",
@@ -159,7 +160,7 @@ def _left_out(outputs: list[str]) -> str:
 
 def adopted_job(ctx: AppContext, current: RetrainJob | None) -> RetrainJob | None:
     """For a tab with no job of its own: a training, evaluation or scoring job that a killed app left
-    running and this app adopted at start (`workbench.job_adoption`), so the tab shows and can cancel it."""
+    running and this app adopted at start (`workbench.runtime.job_adoption`), so the tab shows and can cancel it."""
     if current is not None:
         return None
     for job in ctx.jobs.running():

@@ -13,33 +13,21 @@ from ui.choices import model_dropdown
 from ui.context import AppContext
 from ui.curve import training_curve_svg
 from ui.errors import user_errors
-from workbench import commands
+from workbench.runtime import commands
 
 
 def build(ctx: AppContext, filters: list) -> dict:
-    """Lay out the tab and wire it to `ui.retrain_steps`; `filters` are the Curate tab's inputs."""
+    """Lay out the tab and wire it to `ui.retrain_steps`; `filters` are the Curate tab's inputs.
+
+    Long on purpose (as every tab's `build`): Gradio wires events to the components made in the same
+    Blocks context, so the callbacks are closures over them; the steps themselves are plain functions
+    in `ui.retrain_steps`, and the inputs and the comparison section are laid out by the helpers below."""
     gr.Markdown("Train a reward model on the pairs selected in **Curate & export**, watch its loss, then compare "
                 "it with an older model on pairs held out from training, and score the store with it. Each step "
                 "runs as a separate `workbench` process and can be cancelled.")
     data = gr.Markdown(elem_id="retrain-data")
-    defaults = commands.TrainRequest()  # the inputs start at `rm train --from-store`'s app defaults
-    with gr.Row():
-        name = gr.Textbox(label="New model name", value=defaults.name)
-        base = gr.Dropdown(label="Base model", choices=["smollm2"], value=defaults.base, allow_custom_value=True,
-                           info="smollm2, a model the store knows, or one under the app's --models-dir.")
-        recipe = gr.Dropdown(label="Recipe", choices=commands.TRAIN_RECIPES, value=defaults.recipe,
-                             info="head-only: frozen backbone, cached features, seconds per retrain (best on CPU)")
-    with gr.Row():
-        epochs = gr.Number(label="Epochs", value=defaults.epochs)
-        lr = gr.Textbox(label="Learning rate", placeholder="default: the recipe's",
-                        info=f"At most {commands.MAX_LR:g}.")
-        max_length = gr.Number(label="Max tokens per conversation", value=defaults.max_length,
-                               precision=0, maximum=commands.MAX_TRAIN_LENGTH)
-        pairs_per_step = gr.Number(label="Pairs per step", value=defaults.pairs_per_step, precision=0,
-                                   maximum=commands.MAX_PAIRS_PER_STEP)
-        max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
-        eval_fraction = gr.Number(label="Held-out fraction", value=defaults.eval_fraction)
-        seed = gr.Number(label="Seed", value=defaults.seed, precision=0)
+    settings = _training_settings()
+    base = settings[1]
     command = gr.Textbox(label="Command", interactive=False, lines=1, max_lines=4, buttons=["copy"],
                          elem_id="retrain-command")
     with gr.Row():
@@ -49,23 +37,10 @@ def build(ctx: AppContext, filters: list) -> dict:
     curve = gr.HTML(training_curve_svg(None), label="Training loss and accuracy", elem_id="retrain-curve")
     with gr.Accordion("Log", open=False):
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True)
-    gr.Markdown("**Compare and use**")
-    with gr.Row():
-        new_model = gr.Dropdown(label="New model", choices=[], info="The newest model by default.")
-        old_model = gr.Dropdown(label="Compare with", choices=[])
-        eval_set = gr.Dropdown(label="Evaluate on", choices=[(v, k) for k, v in commands.EVAL_SETS.items()],
-                               value="heldout", info="Pairs either model labelled are always left out.")
-    with gr.Row():
-        evaluate = gr.Button("Evaluate both")
-        rescore = gr.Button("Score the store with the new model")
-    comparison = gr.Dataframe(pd.DataFrame(columns=["metric", "compared with", "new model", "change"]),
-                              label="Comparison (accuracy: share of pairs ranked right; "
-                                    "length_baseline: the longer reply always wins)", interactive=False,
-                              elem_id="retrain-comparison")
+    new_model, old_model, eval_set, evaluate, rescore, comparison = _compare_section()
     outcome = gr.Markdown()
     job = gr.State(None)        # a retrain_steps.RetrainJob
     timer = gr.Timer(1.0, active=False)
-    settings = [name, base, recipe, epochs, lr, max_length, pairs_per_step, max_steps, eval_fraction, seed]
 
     @user_errors
     def describe(*values):
@@ -142,3 +117,45 @@ def build(ctx: AppContext, filters: list) -> dict:
             load_bases, base, base, api_visibility="private")
 
     return {"refresh_on": refresh_on}
+
+
+def _training_settings() -> list:
+    """The training inputs, in `retrain_steps.describe_training`'s order; they start at
+    `rm train --from-store`'s app defaults."""
+    defaults = commands.TrainRequest()
+    with gr.Row():
+        name = gr.Textbox(label="New model name", value=defaults.name)
+        base = gr.Dropdown(label="Base model", choices=["smollm2"], value=defaults.base, allow_custom_value=True,
+                           info="smollm2, a model the store knows, or one under the app's --models-dir.")
+        recipe = gr.Dropdown(label="Recipe", choices=commands.TRAIN_RECIPES, value=defaults.recipe,
+                             info="head-only: frozen backbone, cached features, seconds per retrain (best on CPU)")
+    with gr.Row():
+        epochs = gr.Number(label="Epochs", value=defaults.epochs)
+        lr = gr.Textbox(label="Learning rate", placeholder="default: the recipe's",
+                        info=f"At most {commands.MAX_LR:g}.")
+        max_length = gr.Number(label="Max tokens per conversation", value=defaults.max_length,
+                               precision=0, maximum=commands.MAX_TRAIN_LENGTH)
+        pairs_per_step = gr.Number(label="Pairs per step", value=defaults.pairs_per_step, precision=0,
+                                   maximum=commands.MAX_PAIRS_PER_STEP)
+        max_steps = gr.Textbox(label="Max steps", placeholder="no limit")
+        eval_fraction = gr.Number(label="Held-out fraction", value=defaults.eval_fraction)
+        seed = gr.Number(label="Seed", value=defaults.seed, precision=0)
+    return [name, base, recipe, epochs, lr, max_length, pairs_per_step, max_steps, eval_fraction, seed]
+
+
+def _compare_section() -> tuple:
+    """The models to compare, the evaluation set, the two buttons and the comparison table."""
+    gr.Markdown("**Compare and use**")
+    with gr.Row():
+        new_model = gr.Dropdown(label="New model", choices=[], info="The newest model by default.")
+        old_model = gr.Dropdown(label="Compare with", choices=[])
+        eval_set = gr.Dropdown(label="Evaluate on", choices=[(v, k) for k, v in commands.EVAL_SETS.items()],
+                               value="heldout", info="Pairs either model labelled are always left out.")
+    with gr.Row():
+        evaluate = gr.Button("Evaluate both")
+        rescore = gr.Button("Score the store with the new model")
+    comparison = gr.Dataframe(pd.DataFrame(columns=["metric", "compared with", "new model", "change"]),
+                              label="Comparison (accuracy: share of pairs ranked right; "
+                                    "length_baseline: the longer reply always wins)", interactive=False,
+                              elem_id="retrain-comparison")
+    return new_model, old_model, eval_set, evaluate, rescore, comparison

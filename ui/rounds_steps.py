@@ -1,5 +1,5 @@
 """What the Rounds tab does, as plain functions of the app context and the components' values:
-the rounds table, the reward distribution and the ablation table (from `workbench.round_views`),
+the rounds table, the reward distribution and the ablation table (from `workbench.dpo.round_views`),
 and starting a `workbench round` or `workbench ablate` job in the app's job slots (a training-class
 job, as Retrain's). `ui.rounds_tab` only wires components to these; tests drive them without a browser.
 """
@@ -12,9 +12,10 @@ import pandas as pd
 
 from ui.context import AppContext
 from ui.inputs import number
-from workbench import commands, round_views
+from workbench.dpo import round_views
+from workbench.runtime import commands
 from workbench.errors import WorkbenchError
-from workbench.jobs import JobStatus, workbench_command
+from workbench.runtime.jobs import JobStatus, workbench_command
 
 # The round settings' components, in this order.
 SETTINGS = ("rm", "heldout_rm", "source", "prompts", "eval_prompts", "n", "max_new_tokens", "max_steps", "lr",
@@ -42,7 +43,7 @@ def ablation_table(ctx: AppContext) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["comparison", "win rate", "LC win rate"])
 
 
-# The app's bounds on what a request may ask (`workbench.commands.MAX_*`, as the Sample tab's).
+# The app's bounds on what a request may ask (`workbench.runtime.commands.MAX_*`, as the Sample tab's).
 _MAXIMA = {"n": commands.MAX_N, "max_new_tokens": commands.MAX_NEW_TOKENS}
 
 

@@ -11,7 +11,7 @@ from ui import render
 from ui import rounds_steps as steps
 from ui.context import AppContext
 from ui.errors import user_errors
-from workbench import commands
+from workbench.runtime import commands
 
 
 def build(ctx: AppContext) -> dict:

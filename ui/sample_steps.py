@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from ui.context import AppContext
 from ui.inputs import number, or_none
-from workbench import commands
+from workbench.runtime import commands
 from workbench.errors import WorkbenchError
-from workbench.jobs import JobStatus
-from workbench.selection import PromptSelection
+from workbench.runtime.jobs import JobStatus
+from workbench.generate.selection import PromptSelection
 
 SAMPLE_ONLY = "(none: sample only, no scores)"
 
@@ -62,7 +62,7 @@ def start_sampling(ctx: AppContext, current: SampleJob | None, chosen: PromptSel
 
 def adopted_run(ctx: AppContext, current: SampleJob | None) -> SampleJob | None:
     """For a tab with no run of its own: a sampling run that a killed app left running and this
-    app adopted at start (`workbench.job_adoption`), so the tab shows it and can cancel it."""
+    app adopted at start (`workbench.runtime.job_adoption`), so the tab shows it and can cancel it."""
     if current is not None:
         return None
     return next((SampleJob(job.id) for job in ctx.jobs.running("sample") if getattr(job, "adopted", False)), None)

@@ -1,5 +1,5 @@
 """Sample tab: Best-of-N on chosen prompts. The run is a `workbench bon` (or `workbench sample`)
-process started through `workbench.jobs`; a timer polls its progress bar and log, and the new
+process started through `workbench.runtime.jobs`; a timer polls its progress bar and log, and the new
 responses appear in Browse as they are committed."""
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY
 from ui.sample_steps import SAMPLE_ONLY
-from workbench import commands, overview
+from workbench.curate import overview
+from workbench.runtime import commands
 
 
 def build(ctx: AppContext) -> dict:
-    """Lay out the tab and wire it to `ui.sample_steps`."""
+    """Lay out the tab and wire it to `ui.sample_steps`.
+
+    Long on purpose (as every tab's `build`): Gradio wires events to the components made in the same
+    Blocks context, so the callbacks are closures over them; the work itself is in plain functions.
+    """
     gr.Markdown("Sample N replies per prompt from a policy, score them with a reward model and mark each "
                 "prompt's best (Best-of-N). It runs as a separate `workbench bon` process, so the rest of the app "
                 "stays usable; a cancelled run resumes where it stopped when started again with the same settings.")

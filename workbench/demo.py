@@ -92,11 +92,11 @@ class _Step:
 def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dict:
     """Build the demo store: import the prompts, sample, train a first reward model, score, pick, pair, export."""
     from engine.backbone import resolve_model_path
-    from workbench.importer import import_files
-    from workbench.pairs import build_pairs
-    from workbench.sampling import sample_responses
-    from workbench.scoring import score_responses
-    from workbench.selection import PromptSelection
+    from workbench.ingest.importer import import_files
+    from workbench.curate.pairs import build_pairs
+    from workbench.generate.sampling import sample_responses
+    from workbench.generate.scoring import score_responses
+    from workbench.generate.selection import PromptSelection
 
     work = settings.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -128,8 +128,8 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
                             progress=progress)
         print(f"      {scored.scored} scored now, {picks} best-of-{settings.n} picks, {pairs.candidates} pairs")
     with _Step(settings, 6, total, "Export DPO pairs (TRL schema)"):
-        from workbench.export import export_pairs
-        from workbench.pair_filter import PairFilter
+        from workbench.exports.export import export_pairs
+        from workbench.curate.pair_filter import PairFilter
 
         export_path = work / "dpo.jsonl"
         if export_path.exists():
@@ -149,8 +149,8 @@ def run_demo(store: Store, settings: DemoSettings, progress: bool = True) -> dic
 def _train_first_rm(store: Store, settings: DemoSettings, policy_path: Path, rm_dir: Path, progress: bool) -> dict:
     from engine.train_config import TrainConfig
     from engine.run_dir import RunDirectory
-    from workbench.reward_models import register_reward_model
-    from workbench.training import train_rm
+    from workbench.models.reward_models import register_reward_model
+    from workbench.models.training import train_rm
 
     if RunDirectory(rm_dir).is_complete:
         print(f"      reusing {rm_dir}")

@@ -31,7 +31,7 @@ def make_pairs(n: int) -> list[PreferencePair]:
 
 
 def write_pairs(path: Path, pairs: list[PreferencePair]) -> Path:
-    from workbench.training import write_pairs as write
+    from workbench.models.training import write_pairs as write
 
     write(pairs, path)
     return path

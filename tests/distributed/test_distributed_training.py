@@ -50,7 +50,7 @@ def _launch(work, name: str, jobs: list, nproc: int) -> str:
 @pytest.fixture(scope="module")
 def one_rank(work):
     """The reference: the same training in this process, on one rank."""
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     for out, extra in (("one", []), ("one_lora", _lora_args(work))):
         result = CliRunner().invoke(load_commands(), _train_args(work, out, *extra))

@@ -35,8 +35,8 @@ def rm_dir(tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path, rm_dir) -> Store:
-    from workbench.importer import import_files
-    from workbench.reward_models import register_reward_model
+    from workbench.ingest.importer import import_files
+    from workbench.models.reward_models import register_reward_model
 
     store = Store(tmp_path / "s.duckdb", timeout=60)
     records = [{"prompt": f"Prompt {i}: tell me about the number {i}.",
@@ -88,14 +88,14 @@ def test_two_processes_score_their_shards_at_once_completely_and_without_duplica
 
 
 _SCORE_SHARD_1 = """
-from workbench.scoring import score_responses
+from workbench.generate.scoring import score_responses
 from workbench.store import Store
 score_responses(Store(sys.argv[1]), "rm", shard=(1, 2), chunk_size=4, precision="fp32", progress=False)
 """
 
 
 def test_a_shard_killed_mid_write_is_rerun_to_completion_without_duplicates(store, rm_dir):
-    from workbench.scoring import score_responses
+    from workbench.generate.scoring import score_responses
 
     # chunk 1 is committed, chunk 2 is inside its open transaction
     kill_when_printed(python(stall_after_insert("scores", 2, _SCORE_SHARD_1), str(store.path)), env=env(), cwd=ROOT)

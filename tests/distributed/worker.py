@@ -23,7 +23,7 @@ from engine.losses import reward_loss
 from engine.packing import pack_pairs
 from engine.sequence_parallel import SequenceParallelScorer, parallel_layout
 from tests.distributed.common import sp_case
-from workbench.cli import load_commands
+from cli import load_commands
 
 
 class SimulatedCrash(Exception):

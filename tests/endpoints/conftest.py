@@ -6,7 +6,7 @@ import pytest
 
 from tests.endpoints.servers import stand_in
 from tests.workbench.conftest import write_jsonl
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 from workbench.store import Store, queries
 
 

@@ -17,11 +17,11 @@ from engine.data import SamplingParams
 from tests.endpoints.conftest import generated, runs
 from tests.endpoints.servers import RIGHT_KEY, stand_in
 from tests.processes import free_port
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.endpoints.chat import chat_replies
 from workbench.endpoints.replicas import EndpointError, ReplicaPool, RetryPolicy
 from workbench.endpoints.sampling import ServedModel, sample_from_endpoints
-from workbench.selection import PromptSelection
+from workbench.generate.selection import PromptSelection
 
 FAST = dict(backoff_s=0.01, max_backoff_s=0.05, cooldown_s=0.2, max_cooldown_s=0.5)
 PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=4, seed=3)

@@ -16,10 +16,10 @@ from tests.workbench.conftest import write_jsonl
 from workbench.endpoints.replicas import EndpointError, RetryPolicy
 from workbench.endpoints.sampling import ServedModel
 from workbench.endpoints.scoring import pooled_score, score_with_endpoint
-from workbench.importer import import_files
-from workbench.pairs import build_pairs
-from workbench.reward_models import list_with_formats, register_reward_model
-from workbench.scoring import score_responses
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import build_pairs
+from workbench.models.reward_models import list_with_formats, register_reward_model
+from workbench.generate.scoring import score_responses
 from workbench.serving.config import ServeConfig
 from workbench.store import Store, queries
 
@@ -116,7 +116,7 @@ def test_bon_over_an_endpoint_picks_each_prompts_best_with_a_local_reward_model(
 
     from click.testing import CliRunner
 
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     url, _ = stand_in_server
     result = CliRunner().invoke(load_commands(), [

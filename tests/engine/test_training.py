@@ -208,7 +208,7 @@ def save_then_stall(*args, **kwargs):
 ck.save_checkpoint = save_then_stall
 import engine.training as tr
 tr.save_checkpoint = save_then_stall
-from workbench.cli import main
+from cli import main
 main()
 """
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from workbench import ids
 from workbench.errors import InputError
-from workbench.formats import FORMATS, detect_format, parse_record
+from workbench.ingest.formats import FORMATS, detect_format, parse_record
 
 HH_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf-harmless-1800.jsonl"
 

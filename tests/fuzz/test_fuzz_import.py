@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from tests.fuzz.import_cases import (FORMATS, TEXT_KINDS, byte_mutations, encode_text, expected_import,
                                      mutated_record, write_columnar_file, write_text_file)
-from workbench.cli import load_commands
-from workbench.importer import import_files
+from cli import load_commands
+from workbench.ingest.importer import import_files
 from workbench.store import Store, queries
 
 EXAMPLES = int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "20"))

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.rm_builders import make_hf_rm, make_openrlhf_rm
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.store import Store, queries
 
 EXAMPLES = int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "20"))

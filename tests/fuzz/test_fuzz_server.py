@@ -191,7 +191,7 @@ def fuzz_server(tmp_path_factory):
     """`workbench serve --log-to-store` on a tiny registered reward model, in its own process."""
     from engine.reward_model import RewardModel
     from tests.tiny import make_tiny_model_dir
-    from workbench.reward_models import register_reward_model
+    from workbench.models.reward_models import register_reward_model
     from workbench.store import Store
 
     root = tmp_path_factory.mktemp("fuzz-server")

@@ -13,8 +13,8 @@ def make_round_store(root: Path, prompts: int = 12):
     """(store, policy dir, rm name) with `prompts` prompts from source 'pool'."""
     from engine.reward_model import RewardModel
     from tests.tiny import make_tiny_model_dir
-    from workbench.importer import import_files
-    from workbench.reward_models import register_reward_model
+    from workbench.ingest.importer import import_files
+    from workbench.models.reward_models import register_reward_model
     from workbench.store import Store
 
     root.mkdir(parents=True, exist_ok=True)
@@ -30,10 +30,10 @@ def make_round_store(root: Path, prompts: int = 12):
 def scored_pairs(store, policy: Path, rm: str, limit: int = 4) -> str:
     """Sample 3 replies for `limit` prompts, score them, build best-vs-worst pairs; the generation run."""
     from engine.data import SamplingParams
-    from workbench.pairs import build_pairs
-    from workbench.sampling import sample_responses
-    from workbench.scoring import score_responses
-    from workbench.selection import PromptSelection
+    from workbench.curate.pairs import build_pairs
+    from workbench.generate.sampling import sample_responses
+    from workbench.generate.scoring import score_responses
+    from workbench.generate.selection import PromptSelection
 
     run = sample_responses(store, str(policy), 3, params=SamplingParams(max_new_tokens=6),
                            selection=PromptSelection(limit=limit), progress=False).run_id

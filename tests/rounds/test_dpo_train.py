@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.rounds.builders import TINY_DPO, make_round_store, scored_pairs
-from workbench.cli import load_commands
+from cli import load_commands
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_the_policy_is_registered_and_plain_transformers_loads_it_with_our_greed
 
     from engine.data import SamplingParams
     from engine.generation import Policy, encode_prompt
-    from workbench.allowed_models import AllowedModels
-    from workbench.policies import lookup_policy, policy_path
+    from workbench.models.allowed_models import AllowedModels
+    from workbench.dpo.policies import lookup_policy, policy_path
 
     store, policy, _, out, _, summary = trained
     assert summary["name"] == "dpo-1" and summary["steps"] == 2 and summary["pairs"] == 4

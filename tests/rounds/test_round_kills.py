@@ -9,12 +9,12 @@ from click.testing import CliRunner
 
 from tests.processes import MARKER, kill_when_printed, python, stall_after_insert
 from tests.rounds.builders import TINY_DPO, make_round_store
-from workbench.cli import load_commands
+from cli import load_commands
 
-CLI = "from workbench.cli import main; import sys; sys.argv = ['workbench', *sys.argv[1:]]; main()"
+CLI = "from cli import main; import sys; sys.argv = ['workbench', *sys.argv[1:]]; main()"
 # Stop once the phase's work is done, before the round records it.
 AT_PHASE = """
-import time, workbench.rounds as r
+import time, workbench.dpo.rounds as r
 original = r._phase
 def stalling(store, number, phase, **values):
     if phase == {phase!r}:
@@ -91,7 +91,7 @@ def test_training_prompts_are_refused_for_evaluation_and_fresh_prompts_must_rema
 
 @pytest.mark.slow
 def test_ablate_trains_both_arms_on_the_same_number_of_pairs_and_compares_them(killed_round, tmp_path):
-    from workbench.policies import lookup_policy
+    from workbench.dpo.policies import lookup_policy
 
     store, _, _ = killed_round
     result = CliRunner().invoke(load_commands(), [

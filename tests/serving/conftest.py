@@ -23,7 +23,7 @@ def rm_dir(tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path, rm_dir) -> Store:
-    from workbench.reward_models import register_reward_model
+    from workbench.models.reward_models import register_reward_model
 
     store = Store(tmp_path / "serve.duckdb", timeout=20)
     register_reward_model(store, rm_dir, name="tiny")

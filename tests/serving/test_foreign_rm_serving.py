@@ -12,8 +12,8 @@ from tests.rm_builders import make_hf_rm, make_openrlhf_rm
 from tests.serving.conftest import running_server
 from tests.workbench.conftest import write_jsonl
 from workbench.errors import WorkbenchError
-from workbench.reward_models import register_reward_model
-from workbench.rewards import reward_function
+from workbench.models.reward_models import register_reward_model
+from workbench.models.rewards import reward_function
 from workbench.serving.config import ServeConfig
 from workbench.store import Store
 
@@ -66,8 +66,8 @@ def test_reward_function_reads_the_recorded_format_and_label(multi_store, tmp_pa
 
 
 def test_serving_an_openrlhf_model_equals_workbench_score(tmp_path, client):
-    from workbench.importer import import_files
-    from workbench.scoring import score_responses
+    from workbench.ingest.importer import import_files
+    from workbench.generate.scoring import score_responses
 
     store = Store(tmp_path / "serve.duckdb", timeout=20)
     register_reward_model(store, make_openrlhf_rm(tmp_path / "orl"), name="tiny")

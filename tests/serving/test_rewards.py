@@ -1,4 +1,4 @@
-"""`workbench.rewards.reward_function`: TRL's reward-function signature, local and remote, in a GRPO step."""
+"""`workbench.models.rewards.reward_function`: TRL's reward-function signature, local and remote, in a GRPO step."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.serving.conftest import running_server
 from workbench.errors import WorkbenchError
-from workbench.rewards import reward_function
+from workbench.models.rewards import reward_function
 from workbench.serving.config import ServeConfig
 
 PROMPTS = [[{"role": "user", "content": "Say hi."}], [{"role": "system", "content": "Be terse."},

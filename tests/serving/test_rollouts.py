@@ -40,10 +40,10 @@ def store_rows(store):
 
 
 def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(store, tmp_path):
-    from workbench.browse import PromptQuery, prompt_detail, prompt_page
-    from workbench.export import export_pairs
-    from workbench.pair_filter import PairFilter
-    from workbench.pairs import build_pairs
+    from workbench.curate.browse import PromptQuery, prompt_detail, prompt_page
+    from workbench.exports.export import export_pairs
+    from workbench.curate.pair_filter import PairFilter
+    from workbench.curate.pairs import build_pairs
 
     with running_server(store, ServeConfig(log_to_store=True)) as (url, server, _):
         with httpx.Client(timeout=30) as client:
@@ -77,7 +77,7 @@ def test_rollouts_are_stored_on_a_clean_stop_and_feed_browse_pairs_and_export(st
 
 def test_sigkill_loses_at_most_the_unwritten_batch_and_never_leaves_part_of_one(store, tmp_path):
     port = free_port()
-    serve = (f"from workbench.cli import main; sys.argv = ['workbench', '--db', {str(store.path)!r}, 'serve', "
+    serve = (f"from cli import main; sys.argv = ['workbench', '--db', {str(store.path)!r}, 'serve', "
              f"'--rm', 'tiny', '--port', '{port}', '--log-to-store']; main()")
     # the child stops inside the transaction of its second batch, after that batch's scores went in
     child = subprocess.Popen(python(stall_after_insert("scores", 2, serve)), stdout=subprocess.PIPE,

@@ -24,8 +24,8 @@ def chatml(messages, reply=None):
 
 
 def test_openrlhf_request_and_v1_score_give_the_scores_of_workbench_score(store, tmp_path, client):
-    from workbench.importer import import_files
-    from workbench.scoring import score_responses
+    from workbench.ingest.importer import import_files
+    from workbench.generate.scoring import score_responses
 
     data = write_jsonl(tmp_path / "bon.jsonl", [{"prompt": p, "responses": r} for p, r in zip(PROMPTS, REPLIES)])
     import_files(store, [data], fmt="bon", progress=False)
@@ -210,7 +210,7 @@ def test_concurrent_requests_are_batched_and_scored_as_if_alone(store, client):
 def test_serve_command_refuses_unsafe_or_impossible_settings_in_one_line(store, monkeypatch):
     from click.testing import CliRunner
 
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     def run(*args):
         return CliRunner().invoke(load_commands(), ["--db", str(store.path), "serve", "--rm", "tiny", *args])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from workbench.importer import import_files
-from workbench.pairs import build_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import build_pairs
 from workbench.store import Store, queries
 
 WORDS = "the model answers clearly and politely with some detail about safety data and reward".split()

@@ -12,7 +12,7 @@ from tests.ui.data import make_store
 from tests.workbench.test_jobs import SLEEPER
 from ui import retrain_steps, sample_steps
 from ui.context import AppContext
-from workbench.job_slots import is_running
+from workbench.runtime.job_slots import is_running
 
 # An app's job manager (as AppContext makes it) running one job of kind argv[3], then waiting to be killed.
 APP = r"""

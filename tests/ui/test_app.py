@@ -15,10 +15,10 @@ from ui import render
 from ui.app import build_app, parse_auth
 from ui.errors import user_errors
 from ui.inputs import number, or_none
-from workbench.browse import prompt_detail, prompt_page, PromptQuery
+from workbench.curate.browse import prompt_detail, prompt_page, PromptQuery
 from workbench.errors import NotFound, StoreBusy, WorkbenchError
-from workbench.export import count_pairs
-from workbench.pair_filter import PairFilter
+from workbench.exports.export import count_pairs
+from workbench.curate.pair_filter import PairFilter
 
 
 def test_build_app_only_builds(app_store, tmp_path):

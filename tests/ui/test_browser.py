@@ -15,8 +15,8 @@ import pytest
 
 from tests.ui.conftest import running_app
 from tests.ui.data import make_store
-from workbench.export import count_pairs
-from workbench.pair_filter import PairFilter
+from workbench.exports.export import count_pairs
+from workbench.curate.pair_filter import PairFilter
 
 pytestmark = pytest.mark.browser
 
@@ -124,7 +124,7 @@ def test_browse_filter_export_and_download(browser, shots, tmp_path):
 def _store_with_tiny_rm(tmp_path, tiny_model_dir, prompts: int):
     """The test store (`make_store`) plus an untrained tiny reward model registered as tiny-rm."""
     from engine.reward_model import RewardModel
-    from workbench.reward_models import register_reward_model
+    from workbench.models.reward_models import register_reward_model
 
     store = make_store(tmp_path, prompts=prompts)
     register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "tiny-rm"), name="tiny-rm")

@@ -8,10 +8,10 @@ from gradio_client.exceptions import AppError
 
 from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
-from workbench.compare import compare_reward_models
-from workbench.export import export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.importer import import_files
+from workbench.models.compare import compare_reward_models
+from workbench.exports.export import export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.ingest.importer import import_files
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_export_panel_offers_sft_and_writes_what_the_cli_writes(two_model_store,
     import gradio as gr
 
     from ui.app import build_app
-    from workbench.curation import export_curated
+    from workbench.curate.curation import export_curated
 
     demo = build_app(two_model_store, export_dir=tmp_path / "e", runs_dir=tmp_path / "r")
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Schema"]

@@ -15,10 +15,10 @@ from gradio_client import Client
 
 from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
-from workbench.curation import PairIndex, curation_preview
-from workbench.export import count_pairs
-from workbench.pair_filter import PairFilter
-from workbench.stats import store_stats
+from workbench.curate.curation import PairIndex, curation_preview
+from workbench.exports.export import count_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.stats import store_stats
 
 FILES, PAIRS_PER_FILE = 2, 40
 

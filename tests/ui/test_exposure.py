@@ -14,8 +14,8 @@ from tests.ui.conftest import NO_FILTER, running_app
 from tests.ui.data import make_store
 from ui.app import launch
 from ui.exposure import check_exposure
-from workbench.cli import load_commands
-from workbench.curation import safe_export_path
+from cli import load_commands
+from workbench.curate.curation import safe_export_path
 from workbench.errors import WorkbenchError
 
 

@@ -6,10 +6,10 @@ import pytest
 from tests.rounds.builders import make_round_store, scored_pairs
 from ui import rounds_steps as steps
 from ui.context import AppContext
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
 from workbench.store import queries
-from workbench.win_rates import head_to_head
+from workbench.dpo.win_rates import head_to_head
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from tests.ui.conftest import NO_FILTER
 from ui import retrain_steps, sample_steps
 from ui.context import AppContext
 from workbench.errors import WorkbenchError
-from workbench.export import count_pairs
-from workbench.jobs import JobStatus
-from workbench.pair_filter import PairFilter
+from workbench.exports.export import count_pairs
+from workbench.runtime.jobs import JobStatus
+from workbench.curate.pair_filter import PairFilter
 from workbench.store import queries
 
 SETTINGS = ["rm-next", "smollm2", "head-only", 1.0, "", 512, 8, "3", 0.1, 0]
@@ -153,10 +153,10 @@ def test_evaluate_both_refuses_pairs_one_of_the_models_labelled(tmp_path, tiny_m
     the other."""
     from engine.reward_model import RewardModel
     from tests.ui.data import make_store
-    from workbench.pairs import build_pairs
-    from workbench.reward_models import register_reward_model
-    from workbench.scoring import score_responses
-    from workbench.selection import PromptSelection
+    from workbench.curate.pairs import build_pairs
+    from workbench.models.reward_models import register_reward_model
+    from workbench.generate.scoring import score_responses
+    from workbench.generate.selection import PromptSelection
 
     store = make_store(tmp_path, prompts=2)
     models = tmp_path / "models"
@@ -182,7 +182,7 @@ def test_sft_count_and_preview_are_what_the_export_writes(ctx):
     """Curate with the sft schema counts SFT rows (each prompt's best reply), not pairs, and its
     first preview row is the file's first row; pair-only filters are left out."""
     from ui import curate_tab
-    from workbench.curation import export_curated
+    from workbench.curate.curation import export_curated
 
     by_ext = [*NO_FILTER]
     by_ext[curate_tab.FILTER_INPUTS.index("labeler")] = "ext@1"

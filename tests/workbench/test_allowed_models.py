@@ -4,12 +4,12 @@ import pytest
 
 from tests.rm_builders import make_hf_rm
 from tests.ui.data import make_store
-from workbench import commands
-from workbench.allowed_models import AllowedModels
-from workbench.pair_filter import PairFilter
+from workbench.runtime import commands
+from workbench.models.allowed_models import AllowedModels
+from workbench.curate.pair_filter import PairFilter
 from workbench.errors import WorkbenchError
-from workbench.reward_models import register_reward_model
-from workbench.runs import start_run
+from workbench.models.reward_models import register_reward_model
+from workbench.store.runs import start_run
 from workbench.store import queries
 
 

@@ -11,7 +11,7 @@ from tests.processes import kill_when_printed, python
 from tests.workbench.conftest import table_counts, write_jsonl
 from workbench import ids
 from workbench.errors import InputError
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 from workbench.store import Store, bulk_import, content_ids, queries
 
 TABLES = {
@@ -237,7 +237,7 @@ def stalling(con, **kwargs):
     time.sleep(300)
     return counts
 b.insert = stalling
-from workbench.cli import main
+from cli import main
 sys.argv = ["workbench", "--db", sys.argv[1], "-q", "import", sys.argv[2], "--format", "bon"]
 main()
 """

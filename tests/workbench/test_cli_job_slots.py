@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from tests.workbench.conftest import table_counts, write_jsonl
 from tests.workbench.test_jobs import SLEEPER
-from workbench.cli import load_commands
-from workbench.job_slots import JobLimitReached, cli_slot, store_slots_dir
-from workbench.jobs import JobManager, workbench_command
+from cli import load_commands
+from workbench.runtime.job_slots import JobLimitReached, cli_slot, store_slots_dir
+from workbench.runtime.jobs import JobManager, workbench_command
 
 
 def invoke(db, *args):

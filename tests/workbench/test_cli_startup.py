@@ -2,7 +2,7 @@
 
 Each runs as `python -m workbench` would, in a fresh process, which then reports the heavy packages
 it imported. Commands import the engine, pyarrow and the app inside their bodies; a module-level
-import in `workbench/cli/` (or in a module it imports for an option's choices) fails this test.
+import in `cli/` (or in a module it imports for an option's choices) fails this test.
 Times and memory are measured by `bench/cli_startup.py`.
 """
 

@@ -4,11 +4,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.combine import build_combined_pairs
+from workbench.curate.combine import build_combined_pairs
 from workbench.errors import WorkbenchError
-from workbench.export import count_pairs, export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.importer import import_files
+from workbench.exports.export import count_pairs, export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.ingest.importer import import_files
 from workbench.store import queries
 
 TEXTS = {"p1": ["alpha", "bravo longer", "c"], "p2": ["delta long", "e", "f"]}
@@ -107,7 +107,7 @@ def test_refusals(two_models, tmp_path):
 
 
 def test_cli_combine(two_models):
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     base = ["--db", str(two_models.path), "-q", "pairs", "build"]
     runner = CliRunner()

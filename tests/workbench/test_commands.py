@@ -6,11 +6,11 @@ import click
 import pytest
 
 from tests.ui.data import make_store
-from workbench import commands
-from workbench.cli import load_commands
-from workbench.pair_filter import PairFilter
+from workbench.runtime import commands
+from cli import load_commands
+from workbench.curate.pair_filter import PairFilter
 from workbench.errors import WorkbenchError
-from workbench.selection import PromptSelection
+from workbench.generate.selection import PromptSelection
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +149,10 @@ def test_parse_json_output():
 @pytest.mark.slow  # three CLI processes that each load torch and a model (~30 s)
 def test_evaluation_and_rescoring_jobs_with_the_real_cli(tmp_path, tiny_model_dir):
     from engine.reward_model import RewardModel
-    from workbench.export import export_pairs
-    from workbench.pair_filter import PairFilter
-    from workbench.jobs import JobManager
-    from workbench.reward_models import register_reward_model
+    from workbench.exports.export import export_pairs
+    from workbench.curate.pair_filter import PairFilter
+    from workbench.runtime.jobs import JobManager
+    from workbench.models.reward_models import register_reward_model
 
     store = make_store(tmp_path, prompts=3)
     model = register_reward_model(store, RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm"), name="tiny")

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.compare import compare_reward_models, compare_scores, disagreement_table, summary_table
+from workbench.models.compare import compare_reward_models, compare_scores, disagreement_table, summary_table
 from workbench.errors import WorkbenchError
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 
 
 def _one_prompt(a, b, chars=None):
@@ -105,7 +105,7 @@ def test_store_comparison_names_the_firmest_disagreement(two_scored):
 
 
 def test_cli_compare(two_scored):
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     runner = CliRunner()
     base = ["--db", str(two_scored.path), "-q", "rm", "compare", "judge", "critic"]

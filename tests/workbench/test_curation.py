@@ -1,4 +1,4 @@
-"""Curation: the in-memory pair index must count exactly what `workbench.export` writes."""
+"""Curation: the in-memory pair index must count exactly what `workbench.exports.export` writes."""
 
 import json
 import os
@@ -8,13 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.ui.data import make_store
-from workbench.curation import (PairIndex, curation_preview,
+from workbench.curate.curation import (PairIndex, curation_preview,
                                 export_curated, safe_export_path)
 from workbench.errors import WorkbenchError
-from workbench.export import count_pairs, export_pairs
-from workbench.importer import import_files
-from workbench.pair_filter import PairFilter
-from workbench.pairs import build_pairs
+from workbench.exports.export import count_pairs, export_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.pairs import build_pairs
 from workbench.store import queries
 
 

@@ -6,12 +6,12 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
-from workbench.decontamination import decontaminate
+from cli import load_commands
+from workbench.curate.decontamination import decontaminate
 from workbench.errors import InputError
-from workbench.export import count_pairs, export_pairs
-from workbench.importer import import_files
-from workbench.pair_filter import PairFilter
+from workbench.exports.export import count_pairs, export_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pair_filter import PairFilter
 from workbench.store import queries
 
 # Five benchmark prompts of at least 13 words each.

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
-from workbench.dedup import find_duplicate_prompts
-from workbench.importer import import_files
+from cli import load_commands
+from workbench.curate.dedup import find_duplicate_prompts
+from workbench.ingest.importer import import_files
 from workbench.store import queries
 
 LONG = ("please write a short friendly letter to my neighbour asking whether they could water the plants "

@@ -4,11 +4,11 @@ import json
 
 from engine.evaluation import pairwise_accuracy
 from workbench.demo import DEMO_INSTRUCTION, DEMO_RM, DEMO_SOURCE, DemoSettings, demo_prompts_path, run_demo
-from workbench.export import count_pairs
-from workbench.importer import import_files
-from workbench.pairs import build_pairs
-from workbench.pair_filter import PairFilter
-from workbench.stats import store_stats
+from workbench.exports.export import count_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import build_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.stats import store_stats
 from workbench.store import Store, queries
 
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from tests.rm_builders import make_hf_rm
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 
 
 @pytest.fixture(scope="module")

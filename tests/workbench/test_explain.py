@@ -7,13 +7,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
-from workbench.explain import explain_pair
-from workbench.export import export_pairs
-from workbench.importer import import_files
-from workbench.pair_filter import PairFilter
-from workbench.pairs import build_pairs
+from workbench.curate.explain import explain_pair
+from workbench.exports.export import export_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.pairs import build_pairs
 from workbench.store import queries
 
 

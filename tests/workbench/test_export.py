@@ -5,10 +5,10 @@ import pytest
 
 from tests.workbench.conftest import write_jsonl
 from workbench.errors import WorkbenchError
-from workbench.export import count_pairs, export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.importer import import_files
-from workbench.pairs import build_pairs
+from workbench.exports.export import count_pairs, export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import build_pairs
 
 MULTI = {"chosen": "\n\nHuman: A\n\nAssistant: B\n\nHuman: C\n\nAssistant: good",
          "rejected": "\n\nHuman: A\n\nAssistant: B\n\nHuman: C\n\nAssistant: bad"}
@@ -96,7 +96,7 @@ def test_parquet_and_hf_datasets_round_trip(filled, tmp_path):
 
 
 def test_export_is_recorded_and_bad_arguments_are_refused(filled, tmp_path):
-    from workbench.stats import store_stats
+    from workbench.curate.stats import store_stats
 
     export_pairs(filled, tmp_path / "x.jsonl")
     assert store_stats(filled)["exports"] == 1

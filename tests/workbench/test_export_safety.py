@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.test_export import filled  # noqa: F401  (fixture)
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
-from workbench.export import export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.stats import store_stats
+from workbench.exports.export import export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.stats import store_stats
 from workbench.store import queries
 
 
@@ -111,7 +111,7 @@ def test_a_failed_overwrite_keeps_the_earlier_export_whole(filled, tmp_path, mon
 def test_a_lone_surrogate_in_the_export_name_is_one_clear_line(filled, tmp_path):
     """Issue 20.13: a browser can send '\\ud800' in the app's export name ("Internal error
     (UnicodeEncodeError)" before), and a shell passes a name that is not UTF-8 as '\\udcff'."""
-    from workbench.curation import export_curated, safe_export_path
+    from workbench.curate.curation import export_curated, safe_export_path
 
     exports = store_stats(filled)["exports"]
     tmp_path = tmp_path / "out"
@@ -147,8 +147,8 @@ def test_an_export_path_that_is_not_utf8_from_the_shell(filled, tmp_path):
 KILL_BETWEEN_RENAMES = r"""
 import os, signal, sys
 from pathlib import Path
-from workbench.export import export_pairs
-from workbench.pair_filter import PairFilter
+from workbench.exports.export import export_pairs
+from workbench.curate.pair_filter import PairFilter
 from workbench.store import Store
 
 real_replace = os.replace
@@ -169,7 +169,7 @@ def test_a_kill_between_the_data_and_manifest_renames_is_rolled_forward(filled, 
     import subprocess
     import sys
 
-    from workbench.export_files import check_export_target, manifest_path
+    from workbench.exports.export_files import check_export_target, manifest_path
     from workbench.ids import sha256_file
 
     out = tmp_path / "exports" / f"d.{fmt}"
@@ -181,14 +181,14 @@ def test_a_kill_between_the_data_and_manifest_renames_is_rolled_forward(filled, 
     check_export_target(out, fmt, overwrite=True)  # ... and the next export to this path finishes the swap first
     manifest = json.loads(manifest_path(out, fmt).read_text())
     assert manifest["rows"] == 2 and manifest["content_sha256"] == sha256_file(out)
-    from workbench.export_files import verify_export
+    from workbench.exports.export_files import verify_export
 
     verify_export(out, fmt)
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_verify_export_refuses_data_its_manifest_does_not_vouch_for(filled, tmp_path):
-    from workbench.export_files import verify_export
+    from workbench.exports.export_files import verify_export
 
     out = tmp_path / "d.jsonl"
     export_pairs(filled, out)

@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
-from workbench.curation import PairIndex, curation_preview
+from cli import load_commands
+from workbench.curate.curation import PairIndex, curation_preview
 from workbench.errors import InputError
-from workbench.export import count_pairs, export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.finite_scores import finite_score, first_non_finite, require_finite
-from workbench.importer import import_files
-from workbench.pairs import STRATEGIES, build_pairs
-from workbench.scoring import score_responses
+from workbench.exports.export import count_pairs, export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.generate.finite_scores import finite_score, first_non_finite, require_finite
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import STRATEGIES, build_pairs
+from workbench.generate.scoring import score_responses
 from workbench.store import queries
 
 TEXTS = ("one", "not a number", "three")

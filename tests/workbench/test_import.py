@@ -8,7 +8,7 @@ from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import table_counts, write_jsonl
 from workbench import ids
 from workbench.errors import InputError, WorkbenchError
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 from workbench.store import queries
 
 TRL = {"prompt": [{"role": "user", "content": "Name a colour."}],
@@ -230,7 +230,7 @@ def test_real_hh_rlhf_file(store, hh_rlhf_path, tmp_path):
 
 
 _IMPORT = """
-from workbench.cli import main
+from cli import main
 sys.argv = ["workbench", "--db", sys.argv[1], "-q", "import", sys.argv[2]]
 main()
 """

@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 
 
 def test_the_rejects_file_lands_beside_the_store_and_the_output_names_it(tmp_path, monkeypatch):

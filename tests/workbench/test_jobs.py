@@ -8,8 +8,8 @@ import time
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.job_slots import JobLimitReached, is_running
-from workbench.jobs import JobManager, collapse_log, last_progress, workbench_command
+from workbench.runtime.job_slots import JobLimitReached, is_running
+from workbench.runtime.jobs import JobManager, collapse_log, last_progress, workbench_command
 from workbench.store import Store
 
 # Writes tqdm-style bars to stderr (carriage returns, as tqdm does when not on a terminal) and a
@@ -26,7 +26,7 @@ print(json.dumps({"total": 5, "args": sys.argv[1:]}))
 # Prints "ready" (spelled so that the echoed command line does not contain it), then waits forever.
 SLEEPER = "import time, sys\nsys.stderr.write('rea' + 'dy\\n'); sys.stderr.flush()\nwhile True: time.sleep(0.1)"
 # Takes the store's training slot, says so, and keeps it until killed.
-HOLD_SLOT = ("import sys, time\nfrom workbench.job_slots import acquire_slot, DEFAULT_LIMITS\n"
+HOLD_SLOT = ("import sys, time\nfrom workbench.runtime.job_slots import acquire_slot, DEFAULT_LIMITS\n"
              "slot = acquire_slot(sys.argv[1], 'train', DEFAULT_LIMITS)\nprint('held', flush=True)\ntime.sleep(300)")
 FAILING = "import sys; sys.stderr.write('Error: no prompts match the selection\\n'); sys.exit(1)"
 
@@ -145,7 +145,7 @@ def test_a_slot_held_by_another_process_is_freed_when_it_dies(tmp_path):
 # An "app": starts a job under the store's slots, says its id and its command's pid, then waits to be killed.
 APP = r"""
 import sys, time
-from workbench.jobs import JobManager
+from workbench.runtime.jobs import JobManager
 jobs = JobManager(sys.argv[1], slots_dir=sys.argv[2])
 job = jobs.start("train", [[sys.executable, "-c", sys.argv[3]], [sys.executable, "-c", "print('second step')"]])
 while job._process is None:

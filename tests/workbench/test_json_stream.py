@@ -6,7 +6,7 @@ import random
 import orjson
 import pytest
 
-from workbench.json_stream import JsonScanner, OverLimit, Truncated, bounded_lines
+from workbench.ingest.json_stream import JsonScanner, OverLimit, Truncated, bounded_lines
 
 PIECES = ['"', "\\", "\\\"", "[", "]", "{", "}", ",", ":", " ", "\n", "é", "\U0001f600", "a", "\\u00e9", "\\\\"]
 

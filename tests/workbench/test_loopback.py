@@ -7,7 +7,7 @@ import pytest
 
 from ui.exposure import check_exposure
 from workbench.errors import WorkbenchError
-from workbench.loopback import is_loopback
+from workbench.runtime.loopback import is_loopback
 from workbench.serving.config import ServeConfig
 
 HOSTS = {"127.0.0.1": True, "127.0.0.2": True, "localhost": True, "::1": True, "[::1]": True,

@@ -5,9 +5,9 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
-from workbench.pair_filter import PairFilter
+from workbench.curate.pair_filter import PairFilter
 from workbench.store.queries import PAIR_CONDITIONS
 
 EVERY_FIELD = PairFilter(source="s", min_margin=0.5, label="rm", rm="my-rm", strategy="top-k", tag="t",
@@ -19,9 +19,9 @@ class Captured(Exception):
 
 
 @pytest.mark.parametrize("args,rm_flag,target", [
-    (["export", "{tmp}/out.jsonl"], "--rm", "workbench.export.export_pairs"),
-    (["rm", "train", "--from-store", "--out", "{tmp}/rm"], "--pairs-rm", "workbench.training.train_rm"),
-    (["rm", "eval", "--rm", "x", "--from-store"], "--pairs-rm", "workbench.evaluation.evaluate_reward_model"),
+    (["export", "{tmp}/out.jsonl"], "--rm", "workbench.exports.export.export_pairs"),
+    (["rm", "train", "--from-store", "--out", "{tmp}/rm"], "--pairs-rm", "workbench.models.training.train_rm"),
+    (["rm", "eval", "--rm", "x", "--from-store"], "--pairs-rm", "workbench.models.evaluation.evaluate_reward_model"),
 ])
 def test_every_field_is_an_option_and_argv_parses_back_to_the_same_filter(tmp_path, monkeypatch, args, rm_flag,
                                                                            target):

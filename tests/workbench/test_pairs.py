@@ -6,8 +6,8 @@ import pytest
 from tests.workbench.conftest import write_jsonl
 from workbench import ids
 from workbench.errors import NotFound, WorkbenchError
-from workbench.importer import import_files
-from workbench.pairs import build_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pairs import build_pairs
 from workbench.store import queries
 
 

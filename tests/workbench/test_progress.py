@@ -6,8 +6,8 @@ import re
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
-from workbench.jobs import collapse_log, last_progress
+from cli import load_commands
+from workbench.runtime.jobs import collapse_log, last_progress
 
 RECORDS = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": "No idea, sorry. " * 3}
            for i in range(40)]

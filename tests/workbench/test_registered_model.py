@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.combine import combined_labeler
+from workbench.curate.combine import combined_labeler
 from workbench.errors import WorkbenchError
-from workbench.importer import import_files
-from workbench.registered_model import RegisteredModel
-from workbench.reward_models import register_reward_model, resolve_reward_model
+from workbench.ingest.importer import import_files
+from workbench.models.registered_model import RegisteredModel
+from workbench.models.reward_models import register_reward_model, resolve_reward_model
 from workbench.store import Store, queries
 
 
@@ -62,7 +62,7 @@ def test_kinds_and_what_they_offer(three_kinds):
 
 
 def _score(store, rm):
-    from workbench.scoring import score_responses
+    from workbench.generate.scoring import score_responses
 
     score_responses(store, rm, progress=False)
 
@@ -75,19 +75,19 @@ def _serve(store, rm):
 
 
 def _reward_function(store, rm):
-    from workbench.rewards import reward_function
+    from workbench.models.rewards import reward_function
 
     reward_function(rm=rm, store=store)
 
 
 def _evaluate(store, rm):
-    from workbench.evaluation import scorer_for_eval
+    from workbench.models.evaluation import scorer_for_eval
 
     scorer_for_eval(store, rm, max_length=64)
 
 
 def _best_of_n(store, rm):
-    from workbench.bon import best_of_n
+    from workbench.generate.bon import best_of_n
 
     best_of_n(store, "no-policy-needed", rm, 2, progress=False)
 

@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
 from workbench.errors import InputError
-from workbench.evaluation import evaluate_rewardbench
-from workbench.rewardbench import (RewardBenchRow, read_rewardbench, rewardbench_report, row_outcome,
+from workbench.models.evaluation import evaluate_rewardbench
+from workbench.models.rewardbench import (RewardBenchRow, read_rewardbench, rewardbench_report, row_outcome,
                                    wilson_interval)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "workbench" / "data" / "rewardbench_sample.jsonl"
@@ -115,8 +115,8 @@ def test_bad_rows_are_refused_with_file_line_and_field(tmp_path):
 
 def test_cli_rewardbench_with_a_tiny_reward_model(tmp_path, tiny_model_dir):
     from engine.reward_model import RewardModel
-    from workbench.cli import load_commands
-    from workbench.rewardbench import score_rows
+    from cli import load_commands
+    from workbench.models.rewardbench import score_rows
     from engine.scoring import load_scorer
 
     model_dir = RewardModel.from_base(tiny_model_dir).save(tmp_path / "rm")

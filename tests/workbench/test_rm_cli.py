@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.store import Store, queries
 
 

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
-from workbench.importer import import_files
-from workbench.reward_models import register_reward_model
-from workbench.scoring import score_responses
+from workbench.ingest.importer import import_files
+from workbench.models.reward_models import register_reward_model
+from workbench.generate.scoring import score_responses
 
 
 @pytest.fixture

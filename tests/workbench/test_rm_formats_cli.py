@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from tests.rm_builders import CONVERSATIONS, make_hf_rm, make_internlm2_rm, make_openrlhf_rm
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.store import Store, queries
 
 
@@ -209,7 +209,7 @@ def test_a_row_registered_before_formats_were_recorded_is_detected(tmp_path):
 def test_rewardbench_eval_of_a_label_index_model_at_the_chosen_precision(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from workbench.rewardbench import read_rewardbench, rewardbench_report
+    from workbench.models.rewardbench import read_rewardbench, rewardbench_report
 
     db = str(tmp_path / "t.duckdb")
     path = make_hf_rm(tmp_path / "multi", num_labels=2)
@@ -240,8 +240,8 @@ def test_rewardbench_eval_of_a_label_index_model_at_the_chosen_precision(tmp_pat
 
 
 def test_a_combination_of_reward_models_is_listed_as_combined(tmp_path):
-    from workbench.combine import combined_labeler
-    from workbench.reward_models import register_reward_model
+    from workbench.curate.combine import combined_labeler
+    from workbench.models.reward_models import register_reward_model
 
     db = str(tmp_path / "t.duckdb")
     store = Store(db)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tests.rm_builders import make_hf_rm, make_openrlhf_rm
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.store import Store
 
 

@@ -3,9 +3,9 @@ import pytest
 from engine.data import SamplingParams
 from tests.processes import kill_when_printed, python, stall_after_insert
 from tests.workbench.conftest import table_counts, write_jsonl
-from workbench.importer import import_files
-from workbench.sampling import sample_responses
-from workbench.selection import PromptSelection
+from workbench.ingest.importer import import_files
+from workbench.generate.sampling import sample_responses
+from workbench.generate.selection import PromptSelection
 from workbench.store import queries
 
 PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=6, seed=7)
@@ -62,7 +62,7 @@ def test_selection_limits_the_prompts(prompts, tiny_model_dir):
 
 
 _SAMPLE = """
-from workbench.cli import main
+from cli import main
 sys.argv = ["workbench", "--db", sys.argv[1], "-q", "sample", "--policy", sys.argv[2], "--n", "3",
             "--max-new-tokens", "6", "--temperature", "1.0", "--top-p", "1.0", "--seed", "7", "--batch-size", "3"]
 main()

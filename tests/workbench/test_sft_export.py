@@ -7,9 +7,9 @@ from click.testing import CliRunner
 from tests.workbench.conftest import write_jsonl
 from workbench import ids
 from workbench.errors import WorkbenchError
-from workbench.export import export_pairs
-from workbench.pair_filter import PairFilter
-from workbench.importer import import_files
+from workbench.exports.export import export_pairs
+from workbench.curate.pair_filter import PairFilter
+from workbench.ingest.importer import import_files
 
 BON = [
     # tie at the top: the shorter reply wins
@@ -111,7 +111,7 @@ def test_hf_format_and_refusals(scored, tmp_path):
 
 
 def test_cli_sft_export(scored, tmp_path):
-    from workbench.cli import load_commands
+    from cli import load_commands
 
     out = tmp_path / "cli.jsonl"
     runner = CliRunner()

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import threading
 
-from workbench.sharing import SharedStore
+from workbench.runtime.sharing import SharedStore
 from workbench.store import Store
 
 # Another process: opens the store (retrying while it is locked) and writes one run.

@@ -109,7 +109,7 @@ def test_m003_rekeys_a_schema_2_store_with_the_ids_new_imports_compute(tmp_path)
     import json
 
     from workbench import ids
-    from workbench.importer import import_files
+    from workbench.ingest.importer import import_files
 
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))

@@ -7,10 +7,10 @@ import pytest
 
 from tests.workbench.conftest import write_jsonl
 from workbench.errors import WorkbenchError
-from workbench.export import export_pairs
-from workbench.importer import import_files
-from workbench.pair_filter import PairFilter
-from workbench.pairs import build_pairs
+from workbench.exports.export import export_pairs
+from workbench.ingest.importer import import_files
+from workbench.curate.pair_filter import PairFilter
+from workbench.curate.pairs import build_pairs
 
 
 @pytest.fixture

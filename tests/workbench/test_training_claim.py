@@ -16,9 +16,9 @@ from click.testing import CliRunner
 import engine.training
 from tests.engine.test_training import config
 from tests.workbench.conftest import write_jsonl
-from workbench.cli import load_commands
+from cli import load_commands
 from workbench.errors import WorkbenchError
-from workbench.training import train_rm
+from workbench.models.training import train_rm
 
 
 def _pairs_file(path, offset: int, n: int = 40):

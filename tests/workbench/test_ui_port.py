@@ -4,7 +4,7 @@ import socket
 
 from click.testing import CliRunner
 
-from workbench.cli import load_commands
+from cli import load_commands
 
 
 def test_busy_port_is_one_line_that_names_the_option(tmp_path):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tests.ui.data import make_store
-from workbench import browse, overview
+from workbench.curate import browse, overview
 from workbench.errors import NotFound, WorkbenchError
-from workbench.importer import import_files
+from workbench.ingest.importer import import_files
 from workbench.store import queries
 
 

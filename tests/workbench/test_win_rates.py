@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.win_rates import head_to_head, length_controlled_win_rate, outcomes, reward_hacking
+from workbench.dpo.win_rates import head_to_head, length_controlled_win_rate, outcomes, reward_hacking
 
 
 def _table():

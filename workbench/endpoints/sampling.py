@@ -1,6 +1,6 @@
 """`workbench sample --endpoint URL --model NAME`: N replies per prompt from a policy that a server runs.
 
-The same store contract as in-process sampling (`workbench.sampling`): a run is identified by the
+The same store contract as in-process sampling (`workbench.generate.sampling`): a run is identified by the
 served model's name, the API, N, the sampling parameters and the prompt selection (not by the URLs,
 so adding or replacing replicas continues the same run); each sample is keyed by (run, prompt,
 sample index) and inserted only if absent, so a resumed or retried run never stores a sample twice;
@@ -28,9 +28,9 @@ from workbench import ids
 from workbench.endpoints.chat import APIS, ChatClient
 from workbench.endpoints.replicas import EndpointError, ReplicaPool, RetryPolicy
 from workbench.errors import WorkbenchError
-from workbench.runs import recorded_run
-from workbench.sampling import SampleResult, _flag_run, _response_rows
-from workbench.selection import PromptSelection
+from workbench.store.runs import recorded_run
+from workbench.generate.sampling import SampleResult, _flag_run, _response_rows
+from workbench.generate.selection import PromptSelection
 from workbench.store import Store, queries
 
 

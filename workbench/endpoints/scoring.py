@@ -14,7 +14,7 @@ The scores land under a labeler registered like imported scorers (no weights, `c
 names the API, the model and the URLs): `pairs build --rm`, `rm compare` and export manifests treat
 it as any reward model. Its id is the served weights' id when the server tells it (`workbench serve`'s
 /health), else a hash of the API, the model name and the URLs. Batches go out `concurrency` at a
-time with `ReplicaPool`'s retries; the chunks of `workbench.scoring` are committed one by one, so a
+time with `ReplicaPool`'s retries; the chunks of `workbench.generate.scoring` are committed one by one, so a
 rerun scores only what is missing.
 """
 
@@ -31,10 +31,10 @@ from workbench import ids
 from workbench.endpoints.replicas import EndpointError, ReplicaPool
 from workbench.endpoints.sampling import ServedModel, served_model_ids
 from workbench.errors import WorkbenchError
-from workbench.registered_model import RegisteredModel
-from workbench.runs import recorded_run
-from workbench.scoring import ScoreResult, _close_if_complete, _next_chunk, _score_chunk
-from workbench.selection import PromptSelection
+from workbench.models.registered_model import RegisteredModel
+from workbench.store.runs import recorded_run
+from workbench.generate.scoring import ScoreResult, _close_if_complete, _next_chunk, _score_chunk
+from workbench.generate.selection import PromptSelection
 from workbench.store import Store, queries
 
 SCORE_APIS = ("workbench", "openrlhf", "vllm")

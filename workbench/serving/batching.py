@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from engine.data import ScoringItem
-from workbench.finite_scores import first_non_finite
+from workbench.generate.finite_scores import first_non_finite
 
 
 class QueueFull(Exception):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from engine.precision import PRECISIONS
 from workbench.errors import WorkbenchError
-from workbench.loopback import is_loopback
+from workbench.runtime.loopback import is_loopback
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 from urllib.parse import urlsplit
 
-from workbench.loopback import allowed_hosts  # one Host rule: the app and the reward server
+from workbench.runtime.loopback import allowed_hosts  # one Host rule: the app and the reward server
 
 
 class ApiError(Exception):

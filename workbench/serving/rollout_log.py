@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from workbench import ids
-from workbench.provenance import environment
-from workbench.registered_model import RegisteredModel
+from workbench.store.provenance import environment
+from workbench.models.registered_model import RegisteredModel
 from workbench.store import Store, queries
 from workbench.store import rollouts as sql
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import uvicorn
 
 from workbench.errors import WorkbenchError
-from workbench.reward_models import resolve_reward_model
+from workbench.models.reward_models import resolve_reward_model
 from workbench.serving.batching import DynamicBatcher
 from workbench.serving.config import ServeConfig
 from workbench.serving.metrics import ServerMetrics

@@ -7,11 +7,11 @@ SQL lives in this package only:
     queries/           the shared queries, one module per concern (see its docstring)
     bulk_import.py, content_ids.py   the import's bulk lane; content ids as DuckDB expressions
     combined_pairs.py, compare.py, sft.py, rollouts.py, registered_models.py
-                       the SQL of the one workbench module each serves (`workbench.combine`,
-                       `workbench.compare`, the SFT export, the reward server's rollout log,
-                       `workbench.allowed_models`)
+                       the SQL of the one workbench module each serves (`workbench.curate.combine`,
+                       `workbench.models.compare`, the SFT export, the reward server's rollout log,
+                       `workbench.models.allowed_models`)
 
-Registered models leave the store as `workbench.registered_model.RegisteredModel`, other rows as
+Registered models leave the store as `workbench.models.registered_model.RegisteredModel`, other rows as
 plain dicts, tuples or Arrow tables.
 """
 

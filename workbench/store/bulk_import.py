@@ -1,6 +1,6 @@
 """SQL of the import's bulk lane: DuckDB reads Best-of-N JSON Lines, checks them, inserts them.
 
-The exact lane (`workbench.formats`, row by row in Python) defines what an import means; this
+The exact lane (`workbench.ingest.formats`, row by row in Python) defines what an import means; this
 lane does the same work inside DuckDB for the shape large files have (a string prompt, string
 responses, optional numeric scores and tags) and gives up on anything else. `stage()` parses
 each file once into a temporary table and reports how many records break a rule the exact lane

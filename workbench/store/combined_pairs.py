@@ -1,4 +1,4 @@
-"""SQL of pairs built from several reward models (`workbench.combine`).
+"""SQL of pairs built from several reward models (`workbench.curate.combine`).
 
 The members' scores are standardised and averaged into the temporary table `combined_scores`
 (same columns as `scores`), and the pair strategies of `queries` run on it unchanged, so the

@@ -1,4 +1,4 @@
-"""SQL: the model directories the store knows, which the app may load (`workbench.allowed_models`)."""
+"""SQL: the model directories the store knows, which the app may load (`workbench.models.allowed_models`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ both select `PAIR_COLUMNS` and apply `PAIR_FILTER` to them; the SFT export appli
 `REPLY_AS_PAIR` (each reply as a pair with itself).
 
 Each condition is `($name IS NULL OR ...)`, so a filter field left empty binds NULL and
-selects everything; `workbench.pair_filter.PairFilter` has one field per entry of
+selects everything; `workbench.curate.pair_filter.PairFilter` has one field per entry of
 `PAIR_CONDITIONS` (plus `limit`, which the export applies as LIMIT).
 """
 

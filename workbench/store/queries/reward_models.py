@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from workbench.errors import NotFound
-from workbench.registered_model import RegisteredModel
+from workbench.models.registered_model import RegisteredModel
 from workbench.store.queries.fetch import fetch_dicts, fetch_rows, fetch_value
 
 

@@ -1,0 +1,1 @@
+"""Datasets out: `workbench export` (DPO, reward, KTO, Best-of-N and SFT schemas) and where its files go."""
