@@ -22,7 +22,7 @@ from workbench.store import Store
 
 demo, _ = launch(Store(sys.argv[1]), port=int(sys.argv[2]), block=False, quiet=True)
 with jobs_stop_with_the_app(demo):
-    job = demo.workbench.runtime.jobs.start("train", [[sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]])
+    job = demo.workbench.jobs.start("train", [[sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]])
     while job._process is None:
         time.sleep(0.01)
     print(job._process.pid, flush=True)

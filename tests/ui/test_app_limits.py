@@ -53,10 +53,10 @@ def test_a_second_job_is_refused_whichever_tab_or_app_asks(store):
             with pytest.raises(AppError, match="sampling, scoring or evaluation job is already running on this store"):
                 client.predict(*SAMPLE, "smollm2", ONLY_SAMPLE, *SAMPLING, api_name="/sample_start")
             # a training job started by one tab blocks a direct API call (a new session, no tab state)
-            demo.workbench.runtime.jobs.start("train", [[sys.executable, "-c", SLEEPER]])
+            demo.workbench.jobs.start("train", [[sys.executable, "-c", SLEEPER]])
             with pytest.raises(AppError, match="a training job is already running on this store"):
                 client.predict(*_train_settings(), *NO_FILTER, api_name="/train_start")
-            assert [j.kind for j in demo.workbench.runtime.jobs.running()] == ["train"]
+            assert [j.kind for j in demo.workbench.jobs.running()] == ["train"]
         finally:
             other.shutdown(grace_s=2)
         assert busy.status().state == "cancelled"
@@ -75,4 +75,4 @@ def test_out_of_bounds_and_unknown_models_are_refused_over_the_api(store, tmp_pa
             client.predict(*SAMPLE, "smollm2", ONLY_SAMPLE, *SAMPLING[:5], 10**6, api_name="/sample_start")
         with pytest.raises(AppError):
             client.predict(*_train_settings(pairs_per_step=10**6), *NO_FILTER, api_name="/train_start")
-        assert demo.workbench.runtime.jobs.running() == []
+        assert demo.workbench.jobs.running() == []
