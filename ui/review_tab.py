@@ -110,24 +110,28 @@ def build(ctx: AppContext) -> dict:
         return steps.agreement_view(ctx, None if name == ALL_QUEUES else name)
 
     @user_errors
-    def refresh(current_queue, current_agreement):
+    def refresh(current_queue, current_agreement, with_scores, request: gr.Request):
+        """On opening the tab: the store's queues, and the annotator's next item of the chosen one."""
         names = steps.queue_names(ctx)
         value = current_queue if current_queue in names else names[0]
         return (gr.Dropdown(choices=names, value=value),
                 gr.Dropdown(choices=[ALL_QUEUES, *names],
-                            value=current_agreement if current_agreement in names else ALL_QUEUES))
+                            value=current_agreement if current_agreement in names else ALL_QUEUES),
+                *steps.show_next(ctx, value, _username(request), with_scores))
 
     item_views = [shown, status, prompt, left, right, scores]
     add.click(add_pairs, [fill_queue, source, size, overlap, seed], [fill_result, queue, agreement_queue],
               api_name="review_fill_queue")
     start.click(load, [queue, show_scores], item_views, api_name="review_next")
     show_scores.change(load, [queue, show_scores], item_views, api_visibility="private")
+    queue.input(load, [queue, show_scores], item_views, api_visibility="private")
     for verdict, button in buttons.items():
         button.click(labeller(verdict), [shown, queue, show_scores, note], [*item_views, saved, note],
                      api_name=f"review_label_{verdict.replace('-', '_')}")
     compute.click(agreement, [agreement_queue], [summary, labelers, disputed], api_name="review_agreement")
 
     def refresh_on(listener) -> None:
-        listener(refresh, [queue, agreement_queue], [queue, agreement_queue], api_visibility="private")
+        listener(refresh, [queue, agreement_queue, show_scores], [queue, agreement_queue, *item_views],
+                 api_visibility="private")
 
     return {"refresh_on": refresh_on}

@@ -23,8 +23,8 @@ SELECT prompt_id, first_id, second_id, vote, n AS votes, total AS annotators FRO
     SELECT prompt_id, first_id, second_id, vote, count(*) AS n,
            sum(count(*)) OVER (PARTITION BY prompt_id, first_id, second_id) AS total
     FROM (SELECT i.prompt_id, i.first_id, i.second_id, l.annotator, arg_max({VOTE}, l.labeled_at) AS vote
-          FROM review_labels l JOIN review_items i USING (item_id) WHERE l.verdict <> 'skip' GROUP BY ALL)
-    GROUP BY ALL)
+          FROM review_labels l JOIN review_items i USING (item_id) WHERE l.verdict <> 'skip' GROUP BY 1, 2, 3, 4)
+    GROUP BY 1, 2, 3, 4)
 WHERE 2 * n > total
 """
 
