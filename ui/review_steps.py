@@ -23,7 +23,7 @@ from workbench.store import queries
 LOCAL_ANNOTATOR = "local"  # the annotator of an app that asks for no login
 NOTHING_LEFT = "Nothing left for you in this queue."
 LABELER_COLUMNS = ["labeler", "kind", "source", "pairs", "accuracy", "95% CI"]
-DISPUTED_COLUMNS = ["queue", "source", "prompt id", "votes"]
+DISPUTED_COLUMNS = ["queue", "source", "prompt", "prompt id", "votes (first/second: replies in id order)"]
 
 
 @dataclass
@@ -80,8 +80,8 @@ def show_next(ctx: AppContext, queue: str, annotator: str, show_scores: bool):
     status = (f"**{escape(annotator)}** · queue '{escape(queue)}' · {done} labelled · {item.remaining} left · "
               f"item `{item.item_id[:8]}` ({item.source})")
     prompt = f"<div class='wb-review-prompt'>{reply_html(item.prompt)}</div>"
-    left = f"<div class='wb-resp' id='review-left-text'>{reply_html(item.left_text)}</div>"
-    right = f"<div class='wb-resp' id='review-right-text'>{reply_html(item.right_text)}</div>"
+    left = f"<b>Left (1)</b><div class='wb-resp' id='review-left-text'>{reply_html(item.left_text)}</div>"
+    right = f"<b>Right (2)</b><div class='wb-resp' id='review-right-text'>{reply_html(item.right_text)}</div>"
     scores = _scores_html(item) if show_scores else ""
     return Shown(item.item_id, item.left_id, item.right_id), status, prompt, left, right, scores
 
@@ -112,7 +112,7 @@ def agreement_view(ctx: AppContext, queue: str | None):
     labelers = pd.DataFrame([[r["labeler"], r["kind"], r["source"], r["pairs"], f"{r['accuracy']:.1%}",
                               f"{r['ci95'][0]:.1%} – {r['ci95'][1]:.1%}"] for r in report["labelers"]],
                             columns=LABELER_COLUMNS)
-    disputed = pd.DataFrame([[d["queue"], d["source"], d["prompt_id"],
+    disputed = pd.DataFrame([[d["queue"], d["source"], d["prompt"][:200], d["prompt_id"],
                               ", ".join(f"{who}: {vote}" for who, vote in d["votes"].items())]
                              for d in report["disputed"]], columns=DISPUTED_COLUMNS)
     return "\n\n".join(lines), labelers, disputed

@@ -4,7 +4,10 @@ disagree on some prompts (rm-a, rm-b), and rm-a's best-vs-worst pairs."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from workbench.curate.pairs import build_pairs
 from workbench.ingest.importer import import_files
@@ -40,3 +43,39 @@ def table_counts(store: Store) -> dict:
     with store.connect() as con:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("review_items", "review_labels", "pairs", "reward_models", "runs")}
+
+
+@pytest.fixture(scope="session")
+def review_template(tmp_path_factory) -> Path:
+    """The review store built once per session (tests get copies: building it takes two imports)."""
+    store = make_review_store(tmp_path_factory.mktemp("review-template"))
+    return store.path
+
+
+@pytest.fixture
+def store(review_template, tmp_path) -> Store:
+    """A fresh copy of the review store in this test's directory."""
+    shutil.copy(review_template, tmp_path / "review.duckdb")
+    return Store(tmp_path / "review.duckdb", timeout=30)
+
+
+def write_votes(store: Store, queue: str, keys: dict[str, str], tmp_path: Path) -> None:
+    """Label the queue's items in order in one go, through `review import`: keys[annotator] holds one
+    of 1 (left better), 2 (right better), t, b per item, each annotator's left/right as the app shows it."""
+    from workbench.review.queue import shown_order
+    from workbench.review.transfer import export_review, import_review
+
+    path = tmp_path / f"{queue}-votes.jsonl"
+    export_review(store, path, queue)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for n, line in enumerate(lines):
+        first, second = line["first"]["response_id"], line["second"]["response_id"]
+        for annotator, pressed in keys.items():
+            left, right = shown_order(line["item_id"], annotator, first, second)
+            key = pressed[n]
+            line["labels"].append({"annotator": annotator, "verdict": "better" if key in "12" else
+                                   {"t": "tie", "b": "both-bad"}[key],
+                                   "preferred_id": left if key == "1" else right if key == "2" else None,
+                                   "left_id": left, "right_id": right, "note": None, "labeled_at": None})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    import_review(store, path)

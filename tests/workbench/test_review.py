@@ -6,17 +6,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import load_commands
-from tests.workbench.review_data import PROMPTS, make_review_store, table_counts
+from tests.workbench.review_data import PROMPTS, make_review_store, review_template, store, table_counts  # noqa: F401
 from workbench.errors import InputError, NotFound, WorkbenchError
 from workbench.review.queue import fill_queue, next_item, record_label, shown_order
 from workbench.review.transfer import export_review, import_review
 from workbench.review.users import add_user, check_password, read_users
 from workbench.store import queries
-
-
-@pytest.fixture
-def store(tmp_path):
-    return make_review_store(tmp_path)
 
 
 def _label_all(store, queue, annotator, key="left"):

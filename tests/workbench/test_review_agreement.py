@@ -12,19 +12,12 @@ from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score
 
 from cli import load_commands
-from tests.workbench.review_data import PROMPTS, make_review_store
+from tests.workbench.review_data import PROMPTS, review_template, store, write_votes  # noqa: F401
 from workbench.curate.pair_filter import PairFilter
 from workbench.models.training import pairs_from_store
 from workbench.review.agreement import agreement_report, wilson_interval
 from workbench.review.queue import fill_queue, next_item, record_label
 from workbench.store import queries
-
-KEYS = ("left", "right", "tie", "both-bad")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return make_review_store(tmp_path)
 
 
 def _votes_table(store):
@@ -40,16 +33,14 @@ def _votes_table(store):
     return table
 
 
-def _label_randomly(store, annotators, seed):
+def _label_randomly(store, annotators, seed, tmp_path):
     rng = random.Random(seed)
-    for who in annotators:
-        while (item := next_item(store, "q", who)) is not None:
-            record_label(store, item.item_id, who, rng.choice(KEYS), item.left_id, item.right_id)
+    write_votes(store, "q", {who: "".join(rng.choice("12tb") for _ in range(PROMPTS)) for who in annotators}, tmp_path)
 
 
-def test_kappa_for_two_annotators_equals_sklearn(store):
+def test_kappa_for_two_annotators_equals_sklearn(store, tmp_path):
     fill_queue(store, "q", "random-audit", size=PROMPTS, overlap=2)
-    _label_randomly(store, ["alice", "bob"], seed=3)
+    _label_randomly(store, ["alice", "bob"], 3, tmp_path)
     table = _votes_table(store)
     items = sorted(table["alice"])
     expected = cohen_kappa_score([table["alice"][i] for i in items], [table["bob"][i] for i in items])
@@ -57,9 +48,9 @@ def test_kappa_for_two_annotators_equals_sklearn(store):
     assert between["method"] == "cohen_kappa" and between["value"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_alpha_for_three_annotators_equals_krippendorff(store):
+def test_alpha_for_three_annotators_equals_krippendorff(store, tmp_path):
     fill_queue(store, "q", "random-audit", size=PROMPTS, overlap=3)
-    _label_randomly(store, ["alice", "bob", "carol"], seed=5)
+    _label_randomly(store, ["alice", "bob", "carol"], 5, tmp_path)
     table = _votes_table(store)
     items = sorted(table["alice"])
     codes = {"first": 0, "second": 1, "tie": 2, "both-bad": 3}

@@ -10,6 +10,7 @@ each reward model and judge with the people.
   score counts as wrong): accuracy with a 95% Wilson interval, overall and per queue source. Only the
   random-audit source's figure estimates the labeler's error rate without bias.
 - Judge position consistency, where judges recorded it; the disputed items (annotators disagree).
+  "first" and "second" name an item's replies in response-id order, the same for every annotator.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def vote_category(vote: str, first_id: str, second_id: str) -> str:
 def _items(votes: list[dict]) -> dict[str, dict]:
     items: dict[str, dict] = {}
     for v in votes:
-        item = items.setdefault(v["item_id"], {k: v[k] for k in ("item_id", "queue", "source", "prompt_id",
+        item = items.setdefault(v["item_id"], {k: v[k] for k in ("item_id", "queue", "source", "prompt_id", "prompt",
                                                                    "first_id", "second_id")} | {"votes": {}})
         item["votes"][v["annotator"]] = vote_category(v["vote"], v["first_id"], v["second_id"])
     return items
@@ -129,6 +130,7 @@ def agreement_report(store: Store, queue: str | None = None) -> dict:
     else:
         between |= {"method": None, "value": None}
     disputed = [{"item_id": i["item_id"], "queue": i["queue"], "source": i["source"], "prompt_id": i["prompt_id"],
+                 "prompt": i["prompt"], "first_id": i["first_id"], "second_id": i["second_id"],
                  "votes": dict(sorted(i["votes"].items())), "majority": majority(i["votes"])}
                 for i in items.values() if len(set(i["votes"].values())) > 1]
     return {"queue": queue, "between_annotators": between, "labelers": labeler_accuracy(items, scores),

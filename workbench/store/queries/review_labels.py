@@ -56,11 +56,12 @@ def labels_by_annotator(con, annotator: str, queue: str | None = None) -> int:
 
 
 def review_votes(con, queue: str | None = None) -> list[dict]:
-    """Every vote (skips left out): item, queue, source, prompt, both replies, annotator, vote, time."""
+    """Every vote (skips left out): item, queue, source, prompt (id and text), both replies, annotator, vote,
+    the reply shown on the left, note, time."""
     return fetch_dicts(con, f"""
-        SELECT i.item_id, i.queue, i.source, i.prompt_id, i.first_id, i.second_id, l.annotator, {VOTE} AS vote,
-               l.left_id, l.note, l.labeled_at
-        FROM review_labels l JOIN review_items i USING (item_id)
+        SELECT i.item_id, i.queue, i.source, i.prompt_id, p.text AS prompt, i.first_id, i.second_id, l.annotator,
+               {VOTE} AS vote, l.left_id, l.note, l.labeled_at
+        FROM review_labels l JOIN review_items i USING (item_id) JOIN prompts p ON p.prompt_id = i.prompt_id
         WHERE l.verdict <> 'skip' AND ($queue IS NULL OR i.queue = $queue)
         ORDER BY i.queue, i.position, l.annotator""", {"queue": queue})
 
