@@ -159,3 +159,42 @@ def test_cli_fills_a_queue_and_reports_agreement(store):
     assert {row["labeler"] for row in report["labelers"]} <= {"rm-a@1", "rm-b@1"}
     listed = json.loads(runner.invoke(cli, db + ["review", "list", "--json"]).stdout)
     assert listed == [{"queue": "audit", "items": 6, "labels": 12, "open": 0}]
+
+
+def _add_judge(store, tmp_path):
+    """A labeler of kind judge (as `workbench judge` registers one) whose scores reverse rm-a's on every
+    fourth prompt, and two recorded pairwise verdicts of it, one position-inconsistent."""
+    from tests.workbench.review_data import _bon
+    from workbench.ingest.importer import import_files
+
+    import_files(store, [_bon(tmp_path, "judge-x", 4)], fmt="bon", source="qa", score_name="judge-x", progress=False)
+    with store.connect() as con:
+        con.execute("""UPDATE reward_models SET config = json_merge_patch(config, '{"kind": "judge"}')
+                       WHERE name = 'judge-x'""")
+        # the judges' table, as `workbench judge` creates it (IF NOT EXISTS: a store that has it keeps it)
+        con.execute("""CREATE TABLE IF NOT EXISTS judge_pair_verdicts (rm_id VARCHAR NOT NULL, prompt_id VARCHAR NOT NULL,
+            response_a VARCHAR NOT NULL, response_b VARCHAR NOT NULL, p_a_first DOUBLE, p_a_second DOUBLE,
+            p_a_better DOUBLE, consistent BOOLEAN, answer_a_first VARCHAR, answer_a_second VARCHAR,
+            run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, PRIMARY KEY (rm_id, response_a, response_b))""")
+        con.execute("""INSERT INTO judge_pair_verdicts (rm_id, prompt_id, response_a, response_b, consistent, run_id,
+                                                        created_at)
+            SELECT m.rm_id, p.prompt_id, least(p.chosen_id, p.rejected_id), greatest(p.chosen_id, p.rejected_id),
+                   row_number() OVER (ORDER BY p.pair_id) = 1, 'test', current_timestamp
+            FROM (SELECT * FROM pairs ORDER BY pair_id LIMIT 2) p, reward_models m WHERE m.name = 'judge-x'""")
+
+
+def test_judge_sources_use_labelers_of_kind_judge(store, tmp_path):
+    _add_judge(store, tmp_path)
+    assert fill_queue(store, "j", "judge-vs-rm", size=100).added == len(range(0, PROMPTS, 4))
+    # two reward models disagreeing: the judge does not count as one
+    assert fill_queue(store, "d", "rm-disagreement", size=100).added == len(range(0, PROMPTS, 3))
+    inconsistent = fill_queue(store, "i", "judge-inconsistent", size=100)
+    assert inconsistent.added == 1
+    with store.connect() as con:
+        expected = con.execute("""SELECT response_a, response_b FROM judge_pair_verdicts WHERE NOT consistent""").fetchall()
+        got = con.execute("SELECT first_id, second_id FROM review_items WHERE queue = 'i'").fetchall()
+    assert got == expected
+    from workbench.review.agreement import agreement_report
+
+    assert agreement_report(store)["judge_position_consistency"] == [
+        {"judge": "judge-x@1", "pairs": 2, "consistency": 0.5}]

@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # annotations only: reading this module loads no pyarrow
 
 # A labeler is an LLM judge when it registered with {"kind": "judge"} (`workbench judge`).
 _IS_JUDGE = "coalesce(json_extract_string({m}.config, '$.kind'), '') = 'judge'"
-# The table where judges record whether a verdict held when the two replies swapped places.
-JUDGE_POSITIONS_TABLE = "judge_positions"
+# Where pairwise judges keep each verdict (`workbench judge`): per judge and unordered pair of replies
+# (response_a < response_b), `consistent` says whether the winner held when the replies swapped places
+# (NULL when an order gave no verdict).
+JUDGE_POSITIONS_TABLE = "judge_pair_verdicts"
 
 _SIDES = "least(pr.chosen_id, pr.rejected_id) AS first_id, greatest(pr.chosen_id, pr.rejected_id) AS second_id"
 _OF_LABELERS = "($labelers IS NULL OR list_contains($labelers, pr.rm_id))"
@@ -50,9 +52,8 @@ SOURCE_SQL = {
     "judge-inconsistent": f"""
         SELECT pr.pair_id, pr.prompt_id, {_SIDES}, -count(DISTINCT j.rm_id) AS rank_key
         FROM pairs pr JOIN {JUDGE_POSITIONS_TABLE} j ON j.prompt_id = pr.prompt_id
-         AND least(j.first_id, j.second_id) = least(pr.chosen_id, pr.rejected_id)
-         AND greatest(j.first_id, j.second_id) = greatest(pr.chosen_id, pr.rejected_id)
-        WHERE NOT j.consistent AND ($labelers IS NULL OR list_contains($labelers, j.rm_id))
+         AND j.response_a = least(pr.chosen_id, pr.rejected_id) AND j.response_b = greatest(pr.chosen_id, pr.rejected_id)
+        WHERE j.consistent IS FALSE AND ($labelers IS NULL OR list_contains($labelers, j.rm_id))
         GROUP BY ALL""",
     # uniform over the stored pairs: a seeded hash of the id is a random permutation
     "random-audit": f"""
@@ -158,5 +159,7 @@ def get_review_item(con, item_id: str) -> dict | None:
 def judge_position_consistency(con) -> list[dict]:
     """Per judge: pairs judged in both orders and the share whose winner held when the replies swapped."""
     return fetch_dicts(con, f"""
-        SELECT m.name || '@' || m.version AS judge, count(*) AS pairs, avg(CAST(j.consistent AS DOUBLE)) AS consistency
-        FROM {JUDGE_POSITIONS_TABLE} j JOIN reward_models m USING (rm_id) GROUP BY 1 ORDER BY 1""")
+        SELECT m.name || '@' || m.version AS judge, count(j.consistent) AS pairs,
+               avg(CAST(j.consistent AS DOUBLE)) AS consistency
+        FROM {JUDGE_POSITIONS_TABLE} j JOIN reward_models m USING (rm_id)
+        GROUP BY 1 HAVING count(j.consistent) > 0 ORDER BY 1""")
