@@ -13,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from cli import load_commands
 from tests.workbench.review_data import PROMPTS, review_template, store, write_votes  # noqa: F401
+from workbench.curate.explain import explain_pair
 from workbench.curate.pair_filter import PairFilter
 from workbench.models.training import pairs_from_store
 from workbench.review.agreement import agreement_report, wilson_interval
@@ -92,6 +93,13 @@ def test_human_first_flips_and_drops_reward_model_pairs(store, tmp_path):
                "flip": "left" if item.left_id == rejected else "right"}.get(verdict, verdict)
         record_label(store, item.item_id, "alice", key, item.left_id, item.right_id)
         decided[verdict] = (chosen, rejected)
+
+    # `explain` on rm-a's flipped pair tells what the reviewer said, in the pair's own terms
+    with store.connect() as con:
+        flipped_pair = queries.fetch_value(con, "SELECT pair_id FROM pairs WHERE chosen_id = ? AND rejected_id = ?",
+                                           list(decided["flip"]))
+    votes = explain_pair(store, flipped_pair)["human_votes"]
+    assert [(v["annotator"], v["vote"], v["queue"]) for v in votes] == [("alice", "rejected", "q")]
 
     runner, cli = CliRunner(), load_commands()
     db = ["--db", str(store.path)]

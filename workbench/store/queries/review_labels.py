@@ -116,3 +116,14 @@ def replace_review_labels(con, labels: pa.Table) -> int:
         return labels.num_rows
     finally:
         con.unregister("imported_labels")
+
+
+def votes_on_replies(con, prompt_id: str, one: str, other: str) -> list[dict]:
+    """Every human vote (skips left out) on these two replies of the prompt, over all queues: annotator,
+    queue, vote (a response id, 'tie' or 'both-bad'), note, time."""
+    return fetch_dicts(con, f"""
+        SELECT l.annotator, i.queue, {VOTE} AS vote, l.note, l.labeled_at
+        FROM review_labels l JOIN review_items i USING (item_id)
+        WHERE l.verdict <> 'skip' AND i.prompt_id = $prompt AND i.first_id = least($one, $other)
+          AND i.second_id = greatest($one, $other)
+        ORDER BY l.labeled_at, l.annotator""", {"prompt": prompt_id, "one": one, "other": other})
