@@ -71,9 +71,7 @@ def _num(value) -> str:
 
 def show_next(ctx: AppContext, queue: str, annotator: str, show_scores: bool):
     """(Shown or None, status, prompt HTML, left HTML, right HTML, scores HTML) of the annotator's next item."""
-    item = review_queue.next_item(ctx.store, queue, annotator, with_scores=show_scores)
-    with ctx.store.connect() as con:
-        done = queries.labels_by_annotator(con, annotator, queue)
+    item, done = review_queue.next_item_and_progress(ctx.store, queue, annotator, with_scores=show_scores)
     if item is None:
         status = f"**{escape(annotator)}** · queue '{escape(queue)}' · {done} labelled · {NOTHING_LEFT}"
         return None, status, "", "", "", ""

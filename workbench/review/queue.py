@@ -130,11 +130,19 @@ def shown_order(item_id: str, annotator: str, first_id: str, second_id: str) -> 
 
 def next_item(store: Store, queue: str, annotator: str, *, with_scores: bool = False) -> ReviewItem | None:
     """The next item of the queue for this annotator, or None when nothing is left for them."""
+    return next_item_and_progress(store, queue, annotator, with_scores=with_scores)[0]
+
+
+def next_item_and_progress(store: Store, queue: str, annotator: str, *,
+                           with_scores: bool = False) -> tuple[ReviewItem | None, int]:
+    """(the annotator's next item or None, how many items of the queue they labelled or skipped), read in
+    one connection: the app calls this on every key press."""
     annotator = check_annotator(annotator)
     with store.connect() as con:
+        done = queries.labels_by_annotator(con, annotator, queue)
         row = queries.next_review_item(con, queue, annotator)
         if row is None:
-            return None
+            return None, done
         remaining = queries.open_item_count(con, queue, annotator)
         scores = queries.reply_scores(con, [row["first_id"], row["second_id"]]) if with_scores else []
     left, right = shown_order(row["item_id"], annotator, row["first_id"], row["second_id"])
@@ -142,9 +150,10 @@ def next_item(store: Store, queue: str, annotator: str, *, with_scores: bool = F
     by_labeler: dict[str, dict] = {}
     for labeler, response_id, score in scores:
         by_labeler.setdefault(labeler, {})[response_id] = score
-    return ReviewItem(row["item_id"], row["queue"], row["source"], row["pair_id"], row["prompt_id"],
+    item = ReviewItem(row["item_id"], row["queue"], row["source"], row["pair_id"], row["prompt_id"],
                       row["prompt_text"], row["messages"], left, right, text[left], text[right], remaining,
                       [(name, s.get(left), s.get(right)) for name, s in sorted(by_labeler.items())])
+    return item, done
 
 
 def check_annotator(annotator: str) -> str:
