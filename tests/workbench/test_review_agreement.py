@@ -142,3 +142,20 @@ def test_human_first_flips_and_drops_reward_model_pairs(store, tmp_path):
     assert again["rm"] == "human-first(rm-a)@2"
     with store.connect() as con:
         assert queries.fetch_value(con, "SELECT count(*) FROM reward_models WHERE name = 'human-first(rm-a)'") == 2
+
+
+def test_rm_train_from_store_on_human_decided_pairs(store, tmp_path, tiny_model_dir):
+    fill_queue(store, "q", "random-audit", size=PROMPTS)
+    write_votes(store, "q", {"alice": "12" * (PROMPTS // 2)}, tmp_path)  # a verdict on every pair: all human
+    runner, cli = CliRunner(), load_commands()
+    db = ["--db", str(store.path), "-q"]
+    assert runner.invoke(cli, db + ["pairs", "build", "--rm", "rm-a", "--labels", "human-first"]).exit_code == 0
+    result = runner.invoke(cli, db + ["rm", "train", "--from-store", "--pairs-rm", "human-first(rm-a)", "--label",
+                                      "human", "--base", str(tiny_model_dir), "--out", str(tmp_path / "rm"),
+                                      "--name", "from-people", "--recipe", "full", "--max-steps", "1",
+                                      "--pairs-per-step", "4", "--max-length", "64", "--eval-fraction", "0.25",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["train_pairs"] + summary["heldout_pairs"] == PROMPTS
+    assert summary["reward_model"]["name"] == "from-people"
