@@ -44,8 +44,8 @@ def _username(request: gr.Request | None) -> str:
 
 
 def build(ctx: AppContext) -> dict:
-    """Lay out the tab; returns {"refresh_on": f}. Long: three sections (fill, label, agreement), each
-    a few components and one or two callbacks."""
+    """Lay out the tab; returns {"refresh_on": f}. Long: two sections (fill a queue, label), each a few
+    components and their callbacks; the agreement view is `_agreement_section`."""
     gr.Markdown("Label pairs by hand. Replies appear in a random left/right order (stored with each label); "
                 "scores stay hidden unless you ask, so they do not anchor you. Keys: **1** left better, "
                 "**2** right better, **t** tie, **b** both bad, **s** skip.")
@@ -76,16 +76,7 @@ def build(ctx: AppContext) -> dict:
         buttons = {verdict: gr.Button(text, elem_id=f"review-key-{verdict}", size="sm")
                    for verdict, (_, text) in KEYS.items()}
     saved = gr.Markdown(elem_id="review-saved")
-
-    gr.Markdown("### Agreement")
-    with gr.Row():
-        agreement_queue = gr.Dropdown(label="Queue", choices=[ALL_QUEUES], value=ALL_QUEUES, scale=3)
-        compute = gr.Button("Compute agreement", scale=1, elem_id="review-agreement-button")
-    summary = gr.Markdown(elem_id="review-agreement")
-    labelers = gr.Dataframe(pd.DataFrame(columns=steps.LABELER_COLUMNS), label="Labelers vs the human majority",
-                            interactive=False, elem_id="review-labelers")
-    disputed = gr.Dataframe(pd.DataFrame(columns=steps.DISPUTED_COLUMNS), label="Disputed items",
-                            interactive=False, wrap=True, elem_id="review-disputed")
+    agreement_queue = _agreement_section(ctx)
 
     @user_errors
     def add_pairs(name, src, n, k, s):
@@ -106,10 +97,6 @@ def build(ctx: AppContext) -> dict:
         return press
 
     @user_errors
-    def agreement(name):
-        return steps.agreement_view(ctx, None if name == ALL_QUEUES else name)
-
-    @user_errors
     def refresh(current_queue, current_agreement, with_scores, request: gr.Request):
         """On opening the tab: the store's queues, and the annotator's next item of the chosen one."""
         names = steps.queue_names(ctx)
@@ -128,10 +115,29 @@ def build(ctx: AppContext) -> dict:
     for verdict, button in buttons.items():
         button.click(labeller(verdict), [shown, queue, show_scores, note], [*item_views, saved, note],
                      api_name=f"review_label_{verdict.replace('-', '_')}")
-    compute.click(agreement, [agreement_queue], [summary, labelers, disputed], api_name="review_agreement")
 
     def refresh_on(listener) -> None:
         listener(refresh, [queue, agreement_queue, show_scores], [queue, agreement_queue, *item_views],
                  api_visibility="private")
 
     return {"refresh_on": refresh_on}
+
+
+def _agreement_section(ctx: AppContext) -> gr.Dropdown:
+    """The agreement view: a queue (or all) and its report; returns the queue dropdown (refreshed with the tab)."""
+    gr.Markdown("### Agreement")
+    with gr.Row():
+        agreement_queue = gr.Dropdown(label="Queue", choices=[ALL_QUEUES], value=ALL_QUEUES, scale=3)
+        compute = gr.Button("Compute agreement", scale=1, elem_id="review-agreement-button")
+    summary = gr.Markdown(elem_id="review-agreement")
+    labelers = gr.Dataframe(pd.DataFrame(columns=steps.LABELER_COLUMNS), label="Labelers vs the human majority",
+                            interactive=False, elem_id="review-labelers")
+    disputed = gr.Dataframe(pd.DataFrame(columns=steps.DISPUTED_COLUMNS), label="Disputed items",
+                            interactive=False, wrap=True, elem_id="review-disputed")
+
+    @user_errors
+    def agreement(name):
+        return steps.agreement_view(ctx, None if name == ALL_QUEUES else name)
+
+    compute.click(agreement, [agreement_queue], [summary, labelers, disputed], api_name="review_agreement")
+    return agreement_queue

@@ -88,13 +88,15 @@ def test_users_file_hashes_and_bad_lines(tmp_path):
     assert set(users) == {"alice", "bob"} and "s3cret" not in path.read_text()
     assert check_password(users, "alice", "changed") and not check_password(users, "alice", "s3cret")
     assert not check_password(users, "mallory", "changed")
+    result = CliRunner().invoke(load_commands(), ["review", "add-user", str(path), "carol"], input="pw-c\npw-c\n")
+    assert result.exit_code == 0 and check_password(read_users(path), "carol", "pw-c")
     text = path.read_text()
     path.write_text("# annotators\n" + text + "carol:plaintext\n")
     with pytest.raises(InputError) as error:
         read_users(path)
-    assert str(error.value).startswith(f"{path}:4: ")
+    assert str(error.value).startswith(f"{path}:5: ")
     result = CliRunner().invoke(load_commands(), ["ui", "--users", str(path), "--port", "1"])
-    assert result.exit_code == 1 and f"{path}:4:" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and f"{path}:5:" in result.output and "Traceback" not in result.output
 
 
 def test_export_then_import_round_trips_labels(store, tmp_path):
