@@ -99,9 +99,17 @@ def review_export_rows(con, queue: str | None) -> list[dict]:
 
 
 def known_pairs(con, pair_ids: list[str]) -> dict[str, tuple[str, str, str]]:
-    """{pair_id: (prompt_id, first_id, second_id)} of the given pairs the store holds."""
-    rows = fetch_rows(con, """SELECT pair_id, prompt_id, least(chosen_id, rejected_id), greatest(chosen_id, rejected_id)
-                              FROM pairs WHERE list_contains($ids, pair_id)""", {"ids": pair_ids})
+    """{pair_id: (prompt_id, first_id, second_id)} of the given pairs the store holds (a join, not a
+    list lookup per stored pair: an import may name many)."""
+    import pyarrow as pa
+
+    con.register("asked_pair_ids", pa.table({"pair_id": pa.array(sorted(set(pair_ids)), pa.string())}))
+    try:
+        rows = fetch_rows(con, """
+            SELECT p.pair_id, p.prompt_id, least(p.chosen_id, p.rejected_id), greatest(p.chosen_id, p.rejected_id)
+            FROM pairs p SEMI JOIN asked_pair_ids a ON a.pair_id = p.pair_id""")
+    finally:
+        con.unregister("asked_pair_ids")
     return {pair_id: (prompt, first, second) for pair_id, prompt, first, second in rows}
 
 
