@@ -45,14 +45,14 @@ def queue_names(ctx: AppContext) -> list[str]:
     return names or [review_queue.DEFAULT_QUEUE]
 
 
-def fill(ctx: AppContext, queue: str, source: str, size, overlap, seed) -> str:
-    """Add pairs from the source to the queue; a one-line report."""
+def fill(ctx: AppContext, queue: str, source: str, size, overlap, seed, labelers=None) -> str:
+    """Add pairs from the source to the queue (only pairs of `labelers`, NAME@VERSION, when given); a one-line report."""
     size = number(size, "Pairs to add", integer=True)
     overlap = number(overlap, "Annotators per item", integer=True) or 1
     if size is None:
         raise WorkbenchError("Say how many pairs to add.")
     result = review_queue.fill_queue(ctx.store, queue, source, size=size, overlap=overlap,
-                                     seed=number(seed, "Seed", integer=True) or 0)
+                                     seed=number(seed, "Seed", integer=True) or 0, labelers=list(labelers or []) or None)
     text = f"Added {result.added} pairs from {source} to queue '{result.queue}' (overlap {result.overlap})."
     return text + (f" {result.note}" if result.note else "")
 

@@ -10,6 +10,7 @@ import pandas as pd
 from ui import review_steps as steps
 from ui.context import AppContext
 from ui.errors import user_errors
+from workbench.curate import overview
 from workbench.review.queue import DEFAULT_QUEUE, SOURCES, UNBIASED_NOTE, UNBIASED_SOURCE
 
 ALL_QUEUES = "(all queues)"
@@ -57,6 +58,7 @@ def build(ctx: AppContext) -> dict:
             overlap = gr.Number(label="Annotators per item", value=1, precision=0, minimum=1, scale=1)
             seed = gr.Number(label="Seed", value=0, precision=0, scale=1)
             add = gr.Button("Add to queue", scale=1)
+        labelers_in = gr.Dropdown(label="Only pairs of these labelers (optional)", choices=[], multiselect=True)
         gr.Markdown(f"*{UNBIASED_NOTE}*")
         fill_result = gr.Markdown(elem_id="review-fill-result")
     with gr.Row():
@@ -79,8 +81,8 @@ def build(ctx: AppContext) -> dict:
     agreement_queue = _agreement_section(ctx)
 
     @user_errors
-    def add_pairs(name, src, n, k, s):
-        text = steps.fill(ctx, name, src, n, k, s)
+    def add_pairs(name, src, n, k, s, chosen):
+        text = steps.fill(ctx, name, src, n, k, s, chosen)
         names = steps.queue_names(ctx)
         return text, gr.Dropdown(choices=names), gr.Dropdown(choices=[ALL_QUEUES, *names])
 
@@ -97,17 +99,20 @@ def build(ctx: AppContext) -> dict:
         return press
 
     @user_errors
-    def refresh(current_queue, current_agreement, with_scores, request: gr.Request):
-        """On opening the tab: the store's queues, and the annotator's next item of the chosen one."""
+    def refresh(current_queue, current_agreement, with_scores, chosen, request: gr.Request):
+        """On opening the tab: the store's queues and labelers, and the annotator's next item of the chosen queue."""
         names = steps.queue_names(ctx)
         value = current_queue if current_queue in names else names[0]
+        labeler_choices = overview.reward_model_choices(ctx.store)
+        known = {v for _, v in labeler_choices}
         return (gr.Dropdown(choices=names, value=value),
+                gr.Dropdown(choices=labeler_choices, value=[c for c in chosen or [] if c in known]),
                 gr.Dropdown(choices=[ALL_QUEUES, *names],
                             value=current_agreement if current_agreement in names else ALL_QUEUES),
                 *steps.show_next(ctx, value, _username(request), with_scores))
 
     item_views = [shown, status, prompt, left, right, scores]
-    add.click(add_pairs, [fill_queue, source, size, overlap, seed], [fill_result, queue, agreement_queue],
+    add.click(add_pairs, [fill_queue, source, size, overlap, seed, labelers_in], [fill_result, queue, agreement_queue],
               api_name="review_fill_queue")
     start.click(load, [queue, show_scores], item_views, api_name="review_next")
     show_scores.change(load, [queue, show_scores], item_views, api_visibility="private")
@@ -117,7 +122,8 @@ def build(ctx: AppContext) -> dict:
                      api_name=f"review_label_{verdict.replace('-', '_')}")
 
     def refresh_on(listener) -> None:
-        listener(refresh, [queue, agreement_queue, show_scores], [queue, agreement_queue, *item_views],
+        listener(refresh, [queue, agreement_queue, show_scores, labelers_in],
+                 [queue, labelers_in, agreement_queue, *item_views],
                  api_visibility="private")
 
     return {"refresh_on": refresh_on}

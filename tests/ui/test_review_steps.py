@@ -12,6 +12,8 @@ from workbench.errors import WorkbenchError
 def test_scores_hidden_by_default_and_labels_move_on(store, tmp_path):  # noqa: F811
     ctx = AppContext.create(store, tmp_path / "exports", tmp_path / "runs")
     assert steps.fill(ctx, "q", "lowest-margin", "2", "1", "0").startswith("Added 2 pairs")
+    # rm-b made no pairs: restricted to it, the source has nothing to add
+    assert steps.fill(ctx, "other", "lowest-margin", "2", "1", "0", ["rm-b@1"]).startswith("Added 0 pairs")
     with pytest.raises(WorkbenchError, match="must be a whole number"):
         steps.fill(ctx, "q", "lowest-margin", "2.5", "1", "0")
     shown, status, prompt, left, right, scores = steps.show_next(ctx, "q", "alice", False)
