@@ -16,17 +16,18 @@ pytestmark = pytest.mark.browser
 ITEMS = 10
 KEYS = {"alice": "12t1b2112t", "bob": "22t11b1222"}
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+LOAD_MS = 4 * WAIT_MS  # loading the whole app after the login; slow on a busy machine (seen: 60 s at load 6 on 2 cores)
 
 
 def _log_in(browser, url, user):  # noqa: F811
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.goto(url)
+    page.goto(url, timeout=LOAD_MS)
     page.get_by_label("username").fill(user)
     page.get_by_label("password").fill(USERS[user])
     page.get_by_role("button", name="Login").click()
-    page.get_by_role("tab", name="Review").click()
+    page.get_by_role("tab", name="Review").click(timeout=LOAD_MS)
     return context, page
 
 
