@@ -16,6 +16,9 @@ from cli import Context, cli, pass_ctx
 @click.option("--port", type=int, default=7860, show_default=True)
 @click.option("--auth", metavar="USER:PASS", envvar="WORKBENCH_UI_AUTH",
               help="Require this login (or set $WORKBENCH_UI_AUTH, which keeps it out of the process list).")
+@click.option("--users", "users_file", type=click.Path(exists=True, dir_okay=False),
+              help="A users file (`workbench review add-user FILE NAME` writes it): each user logs in with their "
+                   "own password, and review labels record who gave them. Instead of --auth.")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="Where exports are written; names typed in the app stay inside it "
                    "(default: exports/ beside the store).")
@@ -25,7 +28,7 @@ from cli import Context, cli, pass_ctx
               help="Model directories and .gguf files under it may be used as policy or base model in the app "
                    "(besides smollm2 and the models the store already knows).")
 @pass_ctx
-def ui_command(ctx: Context, host, port, auth, export_dir, runs_dir, models_dir) -> None:
+def ui_command(ctx: Context, host, port, auth, users_file, export_dir, runs_dir, models_dir) -> None:
     """Open the app: overview, browse, Best-of-N sampling, curation and export, reward-model retraining.
 
     The app binds 127.0.0.1 and never creates a public share link; another --host needs --auth.
@@ -36,24 +39,31 @@ def ui_command(ctx: Context, host, port, auth, export_dir, runs_dir, models_dir)
     Example:
       workbench --db t.duckdb ui
       workbench --db t.duckdb ui --port 8080 --auth alice:s3cret --models-dir ~/models
+      workbench --db t.duckdb ui --users users.txt   # several annotators for the Review tab
     """
+    from workbench.review.users import read_users
+
+    if auth and users_file:
+        raise click.UsageError("give --auth (one login) or --users (a users file), not both")
+    if users_file:
+        read_users(users_file)  # a bad line is refused here (before gradio loads), naming the file and line
+
     from ui.app import launch, parse_auth
     from ui.exposure import check_exposure
-
-    if auth is None and os.environ.get("WORKBENCH_UI_AUTH") is not None:
+    if auth is None and users_file is None and os.environ.get("WORKBENCH_UI_AUTH") is not None:
         raise click.BadParameter("$WORKBENCH_UI_AUTH is set but empty: set it to USER:PASS, or unset it "
                                  "to serve on loopback without a login", param_hint="--auth")
     try:
         parse_auth(auth)
-        check_exposure(host, auth)
+        check_exposure(host, auth or users_file)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--auth") from None
     if not _port_is_free(host, port):
         raise click.ClickException(_busy(host, port))
     click.echo(f"Opening the app on {ctx.store.path} at http://{host}:{port} (Ctrl+C to stop).", err=True)
     try:
-        launch(ctx.store, host=host, port=port, auth=auth, export_dir=export_dir, runs_dir=runs_dir,
-               models_dir=models_dir, quiet=True)
+        launch(ctx.store, host=host, port=port, auth=auth, users_file=users_file, export_dir=export_dir,
+               runs_dir=runs_dir, models_dir=models_dir, quiet=True)
     except OSError as error:  # taken between the check and Gradio's bind
         if _port_is_free(host, port):
             raise

@@ -88,6 +88,9 @@ def explain_command(ctx: Context, pair_id, pair_filter, as_json) -> None:
     for hit in account["contamination"]:
         where = f"reply {hit['response_id'][:12]}" if hit["response_id"] else "prompt"
         click.echo(f"  benchmark {hit['benchmark']}: {where} matches \"{hit['span']}\"")
+    for vote in account["human_votes"]:
+        note = f" ({vote['note']})" if vote["note"] else ""
+        click.echo(f"  human review: {vote['annotator']} voted {vote['vote']} in queue {vote['queue']}{note}")
 
 
 @cli.command("dedup")

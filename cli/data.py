@@ -11,6 +11,7 @@ from workbench.curate.combine import RULES as COMBINE_RULES
 from workbench.exports.export import FORMATS as EXPORT_FORMATS
 from workbench.exports.export import SCHEMAS
 from workbench.ingest.formats import FORMATS as IMPORT_FORMATS
+from workbench.curate.human_first import LABEL_RULES
 from workbench.curate.pairs import STRATEGIES
 from workbench.ingest.readers import DEFAULT_MAX_RECORD_BYTES
 
@@ -108,10 +109,13 @@ def pairs_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="For best-vs-random.")
 @click.option("--source", help="Only prompts from this source.")
 @click.option("--generation-run", help="Only responses from this generation run.")
+@click.option("--labels", type=click.Choice(LABEL_RULES), default="rm", show_default=True,
+              help="human-first: human review verdicts keep, flip or drop the reward model's pairs (a tie or "
+                   "'both bad' drops one); the pairs are labelled human-first(RM).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length_ratio, seed, source,
-                generation_run, as_json) -> None:
+                generation_run, labels, as_json) -> None:
     """Pair each prompt's scored responses by a strategy; ties and identical texts never pair.
 
     With several --rm and --combine, pairs come from all the models together, labelled by the
@@ -122,11 +126,20 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
       workbench pairs build --rm demo-rm --strategy best-vs-worst --min-margin 0.5
       workbench pairs build --rm demo-rm --strategy top-k --k 2 --max-length-ratio 1.5
       workbench pairs build --rm rm-a --rm rm-b --combine agree --min-margin 0.5 --min-margin 1.0
+      workbench pairs build --rm demo-rm --labels human-first   # human review verdicts first
     """
     from workbench.curate.combine import build_combined_pairs
+    from workbench.curate.human_first import build_human_first_pairs
     from workbench.curate.pairs import build_pairs
 
-    if len(rms) > 1 or combine:
+    if labels == "human-first":
+        if len(rms) > 1 or combine or len(min_margins) > 1:
+            raise click.UsageError("--labels human-first takes one --rm (and one --min-margin)")
+        result = build_human_first_pairs(ctx.store, rms[0], strategy, k=k,
+                                         min_margin=min_margins[0] if min_margins else 0.0,
+                                         max_length_ratio=max_length_ratio, seed=seed, source=source,
+                                         generation_run=generation_run, progress=ctx.progress)
+    elif len(rms) > 1 or combine:
         if not combine:
             raise click.UsageError("several --rm need --combine mean-z or --combine agree")
         result = build_combined_pairs(ctx.store, list(rms), combine, strategy, k=k, min_margins=list(min_margins),
@@ -143,6 +156,9 @@ def pairs_build(ctx: Context, rms, combine, strategy, k, min_margins, max_length
     else:
         click.echo(f"{result.candidates} pairs from {result.rm} ({strategy}); {result.new_pairs} new "
                    f"(run {result.run_id}).")
+        if labels == "human-first":
+            click.echo(f"Human verdicts: {result.confirmed} pairs confirmed, {result.flipped} flipped, "
+                       f"{result.dropped} dropped (tie or both bad).")
 
 
 @cli.command("export")

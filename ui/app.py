@@ -25,11 +25,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, rounds_tab, sample_tab
+from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, review_tab, rounds_tab, sample_tab
 from ui.context import AppContext
 from ui.curve import CSS as CURVE_CSS
 from ui.exposure import check_exposure, host_guard, is_loopback
 from ui.render import CSS
+from ui.review_tab import CSS as REVIEW_CSS
+from ui.review_tab import KEYBOARD_JS
 from workbench.store import Store
 
 TITLE = "DPO Workbench"
@@ -61,10 +63,12 @@ def build_app(store: Store, *, export_dir: str | Path | None = None, runs_dir: s
                 compared = compare_tab.build(ctx)
             with gr.Tab("Rounds", id="rounds") as rounds_t:
                 rounds = rounds_tab.build(ctx)
+            with gr.Tab("Review", id="review") as review_t:
+                review = review_tab.build(ctx)
         # Each tab reloads what it shows when opened: the CLI or another tab may have changed the store.
         overview["refresh_on"](demo.load)
         for tab, parts in ((overview_t, overview), (browse_t, browse), (sample_t, sample), (curate_t, curate),
-                           (retrain_t, retrain), (compare_t, compared), (rounds_t, rounds)):
+                           (retrain_t, retrain), (compare_t, compared), (rounds_t, rounds), (review_t, review)):
             parts["refresh_on"](tab.select)
     demo.workbench = ctx  # for tests and `close_app`
     return demo
@@ -81,18 +85,35 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def login_check(auth: str | None, users_file: str | Path | None):
+    """What Gradio's login page checks: the one --auth pair, a function over the users file
+    (`workbench.review.users`; read now, so a bad line refuses the launch), or None for no login."""
+    if users_file is None:
+        return parse_auth(auth)
+    from workbench.review.users import check_password, read_users
+
+    users = read_users(users_file)
+    return lambda name, password: check_password(users, name, password)
+
+
 def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-           export_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+           users_file: str | Path | None = None, export_dir: str | Path | None = None, runs_dir: str | Path | None = None,
            models_dir: str | Path | None = None, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Serve the app on host:port (never a public share link); with `auth`, visitors log in first.
     A non-loopback host without `auth` is refused (ValueError).
+
+    `users_file` (instead of `auth`): each user of the file logs in with their own password, and the
+    Review tab records labels under that name.
 
     With block=False it returns at once (the server runs in a thread): call `close_app(demo)`.
     With block=True it serves until Ctrl+C, SIGTERM or SIGHUP, then stops the app's jobs
     (`jobs_stop_with_the_app`).
     """
-    credentials = parse_auth(auth)
-    check_exposure(host, auth)
+    if auth and users_file:
+        raise ValueError("give auth (one login) or users_file, not both")
+    credentials = login_check(auth, users_file)
+    login = auth or (str(users_file) if users_file else None)
+    check_exposure(host, login)
     demo = build_app(store, export_dir=export_dir, runs_dir=runs_dir, models_dir=models_dir)
     # Two tabs (or two people) do not wait on each other; a flood of requests is refused, not queued.
     demo.queue(default_concurrency_limit=8, max_size=QUEUE_MAX_SIZE)
@@ -103,8 +124,8 @@ def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str
             server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
             # quiet: Gradio would add "To create a public link, set share=True", which this app never does
             allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=True, ssr_mode=False, run_history=False,
-            footer_links=["api", "settings"], css=CSS + CURVE_CSS, theme=gr.themes.Soft(), mcp_server=False,
-            app_kwargs={"middleware": host_guard(host, auth)},
+            footer_links=["api", "settings"], css=CSS + CURVE_CSS + REVIEW_CSS, theme=gr.themes.Soft(),
+            mcp_server=False, head=KEYBOARD_JS, app_kwargs={"middleware": host_guard(host, login)},
         )
         if not quiet:
             reach = "this machine only" if is_loopback(host) else "with a login"

@@ -1,5 +1,5 @@
-"""Why pairs are in or out: the filter waterfall every export records, `workbench explain PAIR_ID`,
-and the length-bias report and gate of an export.
+"""Why pairs are in or out: the filter waterfall every export records, `workbench explain PAIR_ID`
+(with what human reviewers said about the pair's replies), and the length-bias report and gate of an export.
 
 The waterfall applies the filter's steps in a fixed order (non-finite scores, then each field that is
 set, in `PairFilter`'s order, then duplicate texts, then the limit), so each step's "removed" counts
@@ -95,7 +95,16 @@ def explain_pair(store: Store, pair_id: str, pair_filter: PairFilter | None = No
             "pair_run": queries.run_brief(con, row["run_id"]),
             "replies": queries.response_lineage(con, [row["chosen_id"], row["rejected_id"]]),
             "contamination": queries.contamination_of(con, row["prompt_id"], [row["chosen_id"], row["rejected_id"]]),
+            "human_votes": _human_votes(con, row),
         }
+
+
+def _human_votes(con, row: dict) -> list[dict]:
+    """What people said about the pair's two replies in review (`workbench review`): for each vote,
+    'chosen' or 'rejected' (the reply they preferred, in this pair's terms), 'tie' or 'both-bad'."""
+    votes = queries.votes_on_replies(con, row["prompt_id"], row["chosen_id"], row["rejected_id"])
+    side = {row["chosen_id"]: "chosen", row["rejected_id"]: "rejected"}
+    return [v | {"vote": side.get(v["vote"], v["vote"])} for v in votes]
 
 
 def _resolve(con, pair_id: str) -> str:

@@ -156,6 +156,8 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
         fingerprint = store_hash(con)
         checks = {} if schema in REPLY_SCHEMAS else {"why_dropped": waterfall(con, values, pair_filter),
                                              "length_bias": length_bias(con, values, pair_filter)}
+        decided = {} if schema in REPLY_SCHEMAS else {
+            "decided_by": queries.decided_by_kind(con, values, pair_filter.limit)}
         if max_length_bias is not None:
             check_length_bias(checks["length_bias"], max_length_bias)
         labelers = _stage(con, schema, values, pair_filter.limit, labeler, top, column_sets, with_scores,
@@ -170,7 +172,7 @@ def export_pairs(store: Store, out: str | Path, *, fmt: str = "jsonl", schema: s
             "path": str(out), "format": fmt, "schema": schema, "rows": rows,
             "filter": pair_filter.as_dict(), "columns": {"scores": with_scores, "provenance": with_provenance},
             **_top_field(top),
-            "labelers": labelers, "reward_models": _reward_models(con, labelers), **checks,
+            "labelers": labelers, **decided, "reward_models": _reward_models(con, labelers), **checks,
             "content_sha256": content_hash, "store_hash": fingerprint, "store": str(store.path),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(),
         }

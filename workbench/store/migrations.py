@@ -240,6 +240,43 @@ CREATE TABLE prompt_duplicates (
 """
 
 
+# Human review (`workbench review`, the app's Review tab): queues of pairs to label, the labels people
+# gave (who, when, in which left/right order), and the store's identity, which review exports carry so
+# that labels come back only into the store they were made for.
+M007_HUMAN_REVIEW = """
+CREATE TABLE review_items (
+    item_id    VARCHAR PRIMARY KEY,    -- hash of (queue, prompt, first, second)
+    queue      VARCHAR NOT NULL,       -- the queue's name
+    source     VARCHAR NOT NULL,       -- the queue source that added it (lowest-margin, random-audit, ...)
+    pair_id    VARCHAR NOT NULL,       -- the stored pair it was taken from
+    prompt_id  VARCHAR NOT NULL,
+    first_id   VARCHAR NOT NULL,       -- the pair's two replies in id order: which one was chosen stays hidden
+    second_id  VARCHAR NOT NULL,
+    overlap    INTEGER NOT NULL,       -- how many annotators label it (never one annotator twice)
+    position   INTEGER NOT NULL,       -- its place in the queue
+    created_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE review_labels (
+    item_id      VARCHAR NOT NULL,
+    annotator    VARCHAR NOT NULL,     -- the login user
+    verdict      VARCHAR NOT NULL,     -- better | tie | both-bad | skip
+    preferred_id VARCHAR,              -- with 'better': the reply judged better
+    left_id      VARCHAR NOT NULL,     -- the order the replies were shown in
+    right_id     VARCHAR NOT NULL,
+    note         VARCHAR,
+    labeled_at   TIMESTAMP NOT NULL,
+    PRIMARY KEY (item_id, annotator)
+);
+
+CREATE TABLE store_identity (
+    store_id   VARCHAR NOT NULL,       -- a random id drawn once, when the store got this table
+    created_at TIMESTAMP NOT NULL
+);
+INSERT INTO store_identity SELECT CAST(uuid() AS VARCHAR), current_timestamp;
+"""
+
+
 def _sql(script: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def apply(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(script)
@@ -253,6 +290,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (3, "m003_content_ids", _m003_content_ids),
     (4, "m004_policies_rounds", _sql(M004_POLICIES_ROUNDS)),
     (5, "m005_contamination_and_duplicates", _sql(M005_CONTAMINATION)),
+    (7, "m007_human_review", _sql(M007_HUMAN_REVIEW)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -20,6 +20,8 @@ SQL that serves a single workbench module live beside this package: see `workben
     labelers           who labelled given pairs (to keep a model from being graded on its own labels)
     overview           the Overview's histograms, length bias and ties
     browse             the prompt browser's pages and detail
+    review_queue       review queues: what each source proposes, items, the next one an annotator sees
+    review_labels      review labels; the human verdict on a pair of replies; review export and import
 
 Every statement takes `?` or `$name` parameters; bulk data arrives as Arrow tables registered
 on the connection, then moves in one INSERT ... SELECT. Callers use the package
@@ -40,6 +42,8 @@ from workbench.store.queries.pair_index import *  # noqa: F401,F403
 from workbench.store.queries.pairs import *  # noqa: F401,F403
 from workbench.store.queries.policies import *  # noqa: F401,F403
 from workbench.store.queries.prompts_responses import *  # noqa: F401,F403
+from workbench.store.queries.review_labels import *  # noqa: F401,F403
+from workbench.store.queries.review_queue import *  # noqa: F401,F403
 from workbench.store.queries.reward_models import *  # noqa: F401,F403
 from workbench.store.queries.rounds import *  # noqa: F401,F403
 from workbench.store.queries.runs import *  # noqa: F401,F403

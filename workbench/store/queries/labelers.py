@@ -29,3 +29,17 @@ def labelers_of_pairs(con, prompt_ids: list[str], first: list[str], second: list
     for idx, labeler in rows:
         found.setdefault(int(idx), set()).add(labeler)
     return found
+
+
+def decided_by_kind(con, spec: dict, limit: int | None) -> dict[str, int]:
+    """How many of an export's pairs each kind of labeler decided: 'human' (imported human pairs, and
+    pairs a human verdict kept or flipped), 'judge' (an LLM judge's), 'reward model' (any other)."""
+    from workbench.store.queries.export import EXPORT_SELECTED, _export_params
+
+    limited = "SELECT * FROM selected ORDER BY pair_id" + (" LIMIT $limit" if limit is not None else "")
+    rows = fetch_rows(con, EXPORT_SELECTED + f"""
+        SELECT CASE WHEN s.label_source = 'human' THEN 'human'
+                    WHEN json_extract_string(m.config, '$.kind') = 'judge' THEN 'judge'
+                    ELSE 'reward model' END AS kind, count(*)
+        FROM ({limited}) s LEFT JOIN reward_models m ON m.rm_id = s.rm_id GROUP BY 1""", _export_params(spec, limit))
+    return {kind: 0 for kind in ("reward model", "judge", "human")} | dict(rows)

@@ -1,0 +1,1 @@
+"""Human review: queues, labels, users, agreement, export and import (`workbench review`, `workbench agreement`)."""
