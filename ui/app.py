@@ -28,6 +28,7 @@ import gradio as gr
 from ui import browse_tab, compare_tab, curate_tab, overview_tab, retrain_tab, rounds_tab, sample_tab
 from ui.context import AppContext
 from ui.curve import CSS as CURVE_CSS
+from ui.waterfall import CSS as WATERFALL_CSS
 from ui.exposure import check_exposure, host_guard, is_loopback
 from ui.render import CSS
 from workbench.store import Store
@@ -103,7 +104,8 @@ def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str
             server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
             # quiet: Gradio would add "To create a public link, set share=True", which this app never does
             allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=True, ssr_mode=False, run_history=False,
-            footer_links=["api", "settings"], css=CSS + CURVE_CSS, theme=gr.themes.Soft(), mcp_server=False,
+            footer_links=["api", "settings"], css=CSS + CURVE_CSS + WATERFALL_CSS, theme=gr.themes.Soft(),
+            mcp_server=False,
             app_kwargs={"middleware": host_guard(host, auth)},
         )
         if not quiet:
