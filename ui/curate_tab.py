@@ -1,6 +1,7 @@
 """Curate & export tab: filters, a live count of the pairs an export would write (by labeler and
-strategy) with their first rows, and the export itself with a download and its manifest.
-Everything comes from `workbench.curate.curation`."""
+strategy) with their first rows, the why-dropped waterfall (the numbers the export's manifest
+records, drawn by `ui.waterfall`), and the export itself with a download and its manifest.
+Everything comes from `workbench.curate.curation` and `workbench.curate.explain`."""
 
 from __future__ import annotations
 
