@@ -55,7 +55,8 @@ def _claimed(store, number: int, role: str) -> set[str]:
 def _open(store, prompts: int, eval_prompts: int = 3) -> int:
     config = RoundConfig(rm="rm", source="pool", prompts=prompts, eval_prompts=eval_prompts)
     number, _ = open_round(store, config, {}, PairFilter())
-    store.write(lambda con: queries.update_round(con, number, "evaluated", policy_out=f"p{number}"))  # done: next, a new one
+    # the round done, so that the next call opens a new one
+    store.write(lambda con: queries.update_round(con, number, "evaluated", policy_out=f"p{number}"))
     return number
 
 
