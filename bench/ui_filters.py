@@ -4,8 +4,10 @@ Builds a store of 125,000 prompts x 8 scored responses (bench/store_pipeline.mak
 with workbench.ingest.importer, best-vs-worst pairs), then times what one filter change costs the server:
 the updated count and the first table page (`workbench.curate.curation.curation_preview`, the function the
 callback calls). Baseline, same run: the same numbers through the export query
-(`workbench.exports.export.count_pairs` plus the first 20 export rows). Also times Browse pages and, through
-HTTP with a running app, the whole round trip. Prints one JSON object.
+(`workbench.exports.export.count_pairs` plus the first 20 export rows). Also times the why-dropped
+waterfall the tab draws after the count (`workbench.curate.explain.why_dropped`: the export manifest's
+own query on the store, not the index), Browse pages and, through HTTP with a running app, the whole
+round trip. Prints one JSON object.
 
     python bench/ui_filters.py                        # builds the store in a temporary directory
     python bench/ui_filters.py --store big.duckdb     # reuse (or build once into) this file
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from store_pipeline import make_input  # noqa: E402
 
 from workbench.curate.curation import PairIndex, curation_preview
+from workbench.curate.explain import why_dropped  # noqa: E402
 from workbench.curate.pair_filter import PairFilter  # noqa: E402
 from workbench.exports.export import count_pairs  # noqa: E402
 from workbench.store import Store, queries  # noqa: E402
@@ -129,7 +132,7 @@ def main() -> None:
 
         index = PairIndex(store)
         cold_ms, _ = timed(curation_preview, store, index, PairFilter())
-        workbench_ms, baseline_ms, mismatches = [], [], 0
+        workbench_ms, baseline_ms, waterfall_ms, mismatches, waterfall_mismatches = [], [], [], 0, 0
         for _ in range(args.rounds):
             for flt in filters(rm):
                 ms, preview = timed(curation_preview, store, index, flt)
@@ -138,12 +141,17 @@ def main() -> None:
                 baseline_ms.append(ms)
                 if total != preview.total:
                     mismatches += 1
+                ms, waterfall = timed(why_dropped, store, flt)
+                waterfall_ms.append(ms)
+                if waterfall["kept"] != preview.total:
+                    waterfall_mismatches += 1
         report["filter_change"] = {
             "workbench": summary(workbench_ms), "baseline_export_query": summary(baseline_ms),
             "speedup_p50": round(statistics.median(baseline_ms) / statistics.median(workbench_ms), 1),
             "first_call_with_index_build_ms": round(cold_ms, 1), "count_mismatches": mismatches,
             "under_300ms": max(workbench_ms) < 300,
         }
+        report["why_dropped_waterfall"] = {**summary(waterfall_ms), "kept_differs_from_count": waterfall_mismatches}
 
         from workbench.curate.browse import PromptQuery, prompt_detail, prompt_page
 

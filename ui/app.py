@@ -32,6 +32,7 @@ from ui.exposure import check_exposure, host_guard, is_loopback
 from ui.render import CSS
 from ui.review_tab import CSS as REVIEW_CSS
 from ui.review_tab import KEYBOARD_JS
+from ui.waterfall import CSS as WATERFALL_CSS
 from workbench.store import Store
 
 TITLE = "DPO Workbench"
@@ -124,8 +125,9 @@ def launch(store: Store, *, host: str = "127.0.0.1", port: int = 7860, auth: str
             server_name=host, server_port=port, share=False, auth=credentials, prevent_thread_lock=True,
             # quiet: Gradio would add "To create a public link, set share=True", which this app never does
             allowed_paths=[str(ctx.export_dir)], show_error=False, quiet=True, ssr_mode=False, run_history=False,
-            footer_links=["api", "settings"], css=CSS + CURVE_CSS + REVIEW_CSS, theme=gr.themes.Soft(),
-            mcp_server=False, head=KEYBOARD_JS, app_kwargs={"middleware": host_guard(host, login)},
+            footer_links=["api", "settings"], css=CSS + CURVE_CSS + WATERFALL_CSS + REVIEW_CSS,
+            theme=gr.themes.Soft(), mcp_server=False, head=KEYBOARD_JS,
+            app_kwargs={"middleware": host_guard(host, login)},
         )
         if not quiet:
             reach = "this machine only" if is_loopback(host) else "with a login"

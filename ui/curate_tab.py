@@ -1,22 +1,25 @@
 """Curate & export tab: filters, a live count of the pairs an export would write (by labeler and
-strategy) with their first rows, and the export itself with a download and its manifest.
-Everything comes from `workbench.curate.curation`."""
+strategy) with their first rows, the why-dropped waterfall (the numbers the export's manifest
+records, drawn by `ui.waterfall`), and the export itself with a download and its manifest.
+Everything comes from `workbench.curate.curation` and `workbench.curate.explain`."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import fields, replace
+from html import escape
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from ui import render
+from ui import render, waterfall
 from ui.choices import kept, source_and_tag_dropdowns
 from ui.context import AppContext
 from ui.errors import user_errors
 from ui.inputs import ANY, number, or_none
 from workbench.curate import curation, overview
+from workbench.curate.explain import why_dropped
 from workbench.errors import WorkbenchError
 from workbench.curate.pair_filter import PairFilter, field_type
 from workbench.curate.pairs import STRATEGIES
@@ -96,6 +99,21 @@ def preview_outputs(ctx: AppContext, schema: str, values) -> tuple:
     return (result.summary() if result.store_pairs else NO_PAIRS), result.breakdown, rows
 
 
+def waterfall_html(ctx: AppContext, schema: str, values) -> str:
+    """The why-dropped waterfall of the export these filter values make: the manifest's `why_dropped`
+    numbers, computed by the export's own function. A filter that cannot be read shows a line (the
+    count beside it already raised the toast); an SFT export writes replies, so it has none."""
+    if schema == "sft":
+        return ('<div class="wb-waterfall-empty">An SFT export writes replies, not pairs: its manifest has no '
+                "why-dropped waterfall.</div>")
+    try:
+        flt = to_filter(*values)
+        flt.validate()
+    except WorkbenchError as error:
+        return f'<div class="wb-waterfall-empty">No waterfall: fix the filter ({escape(str(error))}).</div>'
+    return waterfall.waterfall_svg(why_dropped(ctx.store, flt), flt)  # a busy store: a toast (user_errors)
+
+
 def pair_only_updates(schema: str) -> tuple:
     """The pair-only filters disabled (and emptied) for an SFT export; the preview's column widths."""
     sft = schema == "sft"
@@ -157,6 +175,8 @@ def build(ctx: AppContext) -> dict:
         with gr.Column(scale=3):
             count = gr.Markdown(elem_id="curate-count")
             breakdown = gr.Dataframe(label="By labeler and strategy", interactive=False, max_height=180)
+            with gr.Accordion("Why pairs are dropped: what each filter step removes", open=True):
+                dropped = gr.HTML(elem_id="curate-waterfall")
             preview = gr.Dataframe(label="First rows of the export", interactive=False, wrap=True, max_height=420,
                                    elem_id="curate-preview", column_widths=PAIR_COLUMN_WIDTHS)
             with gr.Group():
@@ -202,17 +222,29 @@ def build(ctx: AppContext) -> dict:
         button = gr.DownloadButton(value=done["path"], visible=True, label=f"Download {Path(done['path']).name}")
         return text, button, gr.Code(value=json.dumps(done["manifest"], indent=2, default=str), visible=True)
 
+    @user_errors
+    def update_waterfall(*values):
+        *values, schema_v = values
+        return waterfall_html(ctx, schema_v, values)
+
+    def then_waterfall(event, **api):
+        # after the count, not beside it: the count reads the in-memory index (fast), the waterfall
+        # runs the export's own query on the store (slower at scale); the count must not wait for it
+        return event.then(update_waterfall, [*filters, schema], dropped, show_progress="hidden",
+                          **(api or {"api_visibility": "private"}))
+
     outputs = [count, breakdown, preview]
     # Dropdowns and the checkbox on `input` (refreshing their choices must not trigger it), text
     # boxes on `change` (not every way of filling a box sends `input`).
     triggers = [f.change if isinstance(f, gr.Textbox) else f.input for f in filters]
-    gr.on(triggers, update, [*filters, schema], outputs, trigger_mode="always_last", api_name="curate_preview")
+    then_waterfall(gr.on(triggers, update, [*filters, schema], outputs, trigger_mode="always_last",
+                         api_name="curate_preview"), api_name="curate_waterfall")
     pair_only = [dict(zip(FILTER_INPUTS, filters))[name] for name in PAIR_ONLY_INPUTS]
-    schema.input(pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
-        update, [*filters, schema], outputs, api_visibility="private")
-    reset.click(cleared_inputs, None, filters, api_visibility="private").then(
+    then_waterfall(schema.input(pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
+        update, [*filters, schema], outputs, api_visibility="private"))
+    then_waterfall(reset.click(cleared_inputs, None, filters, api_visibility="private").then(
         pair_only_updates, schema, [*pair_only, preview], api_visibility="private").then(
-        update, [*filters, schema], outputs, api_visibility="private")
+        update, [*filters, schema], outputs, api_visibility="private"))
     result = [exported, download, manifest]
     # A new export first clears the last one's result, so a refused export leaves its toast and no
     # stale "Wrote ..." line or manifest under it.
@@ -222,7 +254,8 @@ def build(ctx: AppContext) -> dict:
         show_progress="minimal")
 
     def refresh_on(listener) -> None:
-        listener(load_choices, [source, tag, labeler], [source, tag, labeler], api_visibility="private").then(
-            update, [*filters, schema], outputs, api_visibility="private")
+        then_waterfall(listener(load_choices, [source, tag, labeler], [source, tag, labeler],
+                                api_visibility="private").then(update, [*filters, schema], outputs,
+                                                               api_visibility="private"))
 
     return {"filters": filters, "refresh_on": refresh_on}

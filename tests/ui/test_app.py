@@ -11,6 +11,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tests.ui.conftest import NO_FILTER, running_app
+from tests.ui.test_waterfall import chart_numbers
 from ui import render
 from ui.app import build_app, parse_auth
 from ui.errors import user_errors
@@ -99,6 +100,11 @@ def test_endpoints_over_http(app_store):
         exported = demo.workbench.export_dir / "api-test.jsonl"
         assert len(exported.read_text().splitlines()) == expected == json.loads(manifest["value"])["rows"]
         assert f"Wrote **{expected:,} pairs**" in result and download["label"] == "Download api-test.jsonl"
+        # the built tab's waterfall (it follows the count) draws the numbers that export's manifest records
+        chart = chart_numbers(client.predict(*filters, "trl", api_name="/curate_waterfall"))
+        recorded = json.loads(manifest["value"])["why_dropped"]
+        assert chart["exported"] == expected and chart["store"] == recorded["pairs_in_store"]
+        assert list(chart["steps"].items()) == [(s["step"], s["removed"]) for s in recorded["steps"][:-1]]
         with pytest.raises(AppError, match="'..' is not allowed"):
             client.predict("../escape", "jsonl", "trl", False, False, *filters, api_name="/export")
         # an invalid bound: the count says so (the last valid count must not stay) and the tables empty

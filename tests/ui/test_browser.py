@@ -94,6 +94,9 @@ def test_browse_filter_export_and_download(browser, shots, tmp_path):
         expected = count_pairs(store, PairFilter(min_margin=2.0, exclude_flagged=True))
         assert 0 < expected < by_margin < everything
         page.get_by_text(f"{expected} pairs would be exported").wait_for()
+        # the why-dropped waterfall follows the filter: its last bar is the count
+        page.locator(f"#curate-waterfall [data-step=exported][data-end='{expected}']").wait_for()
+        assert page.locator("#curate-waterfall [data-step=exclude_flagged]").count() == 1
         grid = page.locator("#curate-preview [role=grid]")  # rows are virtualised: read the row count
         assert grid.get_attribute("aria-rowcount") == str(min(expected, 20) + 1)  # + the header
         page.screenshot(path=shots / "3-curate.png", full_page=True)

@@ -39,6 +39,19 @@ def waterfall(con, values: dict, pair_filter: PairFilter) -> dict:
     return {"pairs_in_store": result["pairs_in_store"], "steps": steps, "kept": kept}
 
 
+def why_dropped(store: Store, pair_filter: PairFilter) -> dict:
+    """The waterfall an export with this filter records in its manifest (`why_dropped`), without
+    exporting: what the app's Curate tab draws as the filter changes."""
+    from workbench.exports.export import query_values
+
+    values = query_values(store, pair_filter)
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")  # its two counts see one state of the store, as the export's do
+        result = waterfall(con, values, pair_filter)
+        con.execute("COMMIT")
+    return result
+
+
 def length_bias(con, values: dict, pair_filter: PairFilter) -> dict:
     """The length report of the pairs an export with this filter writes (see the module docstring)."""
     report = queries.selection_lengths(con, values, pair_filter.limit)

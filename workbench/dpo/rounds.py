@@ -8,7 +8,9 @@
 Prompts: the evaluation set is fixed by round 1 (the first `eval_prompts` prompts of the pool, by
 id); each round trains on the next `prompts` prompts of the pool that no round has used for
 training or evaluation, so training and evaluation prompts never overlap (and `eval policy`
-refuses prompts any round trained on).
+refuses prompts any round trained on). After `workbench dedup`, a prompt flagged as repeating an
+earlier one is never picked, nor the prompt a used one repeats: a near duplicate of an evaluation
+prompt never becomes a training prompt (`claim_prompts` refuses one, should it get through).
 
 Resuming: the round's row, its prompt slice and its config are written before any work; every
 phase is idempotent on the store (sampling generates only missing samples, scoring only unscored
@@ -117,7 +119,7 @@ def run_round(store: Store, config: RoundConfig, *, dpo_settings: dict | None = 
     extra.validate()
     dpo_settings = dict(dpo_settings or {})
     DPOTrainConfig(**dpo_settings)  # refuse bad hyper-parameters before the store changes
-    number, row = _open_round(store, config, dpo_settings, extra)
+    number, row = open_round(store, config, dpo_settings, extra)
     train_ids, eval_ids = _round_prompts(store, number)
     times: dict[str, float] = {}
 
@@ -167,7 +169,7 @@ def _first_policy(store: Store) -> str:
         return queries.get_round(con, 1)["policy_in"]
 
 
-def _open_round(store: Store, config: RoundConfig, dpo_settings: dict, extra: PairFilter) -> tuple[int, dict]:
+def open_round(store: Store, config: RoundConfig, dpo_settings: dict, extra: PairFilter) -> tuple[int, dict]:
     """The unfinished round (its command must be the same), or a new one with its prompts claimed."""
     recorded = {"round": asdict(config), "dpo": dpo_settings, "filter": extra.as_dict()}
 
@@ -183,28 +185,37 @@ def _open_round(store: Store, config: RoundConfig, dpo_settings: dict, extra: Pa
         policy_in = rounds[-1]["policy_out"] if rounds else config.policy
         first = rounds[0]["policy_in"] if rounds else config.policy
         reference = first if config.reference == "first" else policy_in
-        _claim_prompts(con, number, config, rounds)
+        claim_prompts(con, number, config, rounds)
         queries.insert_round(con, number, policy_in, reference, recorded)
         return number, queries.get_round(con, number)
 
     return store.write(work)
 
 
-def _claim_prompts(con, number: int, config: RoundConfig, rounds: list[dict]) -> None:
-    """Round 1 fixes the evaluation set; every round takes fresh training prompts after it."""
+def claim_prompts(con, number: int, config: RoundConfig, rounds: list[dict]) -> None:
+    """Round 1 fixes the evaluation set; every round takes fresh training prompts after it (none that
+    a round used, nor one `workbench dedup` flagged as a repeat, nor the prompt a used one repeats)."""
     if not rounds:
         eval_ids = queries.fresh_prompt_ids(con, config.source, config.tag, True, config.eval_prompts)
         if len(eval_ids) < config.eval_prompts:
-            raise WorkbenchError(f"the prompt pool has {len(eval_ids)} prompts, fewer than --eval-prompts "
-                                 f"{config.eval_prompts}: import more or lower it")
+            raise WorkbenchError(f"the prompt pool has {len(eval_ids)} prompts (not counting those `workbench dedup` "
+                                 f"flagged as repeats), fewer than --eval-prompts {config.eval_prompts}: import more "
+                                 "or lower it")
         queries.insert_round_prompts(con, number, "eval", eval_ids)
     train_ids = queries.fresh_prompt_ids(con, config.source, config.tag, True, config.prompts)
     if len(train_ids) < config.prompts:
         raise WorkbenchError(f"only {len(train_ids)} prompts of the pool are fresh (never used by a round nor in the "
-                             f"evaluation set), fewer than --prompts {config.prompts}: import more or lower it")
+                             "evaluation set, and not flagged by `workbench dedup` as repeating another prompt), "
+                             f"fewer than --prompts {config.prompts}: import more or lower it")
+    # fresh_prompt_ids excludes both; a refusal, never a silent overlap, if that ever breaks
     overlap = queries.used_prompt_rounds(con, train_ids, "eval")
-    if overlap:  # fresh_prompt_ids excludes them; a refusal, never a silent overlap, if that ever breaks
+    if overlap:
         raise WorkbenchError(f"{len(overlap)} training prompts of round {number} are in the evaluation set")
+    repeats = queries.duplicated_round_prompts(con, train_ids, "eval")
+    if repeats:
+        prompt, evaluated = next(iter(sorted(repeats.items())))
+        raise WorkbenchError(f"{len(repeats)} training prompts of round {number} repeat evaluation prompts "
+                             f"(flagged by `workbench dedup`; e.g. {prompt[:12]} repeats {evaluated[:12]})")
     queries.insert_round_prompts(con, number, "train", train_ids)
 
 

@@ -78,13 +78,44 @@ def used_prompt_rounds(con, prompt_ids: list[str], role: str) -> dict[str, int]:
 
 
 def fresh_prompt_ids(con, source: str | None, tag: str | None, exclude_round_roles: bool, limit: int) -> list[str]:
-    """The first `limit` prompts (by id) of a source/tag that no round has used for training or evaluation."""
+    """The first `limit` prompts (by id) of a source/tag that no round has used for training or evaluation.
+
+    A prompt `workbench dedup` flagged as repeating an earlier one is never fresh, and neither is the
+    prompt that a prompt a round used repeats: the two are one prompt to a round (`prompt_duplicates`
+    names, for each flagged prompt, the earlier one it repeats)."""
     return [p for (p,) in fetch_rows(con, """
         SELECT prompt_id FROM prompts p
         WHERE ($source IS NULL OR source = $source) AND ($tag IS NULL OR list_contains(tags, $tag))
           AND NOT ($exclude AND EXISTS (SELECT 1 FROM round_prompts rp WHERE rp.prompt_id = p.prompt_id))
+          AND NOT EXISTS (SELECT 1 FROM prompt_duplicates d WHERE d.prompt_id = p.prompt_id)
+          AND NOT ($exclude AND EXISTS (SELECT 1 FROM prompt_duplicates d JOIN round_prompts rp USING (prompt_id)
+                                        WHERE d.duplicate_of = p.prompt_id))
         ORDER BY prompt_id LIMIT $limit""",
         {"source": source, "tag": tag, "exclude": exclude_round_roles, "limit": limit})]
+
+
+# A prompt's duplicate group: the earlier prompt it repeats (flagged by `workbench dedup`), else itself.
+_DUPLICATE_GROUP = "coalesce((SELECT d.duplicate_of FROM prompt_duplicates d WHERE d.prompt_id = {0}), {0})"
+
+
+def duplicated_round_prompts(con, prompt_ids: list[str], role: str) -> dict[str, str]:
+    """Which of these prompts repeat, or are repeated by, a prompt a round used in `role` (the same
+    duplicate group, by `prompt_duplicates`), the prompt itself excepted: prompt id -> that prompt."""
+    import pyarrow as pa
+
+    table = pa.table({"prompt_id": pa.array(prompt_ids, pa.string())})
+    con.register("candidate_prompts", table)
+    try:
+        return dict(fetch_rows(con, f"""
+            WITH candidate AS (SELECT prompt_id, {_DUPLICATE_GROUP.format("c.prompt_id")} AS grp
+                               FROM candidate_prompts c),
+                 used AS (SELECT prompt_id, {_DUPLICATE_GROUP.format("rp.prompt_id")} AS grp
+                          FROM round_prompts rp WHERE rp.role = ?)
+            SELECT c.prompt_id, min(u.prompt_id) FROM candidate c JOIN used u
+                ON u.grp IN (c.grp, c.prompt_id) OR c.grp = u.prompt_id
+            WHERE u.prompt_id <> c.prompt_id GROUP BY 1""", [role]))
+    finally:
+        con.unregister("candidate_prompts")
 
 
 def next_round_number(con) -> int:
