@@ -204,3 +204,26 @@ def test_judge_scores_work_with_combine_rm_compare_export_and_report(pair_store,
                                                                                      + counts["inconsistent"]), abs=1e-4)
     refused = runner.invoke(load_commands(), ["--db", db, "-q", "rm", "eval", "--rm", pairwise.judge, "--from-store"])
     assert refused.exit_code == 1 and "it is an LLM judge" in refused.output
+
+
+@pytest.mark.slow
+def test_smollm2_judges_hh_rlhf_pairs_with_the_shipped_template(tmp_path, hh_rlhf_path):
+    from engine.backbone import resolve_model_path
+    from workbench.curate.pair_filter import PairFilter
+
+    store = Store(tmp_path / "hh.duckdb", timeout=10)
+    import_files(store, [str(hh_rlhf_path)], skip_invalid=True, rejects_path=str(tmp_path / "rejects.jsonl"),
+                 progress=False)
+    smollm2 = LocalJudge("smollm2", resolve_model_path("smollm2"), max_length=512, batch_size=4)
+    result = judge_stored_pairs(store, smollm2, JudgeTemplate.read("pairwise"), pair_filter=PairFilter(limit=1),
+                                progress=False)
+    assert (result.judged, result.unparseable, result.judge) == (1, 0, "judge-smollm2-pairwise@1")
+    with store.connect() as con:
+        verdicts = queries.pair_verdicts(con, result.rm_id)
+        texts = dict(queries.fetch_rows(con, "SELECT response_id, text FROM responses"))
+        messages = dict(queries.fetch_rows(con, "SELECT prompt_id, messages FROM prompts"))
+    assert all(0 < v["p_a_first"] < 1 and 0 < v["p_a_second"] < 1 for v in verdicts)
+    v = verdicts[0]
+    swapped = PairItem(json.loads(messages[v["prompt_id"]]), texts[v["response_b"]], texts[v["response_a"]])
+    (first, second), = smollm2.judge_pairs(JudgeTemplate.read("pairwise"), [swapped])
+    assert combine_orders(first.value, second.value)[0] == pytest.approx(1 - v["p_a_better"], abs=1e-5)
