@@ -119,6 +119,7 @@ def test_remote_verdicts_are_parsed_strictly_and_unparseable_ones_recorded(tmp_p
     assert [row[1:] for row in inconsistent] == [(position["response_a"], position["response_b"])]
     report = cli("judge", "report", judged["judge"], "--json")
     assert report["verdicts"]["unparseable"] == 1 and report["position_consistency"] == 0.5
+    assert report["verdicts"]["p_first_shown_better"] == 0.75  # consistent: 1/2; first-always: 1
     assert report["human_agreement"] == {"pairs": 2, "agree": 1, "ties": 1, "accuracy": 0.75,
                                          "ci95": report["human_agreement"]["ci95"]}
 

@@ -120,12 +120,14 @@ def inconsistent_pairs(con, judge_id: str) -> list[tuple[str, str, str]]:
 
 
 def pair_verdict_counts(con, judge_id: str) -> dict:
-    """pairs judged, with a verdict, unparseable (either order), consistent, inconsistent, even orders."""
+    """pairs judged, with a verdict, unparseable (either order), consistent, inconsistent, even orders, and
+    the mean P(the reply shown first is better) over both orders (0.5 for a judge without position bias)."""
     row = fetch_dicts(con, """
         SELECT count(*) AS pairs, count(p_a_better) AS with_verdict,
                count(*) FILTER (WHERE p_a_first IS NULL OR p_a_second IS NULL) AS unparseable,
                count(*) FILTER (WHERE consistent) AS consistent,
-               count(*) FILTER (WHERE NOT consistent) AS inconsistent
+               count(*) FILTER (WHERE NOT consistent) AS inconsistent,
+               round(avg((p_a_first + 1 - p_a_second) / 2), 4) AS p_first_shown_better
         FROM judge_pair_verdicts WHERE rm_id = ?""", [judge_id])[0]
     row["even"] = row["with_verdict"] - row["consistent"] - row["inconsistent"]
     return row

@@ -1,0 +1,40 @@
+#!/bin/bash
+# The judged figure of issue 25: SmolLM2-135M-Instruct as a pairwise judge on hh-rlhf pairs (accuracy
+# against the human labels, position consistency), next to a head-only reward model trained on OTHER
+# pairs of the same file and evaluated on the very pairs the judge saw, and the length baselines.
+# Usage: bench/judge_measure.sh WORKDIR   (run from the repository root; logs and JSON go to WORKDIR)
+# HH=path/to/hh-rlhf-harmless-1800.jsonl overrides the data file (default: ../shared/data beside the checkout).
+# TRAIN_LINES (default 300) lines from the file's start train the reward model; JUDGE_FROM (901) and
+# JUDGE_LINES (320) pick the judged lines (two of 901-1220 are refused as invalid: 318 pairs).
+set -euxo pipefail
+TRAIN_LINES=${TRAIN_LINES:-300} JUDGE_FROM=${JUDGE_FROM:-901} JUDGE_LINES=${JUDGE_LINES:-320}
+MAX_LENGTH=${MAX_LENGTH:-512}
+HH=$(realpath "${HH:-../shared/data/hh-rlhf-harmless-1800.jsonl}")
+OUT=$(realpath -m "${1:?give a work directory}")
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+sed -n "1,${TRAIN_LINES}p" "$HH" > "$OUT/hh-train.jsonl"
+sed -n "${JUDGE_FROM},$((JUDGE_FROM + JUDGE_LINES - 1))p" "$HH" > "$OUT/hh-judged.jsonl"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+W="python -m workbench --db $OUT/j.duckdb"
+$W import "$OUT/hh-judged.jsonl" --skip-invalid --rejects "$OUT/rejects.jsonl" --json > "$OUT/import.json"
+date -u
+/usr/bin/time -v $W judge pairs --judge smollm2 --max-length "$MAX_LENGTH" --batch-size 8 --json \
+    > "$OUT/judge.json" 2> "$OUT/judge.err"
+date -u
+$W judge report judge-smollm2-pairwise --json > "$OUT/judge_report.json"
+/usr/bin/time -v $W rm train --data "$OUT/hh-train.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh" \
+    --name rm-hh --max-length "$MAX_LENGTH" > "$OUT/rm_train.log" 2> "$OUT/rm_train.err"
+date -u
+$W rm eval --rm rm-hh --from-store --label human --max-length "$MAX_LENGTH" --json > "$OUT/rm_eval.json" 2> "$OUT/rm_eval.err"
+date -u
+python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+report, rm = json.load(open(f"{out}/judge_report.json")), json.load(open(f"{out}/rm_eval.json"))
+print(json.dumps({"pairs_judged": report["verdicts"]["pairs"], "judge_accuracy": report["human_agreement"],
+                  "position_consistency": report["position_consistency"],
+                  "p_first_shown_better": report["verdicts"]["p_first_shown_better"],
+                  "rm_pairs": rm["n"], "rm_accuracy": rm["accuracy"], "longer_wins": rm["length_baseline"],
+                  "shorter_wins": rm.get("shorter_baseline")}, indent=2))
+PY
