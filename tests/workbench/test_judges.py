@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cli import load_commands
 from tests.workbench.conftest import table_counts, write_jsonl
+from workbench.errors import WorkbenchError
 from workbench.ingest.importer import import_files
 from workbench.judges.backends import LocalJudge, PairItem
 from workbench.judges.pairwise import bradley_terry_scores, combine_orders, judge_stored_pairs
@@ -227,3 +228,37 @@ def test_smollm2_judges_hh_rlhf_pairs_with_the_shipped_template(tmp_path, hh_rlh
     swapped = PairItem(json.loads(messages[v["prompt_id"]]), texts[v["response_b"]], texts[v["response_a"]])
     (first, second), = smollm2.judge_pairs(JudgeTemplate.read("pairwise"), [swapped])
     assert combine_orders(first.value, second.value)[0] == pytest.approx(1 - v["p_a_better"], abs=1e-5)
+
+
+def test_all_pairs_within_a_prompt_are_capped_and_scored_by_a_bradley_terry_fit(tmp_path, judge):
+    from workbench.generate.selection import PromptSelection
+    from workbench.judges.pairwise import judge_prompt_pairs
+
+    store = Store(tmp_path / "bon.duckdb", timeout=10)
+    records = [{"prompt": f"Name a colour ({i}).", "responses": ["Red.", "Blue, like the sky.", "Green", "Hmm."]}
+               for i in range(2)]
+    import_files(store, [write_jsonl(tmp_path / "bon.jsonl", records)], fmt="bon", source="bon", progress=False)
+    template = _template(tmp_path)
+    result = judge_prompt_pairs(store, judge, template, selection=PromptSelection(limit=1), max_pairs_per_prompt=4,
+                                progress=False)
+    assert (result.to_judge, result.judged) == (4, 4)  # 6 pairs of 4 replies, capped at 4, one prompt
+    with store.connect() as con:
+        verdicts = queries.pair_verdicts(con, result.rm_id)
+    assert {v["prompt_id"] for v in verdicts} == {verdicts[0]["prompt_id"]}
+    expected = bradley_terry_scores([(v["response_a"], v["response_b"], v["p_a_better"]) for v in verdicts])
+    assert _scores(store, result.rm_id) == pytest.approx(expected, abs=1e-9)
+    again = judge_prompt_pairs(store, judge, template, selection=PromptSelection(limit=1), max_pairs_per_prompt=4,
+                               progress=False)
+    assert again.to_judge == 0  # the same capped choice: all judged already
+
+
+def test_a_registered_policy_name_is_a_local_judge(store, judge_dir):
+    from workbench.dpo.policies import register_policy
+    from workbench.judges.backends import make_judge
+
+    register_policy(store, "my-policy", judge_dir, base="tiny", reference="tiny", export_hash="0" * 64,
+                    hyper_parameters={}, run_id="r")
+    judge = make_judge(store, "my-policy", None)
+    assert judge.path == judge_dir.resolve() and judge.identity()[1]["model"] == "my-policy"
+    with pytest.raises(WorkbenchError, match="--judge MODEL, or a server with --endpoint"):
+        make_judge(store, None, None)
