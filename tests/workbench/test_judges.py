@@ -262,3 +262,20 @@ def test_a_registered_policy_name_is_a_local_judge(store, judge_dir):
     assert judge.path == judge_dir.resolve() and judge.identity()[1]["model"] == "my-policy"
     with pytest.raises(WorkbenchError, match="--judge MODEL, or a server with --endpoint"):
         make_judge(store, None, None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rubric", "--scale", "10"], "does not read the answer '10' as one token"),
+    (["pairs", "--max-length", "100"], "--max-length 100: the template alone takes"),
+    (["pairs", "--rm", "no-such-rm"], "reward model 'no-such-rm' not found"),
+])
+def test_a_judge_that_cannot_work_is_refused_before_anything_is_stored(pair_store, judge_dir, args, message):
+    before = table_counts(pair_store)
+    result = CliRunner().invoke(load_commands(), ["--db", str(pair_store.path), "-q", "judge", args[0], "--judge",
+                                                  str(judge_dir), *args[1:]])
+    last = result.output.strip().splitlines()[-1]  # above it, at most transformers' own "Loading weights" bar
+    assert result.exit_code == 1 and last.startswith("Error: ") and message in last, result.output
+    assert table_counts(pair_store) == before
+    with pair_store.connect() as con:
+        assert queries.fetch_value(con, "SELECT count(*) FROM reward_models") == 0
+        assert queries.fetch_value(con, "SELECT count(*) FROM runs WHERE kind = 'judging'") == 0

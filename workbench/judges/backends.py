@@ -112,16 +112,26 @@ class LocalJudge:
         probabilities = self.model.answer_probabilities(conversations, labels, self.batch_size, progress)
         return [Verdict(sum((k + 1) * p for k, p in enumerate(row))) for row in probabilities]  # expected rating
 
+    def check(self, template: JudgeTemplate, labels: list[str], scale: int = 5) -> None:
+        """Refuse, before anything is stored, a judge whose answers are not single tokens or whose
+        template leaves no room for the texts within --max-length."""
+        self.model.label_token_ids(labels)
+        self._room(template, scale)
+
+    def _room(self, template: JudgeTemplate, scale: int) -> int:
+        """Tokens left for the texts once the template and the chat template are in."""
+        empty = {"prompt": "", "response": "", "response_a": "", "response_b": "", "scale": str(scale)}
+        budget = self.max_length - len(self.model.encode(as_conversation(template.fill(**empty))))
+        if budget < MIN_TEXT_BUDGET:
+            raise WorkbenchError(f"--max-length {self.max_length}: the template alone takes "
+                                 f"{self.max_length - budget} of the judge's tokens; raise --max-length")
+        return budget
+
     def _fit(self, template: JudgeTemplate, prompt: str, replies: list[str], scale: int = 5) -> tuple[str, list[str]]:
         """The prompt (its end kept) and replies (their starts kept) cut so that the judge's input stays
         within about `max_length` tokens: the prompt gets at most a third of the room, the replies share
         the rest evenly (a short reply leaves its unused share to the other), the same whichever order."""
-        judge = self.model
-        empty = {"prompt": "", "response": "", "response_a": "", "response_b": "", "scale": str(scale)}
-        budget = self.max_length - len(judge.encode(as_conversation(template.fill(**empty))))
-        if budget < MIN_TEXT_BUDGET:
-            raise WorkbenchError(f"--max-length {self.max_length}: the template alone takes "
-                                 f"{self.max_length - budget} of the judge's tokens; raise --max-length")
+        judge, budget = self.model, self._room(template, scale)
         prompt = judge.clip(prompt, budget // 3, keep="end")
         rest = budget - judge.count_tokens(prompt)
         lengths = [judge.count_tokens(r) for r in replies]
@@ -150,6 +160,9 @@ class RemoteJudge:
         if not self.served.model:
             listed = asyncio.run(served_model_ids(self.served, self.served.api_key()))
             self.served.model = only_listed_model(listed, self.served.urls[0])
+
+    def check(self, template: JudgeTemplate, labels: list[str], scale: int = 5) -> None:
+        """Nothing to check before asking: the server's answers are parsed as they come."""
 
     def identity(self) -> tuple[str, dict]:
         urls = sorted(u.rstrip("/") for u in self.served.urls)

@@ -26,9 +26,8 @@ from workbench import ids
 from workbench.curate.pair_filter import PairFilter
 from workbench.generate.selection import PromptSelection
 from workbench.judges.backends import PairItem, Verdict, labels_for
-from workbench.judges.labeler import register_judge
+from workbench.judges.labeler import judge_config, register_judge
 from workbench.judges.templates import PAIRWISE, JudgeTemplate, JudgeTemplateError
-from workbench.models.registered_model import RegisteredModel
 from workbench.store import Store, queries
 from workbench.store.runs import recorded_run
 
@@ -109,12 +108,11 @@ def judge_stored_pairs(store: Store, judge, template: JudgeTemplate, *, pair_fil
     pair_filter = pair_filter or PairFilter()
     pair_filter.validate()
     _check_mode(template)
-    labeler = register_judge(store, template, judge, labels_for(PAIRWISE, 5), name)
+    judge_id, _ = judge_config(template, judge, labels_for(PAIRWISE, 5))
     with store.connect() as con:
         rm_id = queries.rm_id_for(con, pair_filter.rm) if pair_filter.rm else None
-        todo = queries.stored_pairs_to_judge(con, pair_filter.query_values(rm_id), pair_filter.limit, labeler.rm_id)
-    config = {"judge": labeler.as_reference(), "pairs": "stored", "filter": pair_filter.as_dict()}
-    return _judge(store, judge, template, labeler, todo, config, progress)
+        todo = queries.stored_pairs_to_judge(con, pair_filter.query_values(rm_id), pair_filter.limit, judge_id)
+    return _judge(store, judge, template, name, todo, {"pairs": "stored", "filter": pair_filter.as_dict()}, progress)
 
 
 def judge_prompt_pairs(store: Store, judge, template: JudgeTemplate, *, selection: PromptSelection | None = None,
@@ -127,18 +125,18 @@ def judge_prompt_pairs(store: Store, judge, template: JudgeTemplate, *, selectio
         raise WorkbenchError("--max-pairs-per-prompt must be at least 1")
     selection = selection or PromptSelection()
     _check_mode(template)
-    labeler = register_judge(store, template, judge, labels_for(PAIRWISE, 5), name)
+    judge_id, _ = judge_config(template, judge, labels_for(PAIRWISE, 5))
     with store.connect() as con:
         prompts = [pid for pid, _ in queries.select_prompts(con, selection.as_dict())]
         replies = queries.replies_of_prompts(con, prompts, generation_run)
-        judged = queries.judged_pair_keys(con, labeler.rm_id, prompts)
+        judged = queries.judged_pair_keys(con, judge_id, prompts)
     todo = []
     for prompt_id, group in itertools.groupby(replies, key=lambda row: row[0]):
         todo += [(prompt_id, a, b) for a, b in capped_pairs([r for _, r, _ in group], max_pairs_per_prompt)
                  if (a, b) not in judged]
-    config = {"judge": labeler.as_reference(), "pairs": "within prompts", "selection": selection.as_dict(),
-              "generation_run": generation_run, "max_pairs_per_prompt": max_pairs_per_prompt}
-    return _judge(store, judge, template, labeler, todo, config, progress)
+    config = {"pairs": "within prompts", "selection": selection.as_dict(), "generation_run": generation_run,
+              "max_pairs_per_prompt": max_pairs_per_prompt}
+    return _judge(store, judge, template, name, todo, config, progress)
 
 
 def _check_mode(template: JudgeTemplate) -> None:
@@ -146,8 +144,14 @@ def _check_mode(template: JudgeTemplate) -> None:
         raise JudgeTemplateError(f"{template.path}: a {template.mode} template cannot judge pairs")
 
 
-def _judge(store: Store, judge, template: JudgeTemplate, labeler: RegisteredModel,
-           todo: list[tuple[str, str, str]], config: dict, progress: bool) -> JudgeResult:
+def _judge(store: Store, judge, template: JudgeTemplate, name: str | None, todo: list[tuple[str, str, str]],
+           selected: dict, progress: bool) -> JudgeResult:
+    """Check the judge (nothing is stored if it cannot work), register it, judge `todo` chunk by chunk."""
+    labels = labels_for(PAIRWISE, 5)
+    if todo:
+        judge.check(template, labels)
+    labeler = register_judge(store, template, judge, labels, name)
+    config = {"judge": labeler.as_reference(), **selected}
     run_id = ids.run_id("judging", config)
     result = JudgeResult(run_id, labeler.label, labeler.rm_id, PAIRWISE, len(todo), 0, 0, 0.0)
     started = time.perf_counter()

@@ -18,7 +18,7 @@ from engine.progress import progress_bar
 from workbench import ids
 from workbench.generate.selection import PromptSelection
 from workbench.judges.backends import RatingItem, rubric_labels
-from workbench.judges.labeler import register_judge
+from workbench.judges.labeler import judge_config, register_judge
 from workbench.judges.pairwise import ANSWER_CHARS, JudgeResult
 from workbench.judges.templates import RUBRIC, JudgeTemplate, JudgeTemplateError
 from workbench.store import Store, queries
@@ -33,10 +33,13 @@ def rate_replies(store: Store, judge, template: JudgeTemplate, *, scale: int = 5
         raise JudgeTemplateError(f"{template.path}: a {template.mode} template cannot rate replies")
     labels = rubric_labels(scale)
     selection = selection or PromptSelection()
-    labeler = register_judge(store, template, judge, labels, name)
+    judge_id, _ = judge_config(template, judge, labels)
     with store.connect() as con:
         prompts = [pid for pid, _ in queries.select_prompts(con, selection.as_dict())]
-        todo = queries.responses_to_rate(con, labeler.rm_id, prompts, generation_run)
+        todo = queries.responses_to_rate(con, judge_id, prompts, generation_run)
+    if todo:
+        judge.check(template, labels, scale)  # refused before anything is stored
+    labeler = register_judge(store, template, judge, labels, name)
     config = {"judge": labeler.as_reference(), "selection": selection.as_dict(), "generation_run": generation_run}
     run_id = ids.run_id("judging", config)
     result = JudgeResult(run_id, labeler.label, labeler.rm_id, RUBRIC, len(todo), 0, 0, 0.0)
