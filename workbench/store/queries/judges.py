@@ -4,6 +4,8 @@ how they compare with human labels.
 `judge_pair_verdicts` holds one row per judge and unordered pair of replies (response_a < response_b),
 with both orders' probabilities and whether they agree (`consistent`): `pair_verdicts` and
 `inconsistent_pairs` read it for whoever needs a judge's verdict or its position consistency per pair.
+Lists of ids arrive as one bound list and are matched with `IN (SELECT unnest($ids))`, a hash
+semi-join (a per-row `list_contains` would scan the whole list for every row).
 """
 
 from __future__ import annotations
@@ -40,22 +42,22 @@ def replies_of_prompts(con, prompt_ids: list[str], generation_run: str | None) -
     one per distinct text (the smallest id), by prompt and id."""
     return fetch_rows(con, """
         SELECT prompt_id, min(response_id) AS response_id, text FROM responses
-        WHERE list_contains($ids, prompt_id) AND ($run IS NULL OR run_id = $run)
+        WHERE prompt_id IN (SELECT unnest($ids)) AND ($run IS NULL OR run_id = $run)
         GROUP BY prompt_id, text ORDER BY prompt_id, response_id""", {"ids": prompt_ids, "run": generation_run})
 
 
 def judged_pair_keys(con, judge_id: str, prompt_ids: list[str]) -> set[tuple[str, str]]:
     """(response_a, response_b) of the pairs of these prompts this judge has judged."""
     return set(fetch_rows(con, "SELECT response_a, response_b FROM judge_pair_verdicts "
-                               "WHERE rm_id = $judge AND list_contains($ids, prompt_id)",
+                               "WHERE rm_id = $judge AND prompt_id IN (SELECT unnest($ids))",
                           {"judge": judge_id, "ids": prompt_ids}))
 
 
 def judging_inputs(con, prompt_ids: list[str], response_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """({prompt_id: messages JSON}, {response_id: text}) of what a judge reads."""
-    prompts = dict(fetch_rows(con, "SELECT prompt_id, messages FROM prompts WHERE list_contains($ids, prompt_id)",
+    prompts = dict(fetch_rows(con, "SELECT prompt_id, messages FROM prompts WHERE prompt_id IN (SELECT unnest($ids))",
                               {"ids": prompt_ids}))
-    texts = dict(fetch_rows(con, "SELECT response_id, text FROM responses WHERE list_contains($ids, response_id)",
+    texts = dict(fetch_rows(con, "SELECT response_id, text FROM responses WHERE response_id IN (SELECT unnest($ids))",
                             {"ids": response_ids}))
     return prompts, texts
 
@@ -87,13 +89,13 @@ def prompt_verdicts(con, judge_id: str, prompt_ids: list[str]) -> list[tuple[str
     """(prompt_id, response_a, response_b, p_a_better) of every verdict of these prompts (parsed ones only)."""
     return fetch_rows(con, """
         SELECT prompt_id, response_a, response_b, p_a_better FROM judge_pair_verdicts
-        WHERE rm_id = $judge AND list_contains($ids, prompt_id) AND p_a_better IS NOT NULL
+        WHERE rm_id = $judge AND prompt_id IN (SELECT unnest($ids)) AND p_a_better IS NOT NULL
         ORDER BY prompt_id, response_a, response_b""", {"judge": judge_id, "ids": prompt_ids})
 
 
 def replace_scores(con, rm_id: str, response_ids: list[str], table: pa.Table) -> None:
     """The labeler's scores of these replies, replaced by `table` (response_id, rm_id, score, run_id)."""
-    con.execute("DELETE FROM scores WHERE rm_id = $rm AND list_contains($ids, response_id)",
+    con.execute("DELETE FROM scores WHERE rm_id = $rm AND response_id IN (SELECT unnest($ids))",
                 {"rm": rm_id, "ids": response_ids})
     _insert_absent(con, "scores", ("response_id", "rm_id"), table)
 
@@ -102,7 +104,7 @@ def responses_to_rate(con, judge_id: str, prompt_ids: list[str], generation_run:
     """(response_id, prompt_id) of these prompts' replies the judge has not rated, by id."""
     return fetch_rows(con, """
         SELECT r.response_id, r.prompt_id FROM responses r
-        WHERE list_contains($ids, r.prompt_id) AND ($run IS NULL OR r.run_id = $run)
+        WHERE r.prompt_id IN (SELECT unnest($ids)) AND ($run IS NULL OR r.run_id = $run)
           AND NOT EXISTS (SELECT 1 FROM judge_ratings j WHERE j.rm_id = $judge AND j.response_id = r.response_id)
         ORDER BY r.response_id""", {"ids": prompt_ids, "run": generation_run, "judge": judge_id})
 
