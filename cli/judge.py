@@ -148,9 +148,9 @@ def judge_report_command(ctx: Context, judge: str, as_json: bool) -> None:
     agreement = report["human_agreement"]
     click.echo(f"{report['judge']} ({report['mode']}, template {report['template']['sha256'][:12]})")
     for key, value in (report.get("verdicts") or report.get("ratings")).items():
-        click.echo(f"  {key:<14}{value}")
+        click.echo(f"  {key:<22}{value}")
     if report.get("position_consistency") is not None:
-        click.echo(f"  position consistency {report['position_consistency']:.1%}")
+        click.echo(f"  {'position consistency':<22}{report['position_consistency']:.1%}")
     if agreement["pairs"]:
         low, high = agreement["ci95"]
         click.echo(f"  agrees with human labels on {agreement['accuracy']:.1%} of {agreement['pairs']} pairs "
