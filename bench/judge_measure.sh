@@ -6,6 +6,7 @@
 # HH=path/to/hh-rlhf-harmless-1800.jsonl overrides the data file (default: ../shared/data beside the checkout).
 # TRAIN_LINES (default 300) lines from the file's start train the reward model; JUDGE_FROM (901) and
 # JUDGE_LINES (320) pick the judged lines (two of 901-1220 are refused as invalid: 318 pairs).
+# OMP_NUM_THREADS (default 1) threads per lane; the judge and the reward model run side by side.
 set -euxo pipefail
 TRAIN_LINES=${TRAIN_LINES:-300} JUDGE_FROM=${JUDGE_FROM:-901} JUDGE_LINES=${JUDGE_LINES:-320}
 MAX_LENGTH=${MAX_LENGTH:-512}
@@ -15,19 +16,22 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 sed -n "1,${TRAIN_LINES}p" "$HH" > "$OUT/hh-train.jsonl"
 sed -n "${JUDGE_FROM},$((JUDGE_FROM + JUDGE_LINES - 1))p" "$HH" > "$OUT/hh-judged.jsonl"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-W="python -m workbench --db $OUT/j.duckdb"
-$W import "$OUT/hh-judged.jsonl" --skip-invalid --rejects "$OUT/rejects.jsonl" --json > "$OUT/import.json"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Two lanes side by side, one thread each, each on its own store holding the same judged pairs:
+# the judge, and the reward model (trained on the other lines, evaluated on the judged pairs).
+J="python -m workbench --db $OUT/judge.duckdb" R="python -m workbench --db $OUT/rm.duckdb"
+$J import "$OUT/hh-judged.jsonl" --skip-invalid --rejects "$OUT/rejects.jsonl" --json > "$OUT/import.json"
+$R import "$OUT/hh-judged.jsonl" --skip-invalid --rejects "$OUT/rejects-rm.jsonl" --json > /dev/null
 date -u
-/usr/bin/time -v $W judge pairs --judge smollm2 --max-length "$MAX_LENGTH" --batch-size 8 --json \
-    > "$OUT/judge.json" 2> "$OUT/judge.err"
-date -u
-$W judge report judge-smollm2-pairwise --json > "$OUT/judge_report.json"
-/usr/bin/time -v $W rm train --data "$OUT/hh-train.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh" \
+( /usr/bin/time -v $J judge pairs --judge smollm2 --max-length "$MAX_LENGTH" --batch-size 8 --json \
+      > "$OUT/judge.json" 2> "$OUT/judge.err"
+  $J judge report judge-smollm2-pairwise --json > "$OUT/judge_report.json"; date -u ) &
+/usr/bin/time -v $R rm train --data "$OUT/hh-train.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh" \
     --name rm-hh --max-length "$MAX_LENGTH" > "$OUT/rm_train.log" 2> "$OUT/rm_train.err"
+/usr/bin/time -v $R rm eval --rm rm-hh --from-store --label human --max-length "$MAX_LENGTH" --json \
+    > "$OUT/rm_eval.json" 2> "$OUT/rm_eval.err"
 date -u
-$W rm eval --rm rm-hh --from-store --label human --max-length "$MAX_LENGTH" --json > "$OUT/rm_eval.json" 2> "$OUT/rm_eval.err"
-date -u
+wait
 python - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
