@@ -106,7 +106,7 @@ def judge_all_pairs_command(ctx: Context, judge_spec, served, template, name, ma
 @selection_options
 @click.option("--generation-run", help="Only replies of this generation run.")
 @click.option("--scale", type=click.Choice(["5", "10"]), default="5", show_default=True,
-              help="Ratings from 1 to this (a local judge needs each answer to be one token).")
+              help="Ratings from 1 to this (a local judge reads 10 as 1 then 0 when its tokenizer splits it).")
 @pass_ctx
 def judge_rubric_command(ctx: Context, judge_spec, served, template, name, max_length, batch_size, selection,
                          generation_run, scale, as_json) -> None:

@@ -78,48 +78,78 @@ class LogitJudge:
             return CLIP_MARK.strip() + " " + self.tokenizer.decode(ids[-kept:])
         return self.tokenizer.decode(ids[:kept]) + CLIP_MARK
 
-    def label_token_ids(self, labels: Sequence[str]) -> list[int]:
-        """The token each label is when the judge answers with it: the one token it adds after the
-        generation prompt (checked in context, since a tokenizer may read "A" differently at a word start)."""
+    def label_tokens(self, labels: Sequence[str]) -> list[tuple[int, ...]]:
+        """The tokens each label is when the judge answers with it, read in context after the generation
+        prompt (a tokenizer may read "A" differently at a word start). A label is one token, or two whose
+        first is itself a label: "10" read as "1" then "0" on a 1-10 scale."""
         text = self._render([{"role": "user", "content": "?"}])
         base = self._ids(text)
         found = []
         for label in labels:
             ids = self._ids(text + label)
-            if ids[:len(base)] != base or len(ids) != len(base) + 1:
-                raise EngineError(f"the judge's tokenizer does not read the answer {label!r} as one token after its "
-                                  "generation prompt: answers must be single tokens (use a 1-5 scale, or letters)")
-            found.append(ids[-1])
-        if len(set(found)) != len(found):
-            raise EngineError(f"the answers {list(labels)} do not map to distinct tokens of the judge")
+            if ids[:len(base)] != base or not 1 <= len(ids) - len(base) <= 2:
+                raise EngineError(f"the judge's tokenizer does not read the answer {label!r} as one or two tokens "
+                                  "after its generation prompt: use single-token answers (letters, or 1-5)")
+            found.append(tuple(ids[len(base):]))
+        singles = {t[0] for t in found if len(t) == 1}
+        if len(set(found)) != len(found) or any(len(t) == 2 and t[0] not in singles for t in found):
+            raise EngineError(f"the answers {list(labels)} are not distinct single tokens (or a single-token "
+                              "answer followed by one more token, as 10 after 1) for this judge")
         return found
 
     @torch.inference_mode()
     def answer_probabilities(self, conversations: Sequence[Sequence[Message]], labels: Sequence[str],
                              batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list[list[float]]:
-        """For each conversation, the probability of each label as the judge's next token, renormalised
-        over the labels (a softmax over their logits), in input order. `progress(n)` hears after each batch."""
-        label_ids = torch.tensor(self.label_token_ids(labels))
+        """For each conversation, the probability of each label as the judge's answer, in input order.
+
+        One-token labels: a softmax over their logits at the next position. A two-token label ("10"
+        after "1") takes the share P(second token | first token) of its first token's probability,
+        read from one more forward pass with that first token appended (full-vocabulary softmax); the
+        one-token label keeps the rest. `progress(n)` hears after each batch of the first pass."""
+        tokens = self.label_tokens(labels)
         encoded = [self.encode(c) for c in conversations]
+        firsts = [t[0] for t in tokens if len(t) == 1]
+        chosen, _ = self._next_token_logits(encoded, firsts, batch_size, progress)   # (N, F)
+        first = torch.softmax(chosen, dim=-1)                                         # (N, F)
+        result = torch.zeros((len(encoded), len(tokens)), dtype=torch.float64)        # (N, L)
+        for k, label in enumerate(tokens):
+            if len(label) == 1:
+                result[:, k] = first[:, firsts.index(label[0])]
+        for head in sorted({t[0] for t in tokens if len(t) == 2}):
+            longer = [k for k, t in enumerate(tokens) if len(t) == 2 and t[0] == head]
+            chosen, normaliser = self._next_token_logits([e + [head] for e in encoded], [tokens[k][1] for k in longer],
+                                                         batch_size, None)
+            continued = torch.exp(chosen - normaliser[:, None])                        # (N, longer)
+            share = first[:, firsts.index(head)]
+            for column, k in enumerate(longer):
+                result[:, k] = share * continued[:, column]
+            result[:, tokens.index((head,))] = share * (1 - continued.sum(-1))
+        return result.tolist()
+
+    def _next_token_logits(self, encoded: list[list[int]], token_ids: list[int], batch_size: int,
+                           progress: Callable[[int], None] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits of `token_ids` at the next position (N, K), the full-vocabulary logsumexp (N,)), fp64."""
         too_long = [len(e) for e in encoded if self.max_positions and len(e) > self.max_positions]
         if too_long:
             raise EngineError(f"a judge input has {max(too_long)} tokens, more than the judge's "
                               f"{self.max_positions} positions: lower --max-length")
+        wanted = torch.tensor(token_ids)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         device = next(self.model.parameters()).device
-        result: list[list[float] | None] = [None] * len(encoded)
+        chosen = torch.zeros((len(encoded), len(token_ids)), dtype=torch.float64)
+        normaliser = torch.zeros(len(encoded), dtype=torch.float64)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             ids, mask = self._left_pad([encoded[i] for i in rows])
             positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its first real token
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                                 position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]  # (B, V)
-            answers = logits.index_select(-1, label_ids.to(device)).double()  # (B, L)
-            for row, probabilities in zip(rows, torch.softmax(answers, dim=-1).tolist()):
-                result[row] = probabilities
+            logits = logits.double().cpu()
+            chosen[rows] = logits.index_select(-1, wanted)                    # (B, K)
+            normaliser[rows] = torch.logsumexp(logits, dim=-1)                # (B,)
             if progress is not None:
                 progress(len(rows))
-        return result
+        return chosen, normaliser
 
     def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in sequences)

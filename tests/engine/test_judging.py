@@ -35,13 +35,32 @@ def test_the_probabilities_are_the_softmax_of_the_answer_logits_at_the_next_posi
     ids = torch.tensor([judge.encode(conversation)])
     with torch.no_grad():
         logits = judge.model(input_ids=ids).logits[0, -1]  # an unbatched, unpadded plain forward pass
-    expected = torch.softmax(logits[judge.label_token_ids(labels)].double(), -1).tolist()
+    expected = torch.softmax(logits[[t for t, in judge.label_tokens(labels)]].double(), -1).tolist()
     assert judge.answer_probabilities([conversation], labels)[0] == pytest.approx(expected, abs=1e-6)
 
 
-def test_an_answer_of_several_tokens_is_refused(judge):
-    with pytest.raises(EngineError, match="one token"):
-        judge.label_token_ids(["1", "10"])  # the byte-level tiny tokenizer reads "10" as two tokens
+def test_a_ten_point_scale_reads_10_as_1_then_0(judge):
+    conversation = _ask("Rate it from 1 to 10.")
+    labels = [str(i) for i in range(1, 11)]  # the byte-level tiny tokenizer reads "10" as "1", "0"
+    probabilities = judge.answer_probabilities([conversation], labels)[0]
+    one, zero = judge.label_tokens(["1", "0"])
+    ids = torch.tensor([judge.encode(conversation)])
+    with torch.no_grad():
+        first = torch.softmax(judge.model(input_ids=ids).logits[0, -1][[t for t, in judge.label_tokens(labels[:9])]]
+                              .double(), -1)
+        after_one = torch.softmax(judge.model(input_ids=torch.cat([ids, torch.tensor([one])], 1)).logits[0, -1]
+                                  .double(), -1)[zero[0]]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-12)
+    assert probabilities[9] == pytest.approx(float(first[0] * after_one), abs=1e-6)
+    assert probabilities[0] == pytest.approx(float(first[0] * (1 - after_one)), abs=1e-6)
+    assert probabilities[1:9] == pytest.approx(first[1:].tolist(), abs=1e-6)
+
+
+def test_answers_the_judge_cannot_read_as_tokens_are_refused(judge):
+    with pytest.raises(EngineError, match="one or two tokens"):
+        judge.label_tokens(["Yes", "No"])  # three and two bytes
+    with pytest.raises(EngineError, match="not distinct single tokens"):
+        judge.label_tokens(["1", "23"])  # "23" does not continue a one-token answer
 
 
 def test_clip_keeps_the_start_or_the_end(judge):

@@ -265,7 +265,8 @@ def test_a_registered_policy_name_is_a_local_judge(store, judge_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["rubric", "--scale", "10"], "does not read the answer '10' as one token"),
+    (["pairs", "--template", str(DEFAULTS_DIR / "pairwise.txt"), "--max-length", "300"],
+     "--max-length 300: the template alone takes"),
     (["pairs", "--max-length", "100"], "--max-length 100: the template alone takes"),
     (["pairs", "--rm", "no-such-rm"], "reward model 'no-such-rm' not found"),
 ])
@@ -279,3 +280,15 @@ def test_a_judge_that_cannot_work_is_refused_before_anything_is_stored(pair_stor
     with pair_store.connect() as con:
         assert queries.fetch_value(con, "SELECT count(*) FROM reward_models") == 0
         assert queries.fetch_value(con, "SELECT count(*) FROM runs WHERE kind = 'judging'") == 0
+
+
+def test_a_ten_point_rubric_rates_within_its_scale(pair_store, judge, tmp_path):
+    from workbench.judges.rubric import rate_replies
+
+    path = tmp_path / "rubric10.txt"
+    path.write_text("Q: {prompt}\nReply: {response}\nScore 1-{scale}:")
+    result = rate_replies(pair_store, judge, JudgeTemplate.read("rubric", path), scale=10, progress=False)
+    ratings = _scores(pair_store, result.rm_id)
+    assert len(ratings) == 12 and all(1.0 <= r <= 10.0 for r in ratings.values())
+    with pair_store.connect() as con:
+        assert queries.get_reward_model(con, result.rm_id).config["settings"]["labels"][-1] == "10"

@@ -113,9 +113,9 @@ class LocalJudge:
         return [Verdict(sum((k + 1) * p for k, p in enumerate(row))) for row in probabilities]  # expected rating
 
     def check(self, template: JudgeTemplate, labels: list[str], scale: int = 5) -> None:
-        """Refuse, before anything is stored, a judge whose answers are not single tokens or whose
+        """Refuse, before anything is stored, a judge that cannot read the answers as tokens or whose
         template leaves no room for the texts within --max-length."""
-        self.model.label_token_ids(labels)
+        self.model.label_tokens(labels)
         self._room(template, scale)
 
     def _room(self, template: JudgeTemplate, scale: int) -> int:
