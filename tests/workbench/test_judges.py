@@ -143,31 +143,36 @@ def test_a_filled_template_leaves_placeholder_text_inside_replies_alone():
     assert "say {response_b}" in filled and "{prompt} {x}" in filled
 
 
-def test_a_kill_mid_run_loses_at_most_one_batch_and_the_rerun_judges_the_rest(pair_store, judge, tmp_path):
-    class StopsAfterOneChunk:
-        """The real judge, interrupted (as Ctrl-C would) when its second chunk starts."""
+_STALL_IN_SECOND_CHUNK = """
+import sys, time
+import workbench.store.queries as q
+original, calls = q.insert_pair_verdicts, {"n": 0}
+def stalling(con, table):
+    stored = original(con, table)
+    calls["n"] += 1
+    if calls["n"] == 2:  # inside the second chunk's transaction
+        print("STALLED", flush=True)
+        time.sleep(300)
+    return stored
+q.insert_pair_verdicts = stalling
+from cli import load_commands
+load_commands()(["--db", sys.argv[1], "-q", "judge", "pairs", "--judge", sys.argv[2], "--template", sys.argv[3],
+                 "--batch-size", "4"], standalone_mode=False)
+"""
 
-        def __init__(self, inner):
-            self.inner, self.calls, self.chunk_pairs = inner, 0, inner.chunk_pairs
 
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def judge_pairs(self, template, items):
-            self.calls += 1
-            if self.calls == 2:
-                raise KeyboardInterrupt
-            return self.inner.judge_pairs(template, items)
+def test_a_kill_mid_run_loses_at_most_one_batch_and_the_rerun_judges_the_rest(pair_store, judge_dir, tmp_path):
+    from tests.processes import kill_when_printed, python
 
     template = _template(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        judge_stored_pairs(pair_store, StopsAfterOneChunk(judge), template, progress=False)
+    kill_when_printed(python(_STALL_IN_SECOND_CHUNK, str(pair_store.path), str(judge_dir), template.path))
+    with pair_store.connect() as con:  # batch size 4: two pairs (both orders) per chunk
+        assert queries.fetch_value(con, "SELECT count(*) FROM judge_pair_verdicts") == 2
+        assert queries.fetch_value(con, "SELECT count(*) FROM scores") == 4
+    rerun = judge_stored_pairs(pair_store, LocalJudge(str(judge_dir), judge_dir, 512, 4), template, progress=False)
+    assert (rerun.to_judge, rerun.judged) == (4, 4)
     with pair_store.connect() as con:
-        stored = queries.fetch_value(con, "SELECT count(*) FROM judge_pair_verdicts")
-        status = queries.fetch_value(con, "SELECT status FROM runs WHERE kind = 'judging'")
-    assert (stored, status) == (judge.chunk_pairs, "failed")
-    rerun = judge_stored_pairs(pair_store, judge, template, progress=False)
-    assert (rerun.to_judge, rerun.judged) == (6 - judge.chunk_pairs, 6 - judge.chunk_pairs)
+        assert queries.fetch_value(con, "SELECT count(*) FROM judge_pair_verdicts") == 6
 
 
 def test_judge_scores_work_with_combine_rm_compare_export_and_report(pair_store, judge, tmp_path):
