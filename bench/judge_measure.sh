@@ -5,10 +5,10 @@
 # Usage: bench/judge_measure.sh WORKDIR   (run from the repository root; logs and JSON go to WORKDIR)
 # HH=path/to/hh-rlhf-harmless-1800.jsonl overrides the data file (default: ../shared/data beside the checkout).
 # TRAIN_LINES (default 300) lines from the file's start train the reward model; JUDGE_FROM (901) and
-# JUDGE_LINES (320) pick the judged lines (two of 901-1220 are refused as invalid: 318 pairs).
+# JUDGE_LINES (302) pick the judged lines (lines 926 and 1104 are refused as invalid: 300 pairs).
 # OMP_NUM_THREADS (default 1) threads per lane; the judge and the reward model run side by side.
 set -euxo pipefail
-TRAIN_LINES=${TRAIN_LINES:-300} JUDGE_FROM=${JUDGE_FROM:-901} JUDGE_LINES=${JUDGE_LINES:-320}
+TRAIN_LINES=${TRAIN_LINES:-300} JUDGE_FROM=${JUDGE_FROM:-901} JUDGE_LINES=${JUDGE_LINES:-302}
 MAX_LENGTH=${MAX_LENGTH:-512}
 HH=$(realpath "${HH:-../shared/data/hh-rlhf-harmless-1800.jsonl}")
 OUT=$(realpath -m "${1:?give a work directory}")
