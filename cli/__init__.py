@@ -161,7 +161,7 @@ def cli(ctx: click.Context, db: str, timeout: float, quiet: bool) -> None:
 
 def load_commands() -> click.Group:
     """The `workbench` group with every command module imported (each registers its commands)."""
-    from cli import app, checks, data, demo, dpo, generate, review, rm, rounds, serve  # noqa: F401
+    from cli import app, checks, data, demo, dpo, generate, judge, review, rm, rounds, serve  # noqa: F401
 
     return cli
 

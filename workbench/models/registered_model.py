@@ -28,9 +28,11 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 
 WEIGHTS, IMPORTED, COMBINED, ENDPOINT = "weights", "imported", "combined", "endpoint"
+JUDGE = "judge"  # an LLM judge (`workbench judge`, workbench.judges): config names its template and model
 # why a model without local weights cannot score here, by kind
 _NO_WEIGHTS = {IMPORTED: "its scores were imported", COMBINED: "it combines other reward models' scores",
-               ENDPOINT: "it scores over HTTP: `workbench score --endpoint URL`"}
+               ENDPOINT: "it scores over HTTP: `workbench score --endpoint URL`",
+               JUDGE: "it is an LLM judge: its scores come from `workbench judge pairs|all-pairs|rubric`"}
 
 
 @dataclass(frozen=True)
@@ -158,4 +160,8 @@ class RegisteredModel:
                  **self.format_fields()}
         if self.combination:
             entry |= {"combine": self.combination["combine"], "members": self.combination["members"]}
+        if self.kind == JUDGE:  # what its verdicts depend on (the template's full text stays in the store)
+            entry |= {"judge": {"mode": self.config.get("mode"), "model": self.config.get("judge"),
+                                "template_sha256": (self.config.get("template") or {}).get("sha256"),
+                                "settings": self.config.get("settings")}}
         return entry

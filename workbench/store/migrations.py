@@ -240,6 +240,36 @@ CREATE TABLE prompt_duplicates (
 """
 
 
+# LLM judges (`workbench judge`): what each judge said, beside the scores it leaves in `scores`.
+# A pairwise verdict per unordered pair of replies (a < b by id), both orders kept, so position
+# consistency is a column; a rubric rating per reply. NULL verdicts are unparseable remote answers.
+M006_JUDGES = """
+CREATE TABLE judge_pair_verdicts (
+    rm_id           VARCHAR NOT NULL,  -- the judge: a reward_models row of kind 'judge'
+    prompt_id       VARCHAR NOT NULL,
+    response_a      VARCHAR NOT NULL,  -- the pair's replies, response_a < response_b (the pair's direction does not matter)
+    response_b      VARCHAR NOT NULL,
+    p_a_first       DOUBLE,            -- P(a better) with a shown first (order A/B); NULL: unparseable answer
+    p_a_second      DOUBLE,            -- P(a better) with a shown second (order B/A)
+    p_a_better      DOUBLE,            -- the two orders combined (their mean); NULL unless both gave a verdict
+    consistent      BOOLEAN,           -- the same winner in both orders; NULL if an order was unparseable or even
+    answer_a_first  VARCHAR,           -- a remote judge's raw answers (NULL for a local judge: read from logits)
+    answer_a_second VARCHAR,
+    run_id          VARCHAR NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (rm_id, response_a, response_b)
+);
+
+CREATE TABLE judge_ratings (
+    rm_id       VARCHAR NOT NULL,
+    response_id VARCHAR NOT NULL,
+    prompt_id   VARCHAR NOT NULL,
+    rating      DOUBLE,                -- expected rating (local) or the rating said (remote); NULL: unparseable
+    answer      VARCHAR,               -- a remote judge's raw answer
+    run_id      VARCHAR NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (rm_id, response_id)
+);
 # Human review (`workbench review`, the app's Review tab): queues of pairs to label, the labels people
 # gave (who, when, in which left/right order), and the store's identity, which review exports carry so
 # that labels come back only into the store they were made for.
@@ -290,6 +320,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (3, "m003_content_ids", _m003_content_ids),
     (4, "m004_policies_rounds", _sql(M004_POLICIES_ROUNDS)),
     (5, "m005_contamination_and_duplicates", _sql(M005_CONTAMINATION)),
+    (6, "m006_judges", _sql(M006_JUDGES)),
     (7, "m007_human_review", _sql(M007_HUMAN_REVIEW)),
 ]
 

@@ -18,6 +18,7 @@ SQL that serves a single workbench module live beside this package: see `workben
     rounds             iterative DPO rounds and their prompt slices
     stats              table counts, scores per model, pairs per labeler
     labelers           who labelled given pairs (to keep a model from being graded on its own labels)
+    judges             LLM judges: what is left to judge, verdicts (position consistency per pair), ratings
     overview           the Overview's histograms, length bias and ties
     browse             the prompt browser's pages and detail
     review_queue       review queues: what each source proposes, items, the next one an annotator sees
@@ -34,6 +35,7 @@ from workbench.store.queries.duplicates import *  # noqa: F401,F403
 from workbench.store.queries.explain import *  # noqa: F401,F403
 from workbench.store.queries.export import *  # noqa: F401,F403
 from workbench.store.queries.fetch import *  # noqa: F401,F403
+from workbench.store.queries.judges import *  # noqa: F401,F403
 from workbench.store.queries.labelers import *  # noqa: F401,F403
 from workbench.store.queries.new_rows import *  # noqa: F401,F403
 from workbench.store.queries.overview import *  # noqa: F401,F403
