@@ -270,6 +270,9 @@ CREATE TABLE judge_ratings (
     created_at  TIMESTAMP NOT NULL,
     PRIMARY KEY (rm_id, response_id)
 );
+"""
+
+
 # Human review (`workbench review`, the app's Review tab): queues of pairs to label, the labels people
 # gave (who, when, in which left/right order), and the store's identity, which review exports carry so
 # that labels come back only into the store they were made for.
