@@ -7,6 +7,8 @@
 # TRAIN_LINES (default 300) lines from the file's start train the reward model; JUDGE_FROM (901) and
 # JUDGE_LINES (302) pick the judged lines (lines 926 and 1104 are refused as invalid: 300 pairs).
 # OMP_NUM_THREADS (default 1) threads per lane; the judge and the reward model run side by side.
+# RM_DIR=path/to/a/trained/reward-model skips the training: that model (trained on lines that are not
+# judged, e.g. bench/rounds_measure.sh's rm-hh-a, lines 1-400) is registered and evaluated instead.
 set -euxo pipefail
 TRAIN_LINES=${TRAIN_LINES:-300} JUDGE_FROM=${JUDGE_FROM:-901} JUDGE_LINES=${JUDGE_LINES:-302}
 MAX_LENGTH=${MAX_LENGTH:-512}
@@ -26,8 +28,12 @@ date -u
 ( /usr/bin/time -v $J judge pairs --judge smollm2 --max-length "$MAX_LENGTH" --batch-size 8 --json \
       > "$OUT/judge.json" 2> "$OUT/judge.err"
   $J judge report judge-smollm2-pairwise --json > "$OUT/judge_report.json"; date -u ) &
-/usr/bin/time -v $R rm train --data "$OUT/hh-train.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh" \
-    --name rm-hh --max-length "$MAX_LENGTH" > "$OUT/rm_train.log" 2> "$OUT/rm_train.err"
+if [ -n "${RM_DIR:-}" ]; then
+    $R rm register "$RM_DIR" --name rm-hh > "$OUT/rm_train.log" 2> "$OUT/rm_train.err"
+else
+    /usr/bin/time -v $R rm train --data "$OUT/hh-train.jsonl" --skip-invalid --base smollm2 --out "$OUT/rm-hh" \
+        --name rm-hh --max-length "$MAX_LENGTH" > "$OUT/rm_train.log" 2> "$OUT/rm_train.err"
+fi
 /usr/bin/time -v $R rm eval --rm rm-hh --from-store --label human --max-length "$MAX_LENGTH" --json \
     > "$OUT/rm_eval.json" 2> "$OUT/rm_eval.err"
 date -u
