@@ -55,9 +55,14 @@ def measure_rates(model, batch: int, length: int) -> dict:
     return {"forward": round(forward, 1), "backbone": round(backbone, 1), "train_lora": round(training, 1)}
 
 
+def chat_tokens(tokenizer, messages: list[dict]) -> int:
+    """Tokens of a conversation rendered by the chat template, with the assistant's turn opened."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def prompt_tokens(tokenizer, messages_json: list[str]) -> list[int]:
-    return [len(tokenizer.apply_chat_template(json.loads(m), add_generation_prompt=True, tokenize=True))
-            for m in messages_json]
+    return [chat_tokens(tokenizer, json.loads(m)) for m in messages_json]
 
 
 def main() -> None:
@@ -68,6 +73,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=192)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rates", help="FORWARD,BACKBONE,TRAIN tokens/s measured before (e.g. on an idle "
+                                        "machine): skip measuring them")
     args = parser.parse_args()
 
     import duckdb
@@ -97,7 +104,7 @@ def main() -> None:
     pair_lengths = []
     for line in open(out_dir / "pairs.jsonl"):
         row = json.loads(line)
-        prompt = len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True))
+        prompt = chat_tokens(tokenizer, row["prompt"])
         for side in ("chosen", "rejected"):
             reply = len(tokenizer(row[side][0]["content"], add_special_tokens=False)["input_ids"]) + 1
             pair_lengths.append(min(prompt + reply, dpo["max_length"]))
@@ -105,8 +112,11 @@ def main() -> None:
     trained = sum(pair_lengths) / max(len(pair_lengths) // 2, 1) * min(steps_pairs, len(pair_lengths) // 2)
     heldout = 1 if config["round"].get("heldout_rm") else 0
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    rates = measure_rates(model, args.batch, args.length)
+    if args.rates:
+        rates = dict(zip(("forward", "backbone", "train_lora"), map(float, args.rates.split(","))))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        rates = measure_rates(model, args.batch, args.length)
     tokens = {"sample": sum(sampled), "score": sum(sampled), "dpo_reference": sum(pair_lengths),
               "dpo_training": round(trained), "eval_generate": sum(evaluated),
               "eval_score": sum(evaluated) * (1 + heldout)}

@@ -19,8 +19,10 @@ directory either holds a whole model or does not exist.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -183,11 +185,14 @@ def train_dpo(config: DPOTrainConfig, pairs: list[dict], *, progress: bool = Tru
         check_causal_lm(reference_path)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    trainer = _make_trainer(config, pairs, policy_path, reference_path, device, precision, progress)
-    done = complete_checkpoints(out / "checkpoints")
-    resume = str(done[-1]) if done else None
-    resumed_from = int(done[-1].name.rsplit("-", 1)[1]) if done else 0
-    output = trainer.train(resume_from_checkpoint=resume)
+    # The trainer writes its log lines ({'loss': ...}) to stdout: they go to stderr with the progress
+    # bars, so that stdout holds only what the command prints (its --json report).
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer = _make_trainer(config, pairs, policy_path, reference_path, device, precision, progress)
+        done = complete_checkpoints(out / "checkpoints")
+        resume = str(done[-1]) if done else None
+        resumed_from = int(done[-1].name.rsplit("-", 1)[1]) if done else 0
+        output = trainer.train(resume_from_checkpoint=resume)
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     _write_merged(trainer, policy_dir, config)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the merged policy supersedes them

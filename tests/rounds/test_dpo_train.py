@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
             "--rm", rm, *TINY_DPO, "--lr", "1e-2", "--json"]
     result = CliRunner().invoke(load_commands(), argv)
     assert result.exit_code == 0, result.output
-    return store, policy, rm, out, argv, json.loads(result.output[result.output.index("{\n"):])
+    return store, policy, rm, out, argv, json.loads(result.stdout)  # stdout holds the report alone
 
 
 def test_the_policy_is_registered_and_plain_transformers_loads_it_with_our_greedy_output(trained):
@@ -115,7 +115,7 @@ def test_sigkill_mid_training_then_the_rerun_resumes_from_the_last_checkpoint(tm
     assert child.returncode == -signal.SIGKILL and not (out / "policy").exists()
     result = CliRunner().invoke(load_commands(), argv)
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{\n"):])
+    summary = json.loads(result.stdout)  # stdout holds the report alone
     assert summary["steps"] == 6 and summary["resumed_from_step"] >= 1
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM policies").fetchall()[0][0] == 1

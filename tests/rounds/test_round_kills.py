@@ -54,7 +54,7 @@ def killed_round(tmp_path_factory):
         kill_when_printed(python(then, *argv), env=env, timeout=600)
     result = CliRunner().invoke(load_commands(), [*argv, "--json"])
     assert result.exit_code == 0, result.output
-    return store, argv, json.loads(result.output[result.output.index("[\n"):])
+    return store, argv, json.loads(result.stdout)  # stdout holds the report alone
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_ablate_trains_both_arms_on_the_same_number_of_pairs_and_compares_them(k
         "--db", str(store.path), "-q", "ablate", "--round", "1", "--min-margin", "0", "--baseline", "random-pair",
         "--out-root", str(tmp_path), "--max-new-tokens", "6", *TINY_DPO, "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{\n"):])
+    report = json.loads(result.stdout)  # stdout holds the report alone
     assert report["pairs_each"] == min(report["curated_available"], report["baseline_available"]) > 0
     files = {arm: next(tmp_path.glob(f"round-1-*/{arm}.jsonl")) for arm in ("curated", "baseline")}
     assert [len(f.read_text().splitlines()) for f in files.values()] == [report["pairs_each"]] * 2
