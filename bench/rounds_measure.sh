@@ -21,9 +21,11 @@ $W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/r
 date -u
 /usr/bin/time -v $W round --rm rm-hh-a --heldout-rm rm-hh-b --source hh-rlhf-harmless-1800 \
     --prompts 200 --eval-prompts 200 --n 4 --max-new-tokens 64 --out-root $OUT/rounds \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --json > "$OUT/round.json" 2> "$OUT/round.err"
+    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 \
+    --json > "$OUT/round.json" 2> "$OUT/round.err"
 date -u
 $W rounds
+python bench/round_floor.py --db "$OUT/m.duckdb" --round 1 > "$OUT/floor.json"   # the phases against this CPU's floor
 MARGIN=$(python - "$OUT/m.duckdb" <<'PY'
 import json; from workbench.store import Store
 import sys; store = Store(sys.argv[1])
@@ -37,9 +39,9 @@ echo "median margin $MARGIN"
 date -u
 /usr/bin/time -v $W ablate --round 1 --strategy best-vs-worst --min-margin $MARGIN --baseline random-pair \
     --heldout-rm rm-hh-b --max-new-tokens 64 --out-root $OUT/ablation \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --json > "$OUT/ablate.json" 2> "$OUT/ablate.err"
+    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 --json > "$OUT/ablate.json" 2> "$OUT/ablate.err"
 date -u
 $W ablate --round 1 --strategy best-vs-worst --min-margin $MARGIN --baseline random-pair \
     --heldout-rm rm-hh-b --max-new-tokens 64 --out-root $OUT/ablation \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 > "$OUT/ablate.md" 2>/dev/null
+    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 > "$OUT/ablate.md" 2>/dev/null
 date -u
