@@ -24,14 +24,15 @@ def stalling(store, number, phase, **values):
 r._phase = stalling
 """
 # Stop inside the trainer's second checkpoint save: the first is complete, the second torn.
+# The trainer runs with stdout sent to stderr (engine.dpo), so the marker goes to the real stdout.
 IN_SECOND_CHECKPOINT = """
-import time, transformers
+import sys, time, transformers
 original = transformers.Trainer._save_checkpoint
 calls = {{"n": 0}}
 def stalling(self, *args, **kwargs):
     calls["n"] += 1
     if calls["n"] == 2:
-        print({marker!r}, flush=True)
+        print({marker!r}, file=sys.__stdout__, flush=True)
         time.sleep(300)
     return original(self, *args, **kwargs)
 transformers.Trainer._save_checkpoint = stalling
