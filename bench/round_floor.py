@@ -55,14 +55,12 @@ def measure_rates(model, batch: int, length: int) -> dict:
     return {"forward": round(forward, 1), "backbone": round(backbone, 1), "train_lora": round(training, 1)}
 
 
-def chat_tokens(tokenizer, messages: list[dict]) -> int:
-    """Tokens of a conversation rendered by the chat template, with the assistant's turn opened."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+def prompt_tokens(tokenizer, conversations: list[list[dict]]) -> list[int]:
+    """Tokens of each conversation rendered by the chat template, with the assistant's turn opened."""
+    from engine.tokens import count_tokens
 
-
-def prompt_tokens(tokenizer, messages_json: list[str]) -> list[int]:
-    return [chat_tokens(tokenizer, json.loads(m)) for m in messages_json]
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    return count_tokens(texts, spec=str(tokenizer.name_or_path))
 
 
 def main() -> None:
@@ -82,6 +80,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.backbone import resolve_model_path
+    from engine.tokens import count_tokens
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,19 +94,19 @@ def main() -> None:
     def sequences(run_id: str) -> list[int]:
         rows = con.execute("SELECT p.messages, r.n_tokens FROM responses r JOIN prompts p USING (prompt_id) "
                            "WHERE r.run_id = ?", [run_id]).fetchall()
-        return [p + r for p, r in zip(prompt_tokens(tokenizer, [m for m, _ in rows]), [r for _, r in rows])]
+        distinct = sorted({m for m, _ in rows})  # a prompt's n samples share its token count
+        counts = dict(zip(distinct, prompt_tokens(tokenizer, [json.loads(m) for m in distinct])))
+        return [counts[m] + r for m, r in rows]
 
     sampled = sequences(run)
     evaluated = [t for side in ("a", "b") for t in sequences(evaluation["runs"][side])]
     dpo = config["dpo"]
     out_dir = Path(config["round"]["out_root"]) / f"round-{args.round}"
-    pair_lengths = []
-    for line in open(out_dir / "pairs.jsonl"):
-        row = json.loads(line)
-        prompt = chat_tokens(tokenizer, row["prompt"])
-        for side in ("chosen", "rejected"):
-            reply = len(tokenizer(row[side][0]["content"], add_special_tokens=False)["input_ids"]) + 1
-            pair_lengths.append(min(prompt + reply, dpo["max_length"]))
+    rows = [json.loads(line) for line in open(out_dir / "pairs.jsonl")]
+    prompts = prompt_tokens(tokenizer, [row["prompt"] for row in rows])
+    replies = count_tokens([row[side][0]["content"] for row in rows for side in ("chosen", "rejected")],
+                           spec=str(tokenizer.name_or_path))
+    pair_lengths = [min(prompts[i // 2] + reply + 1, dpo["max_length"]) for i, reply in enumerate(replies)]
     steps_pairs = (dpo.get("max_steps") or 0) * dpo["batch_size"] or len(pair_lengths) // 2
     trained = sum(pair_lengths) / max(len(pair_lengths) // 2, 1) * min(steps_pairs, len(pair_lengths) // 2)
     heldout = 1 if config["round"].get("heldout_rm") else 0
