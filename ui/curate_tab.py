@@ -111,7 +111,7 @@ def waterfall_html(ctx: AppContext, schema: str, values) -> str:
         flt.validate()
     except WorkbenchError as error:
         return f'<div class="wb-waterfall-empty">No waterfall: fix the filter ({escape(str(error))}).</div>'
-    return waterfall.waterfall_svg(why_dropped(ctx.store, flt), flt)  # a busy store: a toast (user_errors)
+    return waterfall.waterfall_svg(why_dropped(ctx.store, flt, ctx.index), flt)  # a busy store: a toast (user_errors)
 
 
 def pair_only_updates(schema: str) -> tuple:

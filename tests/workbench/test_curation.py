@@ -10,6 +10,7 @@ import pytest
 from tests.ui.data import make_store
 from workbench.curate.curation import (PairIndex, curation_preview,
                                 export_curated, safe_export_path)
+from workbench.curate.explain import why_dropped
 from workbench.errors import WorkbenchError
 from workbench.exports.export import count_pairs, export_pairs
 from workbench.ingest.importer import import_files
@@ -48,6 +49,18 @@ def test_index_count_equals_export_count(store, fields):
     preview = curation_preview(store, index, flt)
     assert preview.total == count_pairs(store, flt)
     assert preview.breakdown["pairs"].sum() == preview.total
+
+
+@pytest.mark.parametrize("fields", FILTERS + [{"min_margin": 1.0, "limit": 3}, {"limit": 0}],
+                         ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all")
+def test_index_waterfall_equals_the_stores(store, fields):
+    """The Curate tab draws the waterfall from the in-memory index; the export's manifest counts it on
+    the store's tables. Every step must agree."""
+    flt = PairFilter(**fields)
+    on_index = why_dropped(store, flt, PairIndex(store))
+    assert on_index == why_dropped(store, flt)
+    assert on_index["kept"] == min(count_pairs(store, PairFilter(**(fields | {"limit": None}))),
+                                   flt.limit if flt.limit is not None else 10**9)
 
 
 def test_dedupe_is_exercised(store):

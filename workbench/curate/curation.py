@@ -91,6 +91,11 @@ class PairIndex:
         with self._cursor() as cursor:
             return queries.index_breakdown(cursor, params)
 
+    def waterfall(self, params: dict, active: list[str]) -> dict:
+        """`queries.filter_waterfall` on the index: what each filter step removes."""
+        with self._cursor() as cursor:
+            return queries.index_waterfall(cursor, params, active)
+
     def page(self, params: dict, limit: int, offset: int) -> list[dict]:
         """One page of the selected pairs in export order."""
         with self._cursor() as cursor:

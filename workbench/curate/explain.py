@@ -13,9 +13,14 @@ bring it under (measured on the same selection).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from workbench.errors import NotFound, WorkbenchError
 from workbench.curate.pair_filter import PairFilter, option_name
 from workbench.store import Store, queries
+
+if TYPE_CHECKING:
+    from workbench.curate.curation import PairIndex
 
 _LABELS = {"finite_scores": "non-finite scores (refused since; an old store may hold them)",
            "duplicate_texts": "the same prompt, chosen and rejected text as a pair with a larger margin",
@@ -28,9 +33,15 @@ def active_fields(pair_filter: PairFilter) -> list[str]:
     return [name for name in queries.FIELD_CONDITIONS if values.get(name) not in (None, False, "")]
 
 
-def waterfall(con, values: dict, pair_filter: PairFilter) -> dict:
-    """How many pairs each step of the selection removed (see the module docstring)."""
-    result = queries.filter_waterfall(con, values, active_fields(pair_filter))
+def waterfall(con, values: dict, pair_filter: PairFilter, index: PairIndex | None = None) -> dict:
+    """How many pairs each step of the selection removed (see the module docstring); counted on the
+    app's in-memory `index` when one is given (refreshed from `con` first), else on the store."""
+    active = active_fields(pair_filter)
+    if index is None:
+        result = queries.filter_waterfall(con, values, active)
+    else:
+        index.refresh(con)
+        result = index.waterfall(values, active)
     selected = result["selected"]
     kept = selected if pair_filter.limit is None else min(selected, pair_filter.limit)
     steps = result["steps"] + [{"step": "limit", "removed": selected - kept, "remaining": kept}]
@@ -39,15 +50,16 @@ def waterfall(con, values: dict, pair_filter: PairFilter) -> dict:
     return {"pairs_in_store": result["pairs_in_store"], "steps": steps, "kept": kept}
 
 
-def why_dropped(store: Store, pair_filter: PairFilter) -> dict:
+def why_dropped(store: Store, pair_filter: PairFilter, index: PairIndex | None = None) -> dict:
     """The waterfall an export with this filter records in its manifest (`why_dropped`), without
-    exporting: what the app's Curate tab draws as the filter changes."""
+    exporting: what the app's Curate tab draws as the filter changes, from its `index` (the same
+    numbers without joining the store's tables: 10M replies stay interactive)."""
     from workbench.exports.export import query_values
 
     values = query_values(store, pair_filter)
     with store.connect() as con:
-        con.execute("BEGIN TRANSACTION")  # its two counts see one state of the store, as the export's do
-        result = waterfall(con, values, pair_filter)
+        con.execute("BEGIN TRANSACTION")  # its counts see one state of the store, as the export's do
+        result = waterfall(con, values, pair_filter, index)
         con.execute("COMMIT")
     return result
 

@@ -83,6 +83,11 @@ def index_breakdown(mem, values: dict) -> list[tuple[str, str, int]]:
                                              "ORDER BY ALL", pair_filter_params(values))
 
 
+def index_selected_count(mem, values: dict) -> int:
+    """How many pairs a filter's values select (before `limit`), as the export counts them."""
+    return fetch_value(mem, _INDEX_SELECTED + "SELECT count(*) FROM selected", pair_filter_params(values))
+
+
 def index_page(mem, values: dict, limit: int, offset: int) -> list[dict]:
     """The selection's rows in export order (by pair id)."""
     return fetch_dicts(mem, _INDEX_SELECTED + """
