@@ -110,7 +110,9 @@ def duckdb_dedup(store, near: float, threads: int | None) -> tuple[float, dict]:
     from workbench.store import queries
 
     # a connection held open pins the threads setting: the store's connections share its database
-    keeper = duckdb.connect(str(store.path))
+    from workbench.store.connection import duckdb_config
+
+    keeper = duckdb.connect(str(store.path), config=duckdb_config())
     keeper.execute(f"SET threads = {threads or os.cpu_count()}")
     try:
         started = time.perf_counter()

@@ -18,6 +18,7 @@ Targets (issue 26): peak RSS <= 6 GB per step; import <= 1.5x the floor; filter 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -217,10 +218,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1_000_000)
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--steps", default=",".join(STEPS))
-    parser.add_argument("--workdir", help="Keep the files here (default: a temporary directory).")
+    parser.add_argument("--workdir", help="Write the files under this folder (default: the system's temporary one).")
+    parser.add_argument("--keep", action="store_true", help="Keep the input, stores and exports afterwards.")
     args = parser.parse_args()
     steps = args.steps.split(",")
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    with (contextlib.nullcontext(tempfile.mkdtemp(dir=args.workdir)) if args.keep
+          else tempfile.TemporaryDirectory(dir=args.workdir)) as tmp:
         work = Path(tmp)
         data, bench = work / "bon.jsonl", work / "bench.jsonl"
         t = time.perf_counter()
@@ -241,6 +244,8 @@ def main() -> None:
             "import_le_1.5x_floor": report["steps"].get("import", {}).get("ratio_to_floor", math.inf) <= 1.5,
             "filter_p50_lt_300ms": report["steps"].get("filter", {}).get("workbench", {})
                                    .get("result", {}).get("p50_ms", math.inf) < 300}
+        if args.keep:
+            report["kept_in"] = str(work)
     print(json.dumps(report, indent=2))
 
 

@@ -162,3 +162,20 @@ def test_m003_rekeys_a_schema_2_store_with_the_ids_new_imports_compute(tmp_path)
     data.write_text(json.dumps({"prompt": "Say hi", "responses": ["hi", "hello"]}) + "\n")
     result = import_files(store, [data], fmt="bon", progress=False)
     assert (result.new_prompts, result.new_responses) == (0, 0)
+
+
+def test_store_connections_bound_duckdbs_memory_and_draw_no_progress_bar(tmp_path, monkeypatch):
+    """DuckDB's defaults are 80% of the machine's memory and a progress bar on stdout for any query
+    over ~2 s (which broke `--json` output at 3M replies): every store connection overrides both."""
+    store = Store(tmp_path / "s.duckdb")
+    with store.connect() as con:
+        limit, bar = con.execute("SELECT current_setting('memory_limit'), current_setting('enable_progress_bar')"
+                                 ).fetchall()[0]
+    assert bar is False
+    assert limit.endswith("GiB") and float(limit.split()[0]) <= 3
+    monkeypatch.setenv("WORKBENCH_DUCKDB_MEMORY", "700MB")
+    with Store(tmp_path / "other.duckdb").connect() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "667.5 MiB"
+    monkeypatch.setenv("WORKBENCH_DUCKDB_MEMORY", "lots")
+    with pytest.raises(StoreError, match=r"WORKBENCH_DUCKDB_MEMORY='lots' is not a memory size"):
+        Store(tmp_path / "third.duckdb")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,28 @@ _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked"
 def default_db_path() -> Path:
     """$WORKBENCH_DB, else ./workbench.duckdb."""
     return Path(os.environ.get("WORKBENCH_DB", DEFAULT_DB))
+
+
+MEMORY_ENV = "WORKBENCH_DUCKDB_MEMORY"
+DEFAULT_MEMORY_GB = 3
+
+
+def duckdb_config() -> dict:
+    """The database settings every store connection opens with: DuckDB's memory limit.
+
+    DuckDB's own default is 80% of the machine's memory, and a store shares the machine with models
+    and the app; at ten million replies an import then held 4.6 GB at 3M and grew with the input.
+    Bounded, DuckDB spills joins, sorts and staging tables to `<store>.tmp` instead. The default is
+    3 GB (or a quarter of the memory, if less); `$WORKBENCH_DUCKDB_MEMORY` sets another
+    (DuckDB's syntax: `8GB`, `500MB`). Every connection of a process must use the same value.
+    """
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if value and not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", value, re.IGNORECASE):
+        raise StoreError(f"${MEMORY_ENV}={value!r} is not a memory size: give e.g. 8GB or 500MB")
+    if not value:
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        value = f"{max(0.5, min(DEFAULT_MEMORY_GB, total_gb / 4)):.1f}GB"
+    return {"memory_limit": value}
 
 
 def _is_lock_error(error: Exception) -> bool:
@@ -81,7 +104,11 @@ class Store:
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), config=duckdb_config())
+                # DuckDB draws its own progress bar on stdout for a query over ~2 s: at scale it broke
+                # the JSON of `--json` commands (found at 3M replies). Progress goes to stderr, ours.
+                con.execute("SET enable_progress_bar = false")
+                return con
             except duckdb.Error as error:
                 if not _is_lock_error(error):
                     raise StoreError(f"cannot open store {self.path}: {error}") from error
