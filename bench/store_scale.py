@@ -97,27 +97,28 @@ def workbench_step(step: str, work: Path, data: Path, bench: Path) -> dict:
     return {"exact": report.exact, "near": report.near}
 
 
-def _workbench_scores(store) -> int:
-    """A second reward model's scores for every reply, written as `workbench score` writes them:
-    chunks of replies to score, then insert_new per chunk (the model's forward pass left out)."""
+def _workbench_scores(store, chunk_size: int = 100_000) -> int:
+    """A second reward model's scores for every reply, written as `workbench score` writes them: its
+    own work list (`pending_chunks`: what is left, listed once, texts read by row per chunk), then
+    insert_new per chunk (the model's forward pass left out; chunks of 100k rather than the command's
+    1,024, whose bookkeeping a model's time hides)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from workbench.generate.scoring import pending_chunks
+    from workbench.generate.selection import PromptSelection
     from workbench.store import queries
 
     rm_id = "f" * 32
     with store.connect() as con:
         con.execute("INSERT INTO reward_models VALUES (?, 'rm-b', 1, NULL, '{}', NULL, current_timestamp)", [rm_id])
     written = 0
-    while True:
-        with store.connect() as con:
-            chunk = queries.responses_to_score(con, rm_id, {}, None, (0, 1), 1_000_000)
-        if not chunk.num_rows:
-            return written
+    for chunk in pending_chunks(store, rm_id, PromptSelection(), None, (0, 1), chunk_size):
         scores = pc.multiply(pc.cast(pc.binary_length(chunk["text"]), pa.float64()), 0.001)
         table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows),
                           "score": scores, "run_id": pa.array(["bench-scores"] * chunk.num_rows)})
-        written += store.write(lambda con: queries.insert_new(con, "scores", table))
+        written += store.write(lambda con: queries.insert_new(con, "scores", table, same={"rm_id": rm_id}))
+    return written
 
 
 def _workbench_filter(store) -> dict:
@@ -154,6 +155,7 @@ def floor_step(step: str, work: Path, data: Path, bench: Path) -> dict:
     import duckdb
 
     con = duckdb.connect(str(work / "floor.duckdb"))
+    con.execute("SET enable_progress_bar = false")  # it prints on stdout, where the step's JSON goes
     if step == "import":
         con.execute(f"""CREATE TABLE prompts AS SELECT row_number() OVER () AS pid, prompt,
                             responses, scores FROM read_json('{data}', format='newline_delimited')""")

@@ -33,7 +33,7 @@ from workbench.endpoints.sampling import ServedModel, served_model_ids
 from workbench.errors import WorkbenchError
 from workbench.models.registered_model import RegisteredModel
 from workbench.store.runs import recorded_run
-from workbench.generate.scoring import ScoreResult, _close_if_complete, _next_chunk, _score_chunk
+from workbench.generate.scoring import ScoreResult, _close_if_complete, _score_chunk, pending_chunks
 from workbench.generate.selection import PromptSelection
 from workbench.store import Store, queries
 
@@ -174,7 +174,7 @@ def score_with_endpoint(store: Store, served: ServedModel, *, name: str | None =
             selected, already = queries.count_scored(con, model.rm_id, selection.as_dict(), generation_run)
         started, scored = time.perf_counter(), 0
         with progress_bar(selected, f"scoring with {model.label}", " responses", progress, initial=already) as bar:
-            while chunk := _next_chunk(store, model.rm_id, selection, generation_run, (0, 1), chunk_size):
+            for chunk in pending_chunks(store, model.rm_id, selection, generation_run, (0, 1), chunk_size):
                 reported = bar.n
                 scored += _score_chunk(store, scorer, chunk, model, run_id, 0,
                                        lambda done, total, start=reported: bar.update(start + done - bar.n))

@@ -2,14 +2,16 @@
 
 Work proceeds in chunks of responses the model has not scored yet; each chunk is scored
 (length-sorted and packed by the engine) and committed on its own, so an interrupted run loses
-at most one chunk and the same command resumes where it stopped. With `shard=(rank, world)`
-several processes split the responses by id and every score lands exactly once.
+at most one chunk and the same command resumes where it stopped. What is left is listed once per
+run, as ids and row numbers (`pending_chunks`); each chunk then reads its texts by row. With
+`shard=(rank, world)` several processes split the responses by id and every score lands exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
@@ -71,7 +73,7 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
         scored = 0
         with progress_bar(selected, f"scoring with {model.label}", unit=" responses", enabled=progress,
                           initial=already) as bar:
-            while chunk := _next_chunk(store, model.rm_id, selection, generation_run, shard, chunk_size):
+            for chunk in pending_chunks(store, model.rm_id, selection, generation_run, shard, chunk_size):
                 scorer = scorer or load()  # loaded once there is work
                 reported = bar.n  # a bar update per batch within the chunk
                 scored += _score_chunk(store, scorer, chunk, model, run_id, max_tokens_per_batch,
@@ -85,12 +87,24 @@ def score_responses(store: Store, rm: str, *, selection: PromptSelection | None 
     return result
 
 
-def _next_chunk(store: Store, rm_id: str, selection: PromptSelection, generation_run: str | None,
-                shard: tuple[int, int], chunk_size: int):
-    """The next responses this shard has to score, or None when there are none left."""
+def pending_chunks(store: Store, rm_id: str, selection: PromptSelection, generation_run: str | None,
+                   shard: tuple[int, int], chunk_size: int) -> Iterator[pa.Table]:
+    """The responses this shard has to score, in chunks of `chunk_size` in table order (columns
+    response_id, prompt_id, text, messages); no connection is held between chunks.
+
+    Asking the store for "the next chunk not scored yet" each time scanned and sorted every unscored
+    reply with its text: quadratic in the store's size, and beyond DuckDB's memory cap at ten million
+    replies. So the list is read once, without texts, and each chunk fetches its rows by number.
+    """
+    if chunk_size < 1:
+        raise WorkbenchError("--chunk-size must be at least 1")
     with store.connect() as con:
-        chunk = queries.responses_to_score(con, rm_id, selection.as_dict(), generation_run, shard, chunk_size)
-    return chunk if chunk.num_rows else None
+        listed = queries.unscored_rows(con, rm_id, selection.as_dict(), generation_run, shard)
+    for start in range(0, listed.num_rows, chunk_size):
+        with store.connect() as con:
+            chunk = queries.responses_at_rows(con, listed.slice(start, chunk_size))
+        if chunk.num_rows:
+            yield chunk
 
 
 def _score_chunk(store: Store, scorer, chunk: pa.Table, model: RegisteredModel, run_id: str, max_tokens_per_batch: int,
@@ -105,7 +119,7 @@ def _score_chunk(store: Store, scorer, chunk: pa.Table, model: RegisteredModel, 
     table = pa.table({"response_id": chunk["response_id"], "rm_id": pa.array([rm_id] * chunk.num_rows, pa.string()),
                       "score": pa.array(values, pa.float64()),
                       "run_id": pa.array([run_id] * chunk.num_rows, pa.string())})
-    return store.write(lambda con: queries.insert_new(con, "scores", table))
+    return store.write(lambda con: queries.insert_new(con, "scores", table, same={"rm_id": rm_id}))
 
 
 def _close_if_complete(con, run_id: str, rm_id: str, selection: PromptSelection, generation_run: str | None) -> None:

@@ -38,39 +38,42 @@ def _any(values: str, test: str) -> str:
 
 _STAGE_TABLE = """
 CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, line BIGINT, prompt_is_text BOOLEAN, prompt VARCHAR,
-    prompt_id VARCHAR, responses VARCHAR[], scores DOUBLE[], tags VARCHAR[])
+    prompt_id VARCHAR, responses VARCHAR[], scores DOUBLE[], tags VARCHAR[], types_ok BOOLEAN,
+    response_ids VARCHAR[])
 """
 
 _READ = ("read_json($path, format = 'newline_delimited', records = true, maximum_object_size = $max_object, "
-         "columns = {columns})")
+         "columns = {prompt: 'JSON', responses: 'JSON', scores: 'JSON', tags: 'JSON'})")
 
-# The typed values of a file. DuckDB converts any JSON value to the declared type (1 -> '1'),
-# so the element types are checked from the JSON itself, by _TYPE_ERRORS.
+# One read of the file: each field as JSON, typed with json_transform, which converts any JSON value
+# to the declared type (1 -> '1') as a typed read_json would; so `types_ok` checks the element types
+# on the JSON itself: lists (a JSON null is no list) of strings (responses, tags), of numbers
+# and nulls (scores); scores and tags may be absent or null. (Reading the
+# file a second time for that check cost a third of the import at 10M replies.)
+_TYPES_OK = f"""(
+    json_type(responses) = 'ARRAY' AND {_all("json_type(responses, '$[*]')", "x = 'VARCHAR'")}
+    AND (scores IS NULL OR (json_type(scores) = 'ARRAY'
+         AND {_all("json_type(scores, '$[*]')", "x IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'NULL')", "true")}))
+    AND (tags IS NULL OR (json_type(tags) = 'ARRAY' AND {_all("json_type(tags, '$[*]')", "x = 'VARCHAR'", "true")})))"""
+
 _STAGE_FILE = f"""
 INSERT INTO bulk_records
-SELECT $file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")}, responses, scores, tags
-FROM (SELECT ordinality AS line, coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
-             prompt ->> '$' AS prompt, responses, scores, tags
-      FROM {_READ.format(columns="{prompt: 'JSON', responses: 'VARCHAR[]', scores: 'DOUBLE[]', tags: 'VARCHAR[]'}")}
-      WITH ORDINALITY)
+SELECT *, list_transform(responses, lambda x: {content_ids.imported_response_id("prompt_id", "x")})
+FROM (SELECT $file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")} AS prompt_id,
+             json_transform(responses, '["VARCHAR"]') AS responses, json_transform(scores, '["DOUBLE"]'),
+             json_transform(tags, '["VARCHAR"]'), coalesce(types_ok, false)
+      FROM (SELECT ordinality AS line, coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
+                   prompt ->> '$' AS prompt, responses, scores, tags, {_TYPES_OK} AS types_ok
+            FROM {_READ} WITH ORDINALITY))
 """
 
-# A second, streaming read of the same file: records whose lists hold anything but strings
-# (responses, tags) or numbers and nulls (scores).
-_TYPE_ERRORS = f"""
-SELECT count(*) FILTER (WHERE NOT (
-    {_all("json_type(responses, '$[*]')", "x = 'VARCHAR'")}
-    AND (scores IS NULL OR {_all("json_type(scores, '$[*]')", "x IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'NULL')", "true")})
-    AND (tags IS NULL OR {_all("json_type(tags, '$[*]')", "x = 'VARCHAR'", "true")})))
-FROM {_READ.format(columns="{responses: 'JSON', scores: 'JSON', tags: 'JSON'}")}
-"""
 
 # Records breaking a value rule (blank text, empty tag, non-finite score, one score per reply),
 # whether any id occurs twice (a prompt in several records, a reply twice in one record), and
 # whether any score is given.
 _COUNT = f"""
 SELECT count(*),
-       count(*) FILTER (WHERE NOT coalesce(prompt_is_text AND NOT regexp_full_match(prompt, '{BLANK}')
+       count(*) FILTER (WHERE NOT types_ok OR NOT coalesce(prompt_is_text AND NOT regexp_full_match(prompt, '{BLANK}')
            AND len(responses) > 0 AND NOT {_any("responses", f"x IS NULL OR regexp_full_match(x, '{BLANK}')")}
            AND (scores IS NULL OR (len(scores) = len(responses) AND {_all("scores", "x IS NULL OR isfinite(x)", "true")}))
            AND (tags IS NULL OR NOT {_any("tags", "x IS NULL OR x = ''")}), false)),
@@ -87,12 +90,10 @@ def stage(con, files: list[tuple[str, int]]) -> tuple[int, int, bool, bool]:
     given); raises duckdb.Error when DuckDB cannot read a file as records.
     """
     con.execute(_STAGE_TABLE)
-    type_errors = 0
     for number, (path, max_object) in enumerate(files):
         con.execute(_STAGE_FILE, {"file": number, "path": path, "max_object": max_object})
-        type_errors += con.execute(_TYPE_ERRORS, {"path": path, "max_object": max_object}).fetchall()[0][0]
     records, bad, repeats, scored = con.execute(_COUNT).fetchall()[0]
-    return int(records), int(bad) + int(type_errors), bool(repeats), bool(scored)
+    return int(records), int(bad), bool(repeats), bool(scored)
 
 
 # Within the import the first occurrence of an id wins (file, line, index), as in the exact lane;
@@ -109,18 +110,20 @@ WHERE NOT EXISTS (SELECT 1 FROM prompts t WHERE t.prompt_id = s.prompt_id)
 {first}
 """
 
-_REPLIES = f"""
-CREATE OR REPLACE TEMP TABLE bulk_replies AS
-SELECT file, line, prompt_id, {content_ids.imported_response_id("prompt_id", "text")} AS response_id, text, score,
-       sample_index
-FROM (SELECT file, line, prompt_id, unnest(responses) AS text, unnest(scores) AS score,
-             unnest(range(len(responses))) AS sample_index FROM bulk_records)
-"""
+# Each reply of the staged records with its id (computed once, in the stage), read by the two
+# inserts below as subqueries: a temporary table of ten million texts cost as much as the insert
+# itself (it spilled past DuckDB's memory cap), and the scores' pass reads no text.
+_REPLIES = """(
+SELECT file, line, prompt_id, unnest(response_ids) AS response_id, unnest(responses) AS text,
+       unnest(range(len(responses))) AS sample_index FROM bulk_records)"""
+_REPLY_SCORES = """(
+SELECT file, line, unnest(response_ids) AS response_id, unnest(scores) AS score,
+       unnest(range(len(responses))) AS sample_index FROM bulk_records)"""
 
 _INSERT_RESPONSES = """
 INSERT INTO responses (response_id, prompt_id, text, origin, run_id, sample_index, n_chars, source_line, created_at)
 SELECT response_id, prompt_id, text, 'imported', $run, sample_index, length(text), line, current_timestamp
-FROM bulk_replies s
+FROM {replies} s
 WHERE NOT EXISTS (SELECT 1 FROM responses t WHERE t.response_id = s.response_id)
 {first}
 """
@@ -128,7 +131,7 @@ WHERE NOT EXISTS (SELECT 1 FROM responses t WHERE t.response_id = s.response_id)
 _INSERT_SCORES = """
 INSERT INTO scores (response_id, rm_id, score, run_id, created_at)
 SELECT response_id, $rm, score, $run, current_timestamp
-FROM bulk_replies s
+FROM {replies} s
 WHERE score IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM scores t WHERE t.response_id = s.response_id AND t.rm_id = $rm)
 {first}
@@ -140,16 +143,15 @@ def insert(con, *, run_id: str, source: str, tags: list[str], rm_id: str | None,
     def first(key: str, more: str = "") -> str:
         return _FIRST.format(key=key, more=more) if repeats else ""
 
-    con.execute(_REPLIES)
     counts = {
         "prompts": _count(con, _INSERT_PROMPTS.format(first=first("prompt_id")),
                           {"source": source, "tags": tags, "run": run_id}),
-        "responses": _count(con, _INSERT_RESPONSES.format(first=first("response_id", ", sample_index")),
+        "responses": _count(con, _INSERT_RESPONSES.format(replies=_REPLIES, first=first("response_id", ", sample_index")),
                             {"run": run_id}),
-        "scores": _count(con, _INSERT_SCORES.format(first=first("response_id", ", sample_index")),
+        "scores": _count(con, _INSERT_SCORES.format(replies=_REPLY_SCORES, first=first("response_id", ", sample_index")),
                          {"rm": rm_id, "run": run_id}) if rm_id else 0,
     }
-    con.execute("DROP TABLE bulk_replies; DROP TABLE bulk_records")
+    con.execute("DROP TABLE bulk_records")
     return counts
 
 
