@@ -37,9 +37,9 @@ def _any(values: str, test: str) -> str:
 
 
 _STAGE_TABLE = """
-CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, line BIGINT, prompt_is_text BOOLEAN, prompt VARCHAR,
-    prompt_id VARCHAR, responses VARCHAR[], scores DOUBLE[], tags VARCHAR[], types_ok BOOLEAN,
-    response_ids VARCHAR[])
+CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, line BIGINT, prompt VARCHAR, prompt_id VARCHAR,
+    responses VARCHAR[], scores DOUBLE[], tags VARCHAR[], response_ids VARCHAR[],
+    valid BOOLEAN, distinct_replies BOOLEAN, scored BOOLEAN)
 """
 
 _READ = ("read_json($path, format = 'newline_delimited', records = true, maximum_object_size = $max_object, "
@@ -56,29 +56,33 @@ _TYPES_OK = f"""(
          AND {_all("json_type(scores, '$[*]')", "x IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'NULL')", "true")}))
     AND (tags IS NULL OR (json_type(tags) = 'ARRAY' AND {_all("json_type(tags, '$[*]')", "x = 'VARCHAR'", "true")})))"""
 
+# A record's value rules (a text prompt, no blank text or empty tag, finite scores, one score per
+# reply), checked as it is staged: the staged texts outgrow DuckDB's memory cap at 10M replies, and a
+# second pass over them cost 15 s there. `_COUNT` then reads three booleans and the prompt ids.
+_VALID = f"""coalesce(types_ok AND prompt_is_text AND NOT regexp_full_match(prompt, '{BLANK}')
+    AND len(responses) > 0 AND NOT {_any("responses", f"x IS NULL OR regexp_full_match(x, '{BLANK}')")}
+    AND (scores IS NULL OR (len(scores) = len(responses) AND {_all("scores", "x IS NULL OR isfinite(x)", "true")}))
+    AND (tags IS NULL OR NOT {_any("tags", "x IS NULL OR x = ''")}), false)"""
+
 _STAGE_FILE = f"""
 INSERT INTO bulk_records
-SELECT *, list_transform(responses, lambda x: {content_ids.imported_response_id("prompt_id", "x")})
-FROM (SELECT $file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")} AS prompt_id,
-             json_transform(responses, '["VARCHAR"]') AS responses, json_transform(scores, '["DOUBLE"]'),
-             json_transform(tags, '["VARCHAR"]'), coalesce(types_ok, false)
+SELECT file, line, prompt, prompt_id, responses, scores, tags,
+       list_transform(responses, lambda x: {content_ids.imported_response_id("prompt_id", "x")}),
+       {_VALID}, len(list_distinct(responses)) = len(responses), {_any("scores", "x IS NOT NULL")}
+FROM (SELECT $file AS file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")} AS prompt_id,
+             json_transform(responses, '["VARCHAR"]') AS responses, json_transform(scores, '["DOUBLE"]') AS scores,
+             json_transform(tags, '["VARCHAR"]') AS tags, types_ok
       FROM (SELECT ordinality AS line, coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
                    prompt ->> '$' AS prompt, responses, scores, tags, {_TYPES_OK} AS types_ok
             FROM {_READ} WITH ORDINALITY))
 """
 
-
-# Records breaking a value rule (blank text, empty tag, non-finite score, one score per reply),
-# whether any id occurs twice (a prompt in several records, a reply twice in one record), and
-# whether any score is given.
-_COUNT = f"""
-SELECT count(*),
-       count(*) FILTER (WHERE NOT types_ok OR NOT coalesce(prompt_is_text AND NOT regexp_full_match(prompt, '{BLANK}')
-           AND len(responses) > 0 AND NOT {_any("responses", f"x IS NULL OR regexp_full_match(x, '{BLANK}')")}
-           AND (scores IS NULL OR (len(scores) = len(responses) AND {_all("scores", "x IS NULL OR isfinite(x)", "true")}))
-           AND (tags IS NULL OR NOT {_any("tags", "x IS NULL OR x = ''")}), false)),
-       count(DISTINCT prompt_id) < count(*) OR bool_or(len(list_distinct(responses)) < len(responses)),
-       coalesce(bool_or({_any("scores", "x IS NOT NULL")}), false)
+# Records breaking a rule, whether any id occurs twice (a prompt in several records, a reply twice
+# in one record), and whether any score is given.
+_COUNT = """
+SELECT count(*), count(*) FILTER (WHERE NOT valid),
+       count(DISTINCT prompt_id) < count(*) OR NOT coalesce(bool_and(distinct_replies), true),
+       coalesce(bool_or(scored), false)
 FROM bulk_records
 """
 

@@ -2,7 +2,7 @@
 near (MinHash-LSH over word 3-grams, candidates verified by their exact Jaccard similarity).
 
 MinHash in SQL: each prompt's signature is, for every seed, the least `hash(shingle, seed)` over
-its shingles; signatures are cut into bands of `rows` seeds, and two prompts whose band hashes agree
+its shingles (list functions per prompt: memory stays flat at a million prompts); signatures are cut into bands of `rows` seeds, and two prompts whose band hashes agree
 in any band are candidates. With 16 bands of 4 rows a pair at similarity 0.8 is a candidate with
 probability 1 - (1 - 0.8^4)^16 > 0.999; at 0.5 about 0.64, and candidates below the threshold are
 dropped by the exact check, so the pass finds no false duplicates.
@@ -44,14 +44,18 @@ def stage_near_duplicates(con, threshold: float, bands: int, rows: int) -> None:
     con.execute(f"""CREATE OR REPLACE TEMP TABLE near_found AS
         WITH live AS (SELECT s.* FROM prompt_shingles s
                       WHERE s.prompt_id NOT IN (SELECT prompt_id FROM found_duplicates)),
-        signature AS (SELECT prompt_id, seed // {rows} AS band, list(mh ORDER BY seed) AS part
-                      FROM (SELECT prompt_id, seed, min(hash(h, seed)) AS mh
-                            FROM live, range({seeds}) t(seed) GROUP BY prompt_id, seed)
-                      GROUP BY prompt_id, band),
+        sets AS (SELECT prompt_id, list(h) AS hs FROM live GROUP BY prompt_id),
+        -- per prompt, one list function (not a join of every shingle with every seed and a group by
+        -- of 64 rows per prompt, which ran out of DuckDB's memory cap at 1M prompts)
+        signatures AS (SELECT prompt_id, list_transform(range({seeds}),
+                                  lambda seed: list_min(list_transform(hs, lambda x: hash(x, seed)))) AS sig
+                       FROM sets),
+        signature AS (SELECT prompt_id, band, sig[band * {rows} + 1:(band + 1) * {rows}] AS part
+                      FROM signatures, range({bands}) t(band)),
         candidates AS (SELECT DISTINCT a.prompt_id AS a, b.prompt_id AS b
                        FROM signature a JOIN signature b ON a.band = b.band AND hash(a.part) = hash(b.part)
                             AND a.part = b.part AND a.prompt_id <> b.prompt_id),
-        sizes AS (SELECT prompt_id, count(*) AS n FROM live GROUP BY prompt_id),
+        sizes AS (SELECT prompt_id, len(hs) AS n FROM sets),
         shared AS (SELECT c.a, c.b, count(*) AS k FROM candidates c
                    JOIN live x ON x.prompt_id = c.a JOIN live y ON y.prompt_id = c.b AND y.h = x.h
                    GROUP BY c.a, c.b),
