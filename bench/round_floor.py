@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=192)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", help="fp32 or bf16 (default: the round's own, resolved on this CPU)")
     parser.add_argument("--rates", help="FORWARD,BACKBONE,TRAIN tokens/s measured before (e.g. on an idle "
                                         "machine): skip measuring them")
     args = parser.parse_args()
@@ -80,6 +81,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.backbone import resolve_model_path
+    from engine.precision import autocast, resolve_precision
     from engine.tokens import count_tokens
 
     if args.threads:
@@ -88,6 +90,7 @@ def main() -> None:
     config, evaluation, run = con.execute("SELECT config, evaluation, generation_run FROM rounds WHERE round = ?",
                                           [args.round]).fetchone()
     config, evaluation = json.loads(config), json.loads(evaluation)
+    precision = resolve_precision(args.precision or config["dpo"].get("precision", "auto"), "cpu")
     path = resolve_model_path(args.policy)
     tokenizer = AutoTokenizer.from_pretrained(path)
 
@@ -107,15 +110,18 @@ def main() -> None:
     replies = count_tokens([row[side][0]["content"] for row in rows for side in ("chosen", "rejected")],
                            spec=str(tokenizer.name_or_path))
     pair_lengths = [min(prompts[i // 2] + reply + 1, dpo["max_length"]) for i, reply in enumerate(replies)]
-    steps_pairs = (dpo.get("max_steps") or 0) * dpo["batch_size"] or len(pair_lengths) // 2
-    trained = sum(pair_lengths) / max(len(pair_lengths) // 2, 1) * min(steps_pairs, len(pair_lengths) // 2)
+    n_pairs = len(pair_lengths) // 2
+    epochs_pairs = dpo.get("epochs", 1.0) * n_pairs  # every epoch passes over every pair again
+    steps_pairs = min((dpo.get("max_steps") or 0) * dpo["batch_size"] or epochs_pairs, epochs_pairs)
+    trained = sum(pair_lengths) / max(n_pairs, 1) * steps_pairs
     heldout = 1 if config["round"].get("heldout_rm") else 0
 
     if args.rates:
         rates = dict(zip(("forward", "backbone", "train_lora"), map(float, args.rates.split(","))))
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        rates = measure_rates(model, args.batch, args.length)
+        with autocast(precision, "cpu"):  # the precision the round ran in (weights stay fp32, as there)
+            rates = measure_rates(model, args.batch, args.length)
     tokens = {"sample": sum(sampled), "score": sum(sampled), "dpo_reference": sum(pair_lengths),
               "dpo_training": round(trained), "eval_generate": sum(evaluated),
               "eval_score": sum(evaluated) * (1 + heldout)}
@@ -127,7 +133,8 @@ def main() -> None:
     phases = {"sample": floor["sample"], "score": floor["score"], "dpo": floor["dpo_reference"] + floor["dpo_training"],
               "eval": floor["eval_generate"] + floor["eval_score"]}
     measured = evaluation.get("phase_seconds", {})
-    report = {"round": args.round, "threads": torch.get_num_threads(), "rates_tokens_per_s": rates,
+    report = {"round": args.round, "threads": torch.get_num_threads(), "precision": precision,
+              "rates_tokens_per_s": rates,
               "tokens": tokens, "floor_s": {k: round(v, 1) for k, v in phases.items()},
               "floor_total_min": round(sum(phases.values()) / 60, 1),
               "measured_s": measured,

@@ -7,6 +7,8 @@
 set -euxo pipefail
 # RM_PAIRS (default 400) pairs from each half train the two reward models, RM_MAX_LENGTH (512) tokens each.
 RM_PAIRS=${RM_PAIRS:-400} RM_MAX_LENGTH=${RM_MAX_LENGTH:-512}
+# DPO: the DPO settings of the round and of both arms of the ablation (one setting for all three).
+DPO=${DPO:---lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12}
 HH=$(realpath "${HH:-../shared/data/hh-rlhf-harmless-1800.jsonl}")
 OUT=$(realpath -m "${1:?give a work directory}")
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -21,7 +23,7 @@ $W rm train --data "$OUT/hh-b.jsonl" --skip-invalid --base smollm2 --out "$OUT/r
 date -u
 /usr/bin/time -v $W round --rm rm-hh-a --heldout-rm rm-hh-b --source hh-rlhf-harmless-1800 \
     --prompts 200 --eval-prompts 200 --n 4 --max-new-tokens 64 --out-root $OUT/rounds \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 \
+    $DPO \
     --json > "$OUT/round.json" 2> "$OUT/round.err"
 date -u
 $W rounds
@@ -39,9 +41,9 @@ echo "median margin $MARGIN"
 date -u
 /usr/bin/time -v $W ablate --round 1 --strategy best-vs-worst --min-margin $MARGIN --baseline random-pair \
     --heldout-rm rm-hh-b --max-new-tokens 64 --out-root $OUT/ablation \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 --json > "$OUT/ablate.json" 2> "$OUT/ablate.err"
+    $DPO --json > "$OUT/ablate.json" 2> "$OUT/ablate.err"
 date -u
 $W ablate --round 1 --strategy best-vs-worst --min-margin $MARGIN --baseline random-pair \
     --heldout-rm rm-hh-b --max-new-tokens 64 --out-root $OUT/ablation \
-    --lr 2e-4 --epochs 1 --beta 0.1 --batch-size 8 --micro-batch-size 4 --max-length 256 --max-steps 12 > "$OUT/ablate.md" 2>/dev/null
+    $DPO > "$OUT/ablate.md" 2>/dev/null
 date -u
