@@ -151,6 +151,28 @@ HANDED_OVER = {
 }
 
 
+def test_files_duckdb_reads_on_several_threads_keep_every_line_number(tmp_path):
+    """The bulk lane numbers lines by row order (not by a serial ordinality): files of tens of MB,
+    which DuckDB splits between threads, keep each record's line and the first occurrence wins."""
+    texts = [" ".join(random.Random(i).choices(["alpha", "beta", "gamma", "delta"], k=150)) for i in range(50)]
+
+    def records(tag: str, n: int) -> list[dict]:
+        return [{"prompt": f"{tag} {i}", "responses": [f"{tag} {i}: {texts[i % 50]}", f"{texts[(i * 7) % 50]} {i}"]}
+                for i in range(n)]
+
+    first = write_jsonl(tmp_path / "one.jsonl", records("p", 24_000))  # about 44 MB
+    second = write_jsonl(tmp_path / "two.jsonl", records("p", 100) + records("q", 9_000))  # repeats one's first 100
+    store = Store(tmp_path / "bulk.duckdb", timeout=10)
+    result = import_files(store, [first, second], fmt="bon", progress=False)
+    assert lanes_used(store) == ["bulk"] and result.new_prompts == 24_000 + 9_000
+    with store.connect() as con:
+        rows = queries.fetch_rows(con, "SELECT text, source_line FROM prompts")
+        replies = queries.fetch_rows(con, "SELECT p.text, r.source_line FROM responses r JOIN prompts p USING (prompt_id)")
+    for text, line in rows + replies:
+        tag, number = text.split()
+        assert line == int(number) + (1 if tag == "p" else 101), (text, line)
+
+
 @pytest.mark.parametrize("name", list(HANDED_OVER))
 def test_anything_unusual_goes_to_the_exact_lane_with_the_same_outcome(tmp_path, name):
     path = write_jsonl(tmp_path / "in.jsonl", [GOOD, HANDED_OVER[name], GOOD | {"prompt": "fine 2"}])

@@ -36,11 +36,20 @@ def _any(values: str, test: str) -> str:
     return f"coalesce(list_bool_or(list_transform({values}, lambda x: {test})), false)"
 
 
+# No line column: a record's line is its row's position in the file. `read_json ... WITH ORDINALITY`
+# numbered them but made DuckDB read the file on one thread (the stage took twice as long); the
+# insert keeps the file's order (preserve_insertion_order, DuckDB's default) in consecutive rowids (they
+# start high in a transaction's own storage), so a row's rowid, less the least rowid of its file
+# (`bulk_files`), is its line - 1. `scan` counted the file's lines and
+# `stage_and_insert` declines unless every line is a record, so records and lines correspond.
 _STAGE_TABLE = """
-CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, line BIGINT, prompt VARCHAR, prompt_id VARCHAR,
+CREATE OR REPLACE TEMP TABLE bulk_records (file INTEGER, prompt VARCHAR, prompt_id VARCHAR,
     responses VARCHAR[], scores DOUBLE[], tags VARCHAR[], response_ids VARCHAR[],
-    valid BOOLEAN, distinct_replies BOOLEAN, scored BOOLEAN)
+    valid BOOLEAN, distinct_replies BOOLEAN, scored BOOLEAN);
+CREATE OR REPLACE TEMP TABLE bulk_files (file INTEGER, first_row BIGINT)
 """
+# The staged records with their line numbers.
+_LINED = """(SELECT r.*, r.rowid - f.first_row + 1 AS line FROM bulk_records r JOIN bulk_files f USING (file))"""
 
 _READ = ("read_json($path, format = 'newline_delimited', records = true, maximum_object_size = $max_object, "
          "columns = {prompt: 'JSON', responses: 'JSON', scores: 'JSON', tags: 'JSON'})")
@@ -66,15 +75,15 @@ _VALID = f"""coalesce(types_ok AND prompt_is_text AND NOT regexp_full_match(prom
 
 _STAGE_FILE = f"""
 INSERT INTO bulk_records
-SELECT file, line, prompt, prompt_id, responses, scores, tags,
+SELECT file, prompt, prompt_id, responses, scores, tags,
        list_transform(responses, lambda x: {content_ids.imported_response_id("prompt_id", "x")}),
        {_VALID}, len(list_distinct(responses)) = len(responses), {_any("scores", "x IS NOT NULL")}
-FROM (SELECT $file AS file, line, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")} AS prompt_id,
+FROM (SELECT $file AS file, prompt_is_text, prompt, {content_ids.prompt_id_of_user_text("prompt")} AS prompt_id,
              json_transform(responses, '["VARCHAR"]') AS responses, json_transform(scores, '["DOUBLE"]') AS scores,
              json_transform(tags, '["VARCHAR"]') AS tags, types_ok
-      FROM (SELECT ordinality AS line, coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
+      FROM (SELECT coalesce(json_type(prompt) = 'VARCHAR', false) AS prompt_is_text,
                    prompt ->> '$' AS prompt, responses, scores, tags, {_TYPES_OK} AS types_ok
-            FROM {_READ} WITH ORDINALITY))
+            FROM {_READ}))
 """
 
 # Records breaking a rule, whether any id occurs twice (a prompt in several records, a reply twice
@@ -96,6 +105,8 @@ def stage(con, files: list[tuple[str, int]]) -> tuple[int, int, bool, bool]:
     con.execute(_STAGE_TABLE)
     for number, (path, max_object) in enumerate(files):
         con.execute(_STAGE_FILE, {"file": number, "path": path, "max_object": max_object})
+        con.execute("INSERT INTO bulk_files SELECT $file, min(rowid) FROM bulk_records WHERE file = $file",
+                    {"file": number})
     records, bad, repeats, scored = con.execute(_COUNT).fetchall()[0]
     return int(records), int(bad), bool(repeats), bool(scored)
 
@@ -109,7 +120,7 @@ INSERT INTO prompts (prompt_id, messages, text, source, tags, run_id, source_lin
 SELECT prompt_id, '[{{"content":' || to_json(prompt) || ',"role":"user"}}]', prompt, $source,
        CASE WHEN len(coalesce(tags, [])) = 0 THEN $tags ELSE list_sort(list_distinct(list_concat($tags, tags))) END,
        $run, line, current_timestamp
-FROM bulk_records s
+FROM {lined} s
 WHERE NOT EXISTS (SELECT 1 FROM prompts t WHERE t.prompt_id = s.prompt_id)
 {first}
 """
@@ -117,12 +128,12 @@ WHERE NOT EXISTS (SELECT 1 FROM prompts t WHERE t.prompt_id = s.prompt_id)
 # Each reply of the staged records with its id (computed once, in the stage), read by the two
 # inserts below as subqueries: a temporary table of ten million texts cost as much as the insert
 # itself (it spilled past DuckDB's memory cap), and the scores' pass reads no text.
-_REPLIES = """(
+_REPLIES = f"""(
 SELECT file, line, prompt_id, unnest(response_ids) AS response_id, unnest(responses) AS text,
-       unnest(range(len(responses))) AS sample_index FROM bulk_records)"""
-_REPLY_SCORES = """(
+       unnest(range(len(responses))) AS sample_index FROM {_LINED})"""
+_REPLY_SCORES = f"""(
 SELECT file, line, unnest(response_ids) AS response_id, unnest(scores) AS score,
-       unnest(range(len(responses))) AS sample_index FROM bulk_records)"""
+       unnest(range(len(responses))) AS sample_index FROM {_LINED})"""
 
 _INSERT_RESPONSES = """
 INSERT INTO responses (response_id, prompt_id, text, origin, run_id, sample_index, n_chars, source_line, created_at)
@@ -148,14 +159,14 @@ def insert(con, *, run_id: str, source: str, tags: list[str], rm_id: str | None,
         return _FIRST.format(key=key, more=more) if repeats else ""
 
     counts = {
-        "prompts": _count(con, _INSERT_PROMPTS.format(first=first("prompt_id")),
+        "prompts": _count(con, _INSERT_PROMPTS.format(lined=_LINED, first=first("prompt_id")),
                           {"source": source, "tags": tags, "run": run_id}),
         "responses": _count(con, _INSERT_RESPONSES.format(replies=_REPLIES, first=first("response_id", ", sample_index")),
                             {"run": run_id}),
         "scores": _count(con, _INSERT_SCORES.format(replies=_REPLY_SCORES, first=first("response_id", ", sample_index")),
                          {"rm": rm_id, "run": run_id}) if rm_id else 0,
     }
-    con.execute("DROP TABLE bulk_records")
+    con.execute("DROP TABLE bulk_records; DROP TABLE bulk_files")
     return counts
 
 
