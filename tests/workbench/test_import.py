@@ -206,6 +206,20 @@ def test_skip_invalid_imports_the_rest_and_lists_every_rejected_line(store, tmp_
     assert [(r["line"], r["field"]) for r in rejects] == [(2, None), (3, "chosen")]
 
 
+@pytest.mark.parametrize("second", [b"null", b"5", b'"text"', b"[1]", b'{"prompt": [{"role": "user"'])
+def test_json_lines_named_json_with_a_bad_later_line_is_refused_by_line(store, tmp_path, second):
+    """Found by tests/fuzz: a .json file of JSON Lines whose second line was not an object was refused
+    as a whole ("more data after the document's value"), so --skip-invalid could not skip the line."""
+    path = tmp_path / "pairs.json"
+    path.write_bytes(json.dumps(TRL).encode() + b"\n" + second + b"\n")
+    before = table_counts(store)
+    with pytest.raises(InputError, match="pairs.json:2"):
+        import_files(store, [path], progress=False)
+    assert table_counts(store) == before
+    result = import_files(store, [path], skip_invalid=True, rejects_path=tmp_path / "rej.jsonl", progress=False)
+    assert (result.valid, result.rejected, result.new_pairs) == (1, 1, 1)
+
+
 def test_unknown_format_is_a_clear_error(store, tmp_path):
     path = write_jsonl(tmp_path / "odd.jsonl", [{"foo": 1}])
     with pytest.raises(InputError, match="cannot detect the format"):
