@@ -206,14 +206,18 @@ def test_skip_invalid_imports_the_rest_and_lists_every_rejected_line(store, tmp_
     assert [(r["line"], r["field"]) for r in rejects] == [(2, None), (3, "chosen")]
 
 
-@pytest.mark.parametrize("second", [b"null", b"5", b'"text"', b"[1]", b'{"prompt": [{"role": "user"'])
-def test_json_lines_named_json_with_a_bad_later_line_is_refused_by_line(store, tmp_path, second):
-    """Found by tests/fuzz: a .json file of JSON Lines whose second line was not an object was refused
-    as a whole ("more data after the document's value"), so --skip-invalid could not skip the line."""
+@pytest.mark.parametrize(("bad_line", "bad"), [(line, bad) for line in (1, 2) for bad in (b"null", b"5", b'"text"', b"[1]", b"[]")]
+                         + [(2, b'{"prompt": [{"role": "user"')])
+def test_json_lines_named_json_with_a_bad_line_is_refused_by_line(store, tmp_path, bad, bad_line):
+    """Found by tests/fuzz: a .json file of JSON Lines whose first or second line was not an object was
+    refused as a whole ("more data after the document's value", "a JSON file must hold a record"), so
+    --skip-invalid could not skip the line. (A cut first line stays a refusal of the whole file: it
+    could as well be the start of a document over several lines.)"""
     path = tmp_path / "pairs.json"
-    path.write_bytes(json.dumps(TRL).encode() + b"\n" + second + b"\n")
+    lines = [json.dumps(TRL).encode(), bad] if bad_line == 2 else [bad, json.dumps(TRL).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
     before = table_counts(store)
-    with pytest.raises(InputError, match="pairs.json:2"):
+    with pytest.raises(InputError, match=f"pairs.json:{bad_line}"):
         import_files(store, [path], progress=False)
     assert table_counts(store) == before
     result = import_files(store, [path], skip_invalid=True, rejects_path=tmp_path / "rej.jsonl", progress=False)

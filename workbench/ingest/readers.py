@@ -19,6 +19,7 @@ form before they become Python objects, and Parquet row groups from their metada
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import math
 import zlib
@@ -179,7 +180,15 @@ RECORD_KEYS = {"prompt", "messages", "chosen", "rejected", "responses"}
 def _iter_json_document(reopen: Callable, name: str, max_bytes: int,
                         skip_oversized: bool) -> Iterator[RawRecord | InputError]:
     """A JSON file: an array of records, one record, or an object holding one array of records
-    (a record itself, like {"messages": [...]}, is one record). Scanned in bounded memory."""
+    (a record itself, like {"messages": [...]}, is one record). Scanned in bounded memory.
+
+    Many "JSON" datasets are JSON Lines with a .json name: a file whose first line is a whole JSON
+    value with more lines after it is read line by line, so a bad line (`null`, a number, a cut
+    record) is refused by its line number and --skip-invalid can skip it (found by tests/fuzz)."""
+    if _first_line_is_a_value_and_more_follow(reopen, max_bytes):
+        with reopen() as f:
+            yield from _iter_jsonl(f, name, max_bytes, skip_oversized)
+        return
     with reopen() as f:
         scanner = JsonScanner(f)
         first = scanner.peek()
@@ -195,9 +204,7 @@ def _iter_json_document(reopen: Callable, name: str, max_bytes: int,
             after = scanner.peek()
         except OverLimit:
             data, after = None, None
-    if after is not None:  # Many "JSON" datasets are JSON Lines with a .json name: a first object with
-        # more after it is read line by line, so a bad later line (`null`, a number, a cut record) is a
-        # refusal naming its line, which --skip-invalid can skip (found by tests/fuzz).
+    if after is not None:  # a first object over several lines with more after it: JSON Lines too
         with reopen() as f:
             yield from _iter_jsonl(f, name, max_bytes, skip_oversized)
         return
@@ -211,6 +218,22 @@ def _iter_json_document(reopen: Callable, name: str, max_bytes: int,
             yield RawRecord(name, number, value, "record")
     else:
         yield item
+
+
+def _first_line_is_a_value_and_more_follow(reopen: Callable, max_bytes: int) -> bool:
+    """Whether the first non-blank line holds one whole JSON value and a non-blank line follows it
+    (reads two lines at most, each stopped at the limit)."""
+    with reopen() as f:
+        lines = (raw for _, raw, _ in bounded_lines(f, max_bytes, stop_when_over=True) if raw is None or raw.strip())
+        first = next(lines, None)  # None: no line, or the first is over the limit
+        if first is None:
+            return False
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError:
+            if _with_non_finite_numbers(first) is None:
+                return False
+        return any(True for _ in itertools.islice(lines, 1))
 
 
 def _is_wrapper(value) -> bool:
