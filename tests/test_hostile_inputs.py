@@ -447,3 +447,15 @@ def test_names_that_are_not_utf8_are_one_clear_line(db, tmp_path, what):
     assert done.returncode == 1 and len(errors) == 1, done.stderr.decode()[-2000:]
     assert errors[0].startswith(f"Error: the {what} ") and "\\udcff" in errors[0] and "is not valid text" in errors[0]
     assert snapshot(db) == before
+
+
+def test_a_datasets_arrow_file_with_damaged_offsets_is_refused_in_one_line(db, tmp_path):
+    """Found by tests/fuzz: one flipped byte in a `datasets` directory's Arrow file (a string offset)
+    made pyarrow's to_pylist pass a negative size to Python: SystemError and a traceback."""
+    path = write(tmp_path, "hf", [{"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4.",
+                                   "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 22, obviously."}])
+    arrow = sorted(path.rglob("*.arrow"))[0]
+    data = arrow.read_bytes()
+    where = int(0.84375 * (len(data) - 1))  # the case the fuzzer found: inside the offsets of a string column
+    arrow.write_bytes(data[:where] + bytes([data[where] ^ 0x5A]) + data[where + 1:])
+    assert_refused(db, path, "cannot read the `datasets` directory", "offset")

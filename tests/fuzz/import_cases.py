@@ -241,16 +241,19 @@ class Expected:
 
 def expected_import(values: list, fmt: str, max_bytes: int, unit_overhead: int = 1) -> Expected:
     """The exact lane's rules applied to known values (the oracle for files encoded cleanly)."""
-    chosen = fmt
-    if fmt == "auto":
-        chosen = next((f for f in map(detect_format, values[:100]) if f is not None), None)
-    expected = Expected(chosen)
-    for value in values:
+    def fits(value) -> bool:
         try:
             size = len(json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass"))
         except (ValueError, RecursionError):
-            size = max_bytes + 1
-        if size + unit_overhead > max_bytes or chosen is None:
+            return False
+        return size + unit_overhead <= max_bytes
+
+    chosen = fmt
+    if fmt == "auto":  # detected from records the reader reads: one over the size limit is never parsed
+        chosen = next((f for f in (detect_format(v) for v in values[:100] if fits(v)) if f is not None), None)
+    expected = Expected(chosen)
+    for value in values:
+        if not fits(value) or chosen is None:
             expected.bad += 1
             continue
         try:

@@ -306,6 +306,10 @@ ROWS_PER_BATCH = 4096
 def _iter_rows(batches, name: str, max_bytes: int, start: int = 1) -> Iterator[RawRecord | InputError]:
     number = start - 1
     for batch in batches:
+        # Arrow trusts the offsets and UTF-8 of a file it maps; a damaged `datasets` Arrow file made
+        # to_pylist() pass a negative size to Python (SystemError, found by tests/fuzz). Checked first:
+        # ArrowInvalid then names the damage.
+        batch.validate(full=True)
         # A row's Arrow data is measured before it becomes Python objects (several times its size):
         # a row over the limit is refused at the cost of its Arrow form only.
         rows = range(batch.num_rows) if batch.nbytes > max_bytes else None
