@@ -459,3 +459,14 @@ def test_a_datasets_arrow_file_with_damaged_offsets_is_refused_in_one_line(db, t
     where = int(0.84375 * (len(data) - 1))  # the case the fuzzer found: inside the offsets of a string column
     arrow.write_bytes(data[:where] + bytes([data[where] ^ 0x5A]) + data[where + 1:])
     assert_refused(db, path, "cannot read the `datasets` directory", "offset")
+
+
+def test_a_parquet_string_page_with_a_flipped_byte_is_refused_in_one_line(db, tmp_path):
+    """Found by tests/fuzz: a flipped byte inside a Parquet string page left bytes that are not UTF-8,
+    which pyarrow's to_pylist raised as UnicodeDecodeError, a traceback."""
+    path = write(tmp_path, "parquet", [{"prompt": 0, "chosen": [{"role": "assistant", "content": "Blue."}],
+                                        "rejected": "\x8000\x80\x80\U00010000"}])
+    data = path.read_bytes()
+    where = int(0.1953125 * (len(data) - 1))  # the case the fuzzer found
+    path.write_bytes(data[:where] + bytes([data[where] ^ 0x5A]) + data[where + 1:])
+    assert_refused(db, path, "not a readable Parquet file", "UTF8")
