@@ -23,8 +23,8 @@ import sys, time
 import workbench.store.queries as q
 original = q.insert_new
 calls = {{"n": 0}}
-def stalling(con, name, table):
-    n = original(con, name, table)
+def stalling(con, name, table, **options):
+    n = original(con, name, table, **options)
     if name == {table!r}:
         calls["n"] += 1
         if calls["n"] == {nth}:
