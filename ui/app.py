@@ -155,8 +155,9 @@ def jobs_stop_with_the_app(demo: gr.Blocks):
     other path stops them through `atexit`."""
     ctx: AppContext = demo.workbench
     atexit.register(ctx.jobs.shutdown)
-    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
-                **{sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}}
+    # SIGINT too: a process started with SIGINT ignored (a background job of a script; the test suite,
+    # after some library left it ignored in pytest's process) inherits SIG_IGN, and Ctrl+C would do nothing.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, *STOP_SIGNALS)}
     try:
         yield
     except KeyboardInterrupt:
