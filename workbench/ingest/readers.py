@@ -19,7 +19,6 @@ form before they become Python objects, and Parquet row groups from their metada
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import math
 import zlib
@@ -233,7 +232,7 @@ def _first_line_is_a_value_and_more_follow(reopen: Callable, max_bytes: int) -> 
         except orjson.JSONDecodeError:
             if _with_non_finite_numbers(first) is None:
                 return False
-        return any(True for _ in itertools.islice(lines, 1))
+        return any(True for _ in lines)  # stops at the next line, whatever it holds
 
 
 def _is_wrapper(value) -> bool:
